@@ -1,0 +1,239 @@
+//! Run-time instruction-set selection and the per-call [`Config`].
+//!
+//! Every kernel is written once, generically over [`pulp::Simd`], and
+//! instantiated for each level below. The level is chosen once per call from
+//! [`Config::isa`]; [`Isa::detect`] picks the best one this CPU runs.
+
+use crate::error::KernelError;
+use pulp::{Simd, WithSimd};
+use std::fmt;
+use std::str::FromStr;
+
+/// An instruction-set level a kernel can run at.
+///
+/// | level    | vector | where                                   |
+/// |----------|--------|-----------------------------------------|
+/// | `Scalar` | 1 lane | everywhere (portable Rust)              |
+/// | `Avx2`   | 8×f32  | x86-64 with AVX2 + FMA (pulp's `V3`)     |
+/// | `Avx512` | 16×f32 | x86-64 with AVX-512 F/BW/CD/DQ/VL (`V4`) |
+/// | `Neon`   | 4×f32  | aarch64 (compiled only there)           |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable scalar code, one lane.
+    Scalar,
+    /// AVX2 with FMA, 256-bit vectors.
+    Avx2,
+    /// AVX-512 (F, BW, CD, DQ, VL), 512-bit vectors.
+    Avx512,
+    /// Arm NEON, 128-bit vectors.
+    Neon,
+}
+
+/// Name of the environment variable that lowers [`Isa::detect`].
+pub const ISA_ENV: &str = "TK_ISA";
+
+impl Isa {
+    /// Every level, from the least to the most capable on its architecture.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512];
+
+    /// Whether this CPU (and this build) can run `self`.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => pulp::x86::V3::try_new().is_some(),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx512 => pulp::x86::V4::try_new().is_some(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => pulp::aarch64::Neon::try_new().is_some(),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every level this CPU can run, `Scalar` first and the best last.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The best level this CPU runs, lowered by the `TK_ISA` environment
+    /// variable (`scalar`, `avx2`, `avx512`, `neon`) when it names a level
+    /// that is available. A value naming an unavailable level, or no level at
+    /// all, is ignored here; [`Isa::env_override`] reports it as an error.
+    pub fn detect() -> Isa {
+        let best = Isa::hardware_best();
+        match Isa::env_override() {
+            Ok(Some(isa)) if isa.is_available() => isa,
+            _ => best,
+        }
+    }
+
+    /// The best level this CPU runs, ignoring `TK_ISA`.
+    pub fn hardware_best() -> Isa {
+        *Isa::available().last().unwrap_or(&Isa::Scalar)
+    }
+
+    /// The level named by `TK_ISA`, if the variable is set.
+    ///
+    /// # Errors
+    /// [`KernelError::UnknownIsa`] when the value names no level.
+    pub fn env_override() -> Result<Option<Isa>, KernelError> {
+        match std::env::var(ISA_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.parse().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Number of f32 lanes in one vector register at this level.
+    pub fn f32_lanes(self) -> usize {
+        match self {
+            Isa::Scalar => 1,
+            Isa::Neon => 4,
+            Isa::Avx2 => 8,
+            Isa::Avx512 => 16,
+        }
+    }
+
+    /// Lower-case name, as accepted by `TK_ISA` and `FromStr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Isa {
+    type Err = KernelError;
+
+    /// Parses `scalar`, `avx2`, `avx512` or `neon` (case-insensitive,
+    /// surrounding blanks ignored; `avx-512` and `avx512f` also accepted).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Isa::Scalar),
+            "avx2" => Ok(Isa::Avx2),
+            "avx512" | "avx-512" | "avx512f" => Ok(Isa::Avx512),
+            "neon" => Ok(Isa::Neon),
+            _ => Err(KernelError::UnknownIsa {
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// How many threads a kernel may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parallelism {
+    /// The calling thread only.
+    #[default]
+    Serial,
+    /// Up to `n` threads of a rayon pool; `Threads(0)` means all cores.
+    /// Kernels use fewer when the work is too small to pay for them.
+    /// Without the `rayon` feature this runs serially.
+    Threads(usize),
+}
+
+impl Parallelism {
+    /// The number of threads this asks for (`Serial` = 1, `Threads(0)` = cores).
+    pub fn threads(self) -> usize {
+        match self {
+            Parallelism::Serial => 1,
+            Parallelism::Threads(0) => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            Parallelism::Threads(n) => n,
+        }
+    }
+}
+
+/// Per-call settings: which instruction set and how many threads.
+///
+/// `Config::default()` is the detected ISA ([`Isa::detect`]) and
+/// [`Parallelism::Serial`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Instruction-set level. Asking for one the CPU cannot run is an `Err`.
+    pub isa: Isa,
+    /// Thread budget.
+    pub parallelism: Parallelism,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            isa: Isa::detect(),
+            parallelism: Parallelism::Serial,
+        }
+    }
+}
+
+impl Config {
+    /// The detected ISA with the given parallelism.
+    pub fn with_parallelism(parallelism: Parallelism) -> Self {
+        Config {
+            parallelism,
+            ..Config::default()
+        }
+    }
+
+    /// A serial config at the given level.
+    pub fn with_isa(isa: Isa) -> Self {
+        Config {
+            isa,
+            parallelism: Parallelism::Serial,
+        }
+    }
+
+    /// Checks that the ISA can run here.
+    ///
+    /// # Errors
+    /// [`KernelError::IsaUnavailable`] otherwise.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        if self.isa.is_available() {
+            Ok(())
+        } else {
+            Err(KernelError::IsaUnavailable {
+                requested: self.isa,
+            })
+        }
+    }
+}
+
+/// Runs `op` on the SIMD token of `isa`: the one place where a level becomes
+/// code. Returns `IsaUnavailable` rather than running an instruction the CPU
+/// lacks.
+#[inline]
+pub(crate) fn dispatch<Op: WithSimd>(isa: Isa, op: Op) -> Result<Op::Output, KernelError> {
+    match isa {
+        Isa::Scalar => return Ok(op.with_simd(pulp::Scalar::new())),
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 => {
+            if let Some(s) = pulp::x86::V3::try_new() {
+                return Ok(Simd::vectorize(s, op));
+            }
+        }
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx512 => {
+            if let Some(s) = pulp::x86::V4::try_new() {
+                return Ok(Simd::vectorize(s, op));
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            if let Some(s) = pulp::aarch64::Neon::try_new() {
+                return Ok(Simd::vectorize(s, op));
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
+    Err(KernelError::IsaUnavailable { requested: isa })
+}

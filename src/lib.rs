@@ -1,0 +1,38 @@
+//! # transformer-kernels
+//!
+//! Hand-tuned SIMD CPU kernels for the hot loops of a transformer, chosen at
+//! run time for the CPU at hand (AVX-512, AVX2+FMA, NEON, scalar):
+//!
+//! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
+//! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
+//! - [`reference`]: naive scalar (f64) oracles for every kernel.
+//!
+//! Every kernel takes a [`Config`] (ISA level and thread budget), checks its
+//! arguments and returns a [`KernelError`] naming the argument at fault
+//! instead of panicking.
+//!
+//! ```
+//! use transformer_kernels::{bias_gelu, Config, GeluKind};
+//!
+//! let (rows, cols) = (2, 3);
+//! let x = vec![0.5f32; rows * cols];
+//! let bias = [0.0f32, 1.0, -1.0];
+//! let mut out = vec![0.0f32; rows * cols];
+//! bias_gelu(&x, &bias, &mut out, GeluKind::Erf, &Config::default())?;
+//! assert!((out[1] - 1.399_789).abs() < 1e-5); // gelu(1.5)
+//! # Ok::<(), transformer_kernels::KernelError>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod gelu;
+pub mod isa;
+pub mod math;
+pub mod reference;
+mod threads;
+
+pub use error::KernelError;
+pub use gelu::{GeluKind, MathFn, add_bias, bias_gelu, bias_gelu_inplace, gelu, gelu_inplace, map};
+pub use isa::{Config, ISA_ENV, Isa, Parallelism};

@@ -1,0 +1,56 @@
+//! Naive scalar reference implementations: the oracles the tests compare every
+//! SIMD path against, and that users can compare against too.
+//!
+//! Written for clarity, not speed; they compute in f64 and return f64 so a
+//! test can measure the error of an f32 kernel against something better than
+//! itself. They assume valid shapes and panic otherwise (they are oracles, not
+//! the API).
+
+use crate::gelu::GeluKind;
+
+/// Exact GELU in f64: `0.5·x·(1 + erf(x/√2))`, written as `0.5·x·erfc(−x/√2)`
+/// so negative x keeps full relative accuracy. `gelu(−∞) = −0.0`, the limit.
+pub fn gelu_erf(x: f64) -> f64 {
+    if x == f64::NEG_INFINITY {
+        return -0.0;
+    }
+    0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Tanh-approximated GELU in f64: `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`,
+/// evaluated as `x / (1 + exp(−2u))` (the same value without cancellation);
+/// `gelu(−∞) = −0.0`.
+pub fn gelu_tanh(x: f64) -> f64 {
+    if x == f64::NEG_INFINITY {
+        return -0.0;
+    }
+    let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    x / (1.0 + (-2.0 * u).exp())
+}
+
+/// GELU of the given kind, in f64.
+pub fn gelu(x: f64, kind: GeluKind) -> f64 {
+    match kind {
+        GeluKind::Erf => gelu_erf(x),
+        GeluKind::Tanh => gelu_tanh(x),
+    }
+}
+
+/// `gelu(x[r][c] + bias[c])` for row-major `x` with rows of `bias.len()`,
+/// the bias added in f32 (as the kernel's contract says) and GELU in f64.
+///
+/// # Panics
+/// If `bias` is empty while `x` is not, or `x.len() % bias.len() != 0`.
+pub fn bias_gelu(x: &[f32], bias: &[f32], kind: GeluKind) -> Vec<f64> {
+    if x.is_empty() {
+        return Vec::new();
+    }
+    assert!(
+        !bias.is_empty() && x.len().is_multiple_of(bias.len()),
+        "bad shapes"
+    );
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| gelu((v + bias[i % bias.len()]) as f64, kind))
+        .collect()
+}
