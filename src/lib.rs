@@ -3,6 +3,8 @@
 //! Hand-tuned SIMD CPU kernels for the hot loops of a transformer, chosen at
 //! run time for the CPU at hand (AVX-512, AVX2+FMA, NEON, scalar):
 //!
+//! - [`matmul`]: packed, cache- and register-blocked f32 matmul with fused
+//!   epilogues (bias, bias + GELU) and a streamed matrix-vector path;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
 //! - [`reference`]: naive scalar (f64) oracles for every kernel.
@@ -30,9 +32,11 @@ pub mod error;
 pub mod gelu;
 pub mod isa;
 pub mod math;
+pub mod matmul;
 pub mod reference;
 mod threads;
 
 pub use error::KernelError;
 pub use gelu::{GeluKind, MathFn, add_bias, bias_gelu, bias_gelu_inplace, gelu, gelu_inplace, map};
 pub use isa::{Config, ISA_ENV, Isa, Parallelism};
+pub use matmul::{Epilogue, MatMut, MatRef, matmul};

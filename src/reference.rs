@@ -7,6 +7,7 @@
 //! the API).
 
 use crate::gelu::GeluKind;
+use crate::matmul::{Epilogue, MatRef};
 
 /// Exact GELU in f64: `0.5·x·(1 + erf(x/√2))`, written as `0.5·x·erfc(−x/√2)`
 /// so negative x keeps full relative accuracy. `gelu(−∞) = −0.0`, the limit.
@@ -53,4 +54,52 @@ pub fn bias_gelu(x: &[f32], bias: &[f32], kind: GeluKind) -> Vec<f64> {
         .enumerate()
         .map(|(i, &v)| gelu((v + bias[i % bias.len()]) as f64, kind))
         .collect()
+}
+
+/// `epilogue(alpha·A·B + beta·C)` in f64, row-major `m × n`.
+///
+/// `c` is read only when `beta != 0` (pass `None` otherwise); with `k = 0`
+/// or `alpha = 0` the product term is skipped, as in BLAS.
+///
+/// # Panics
+/// On mismatched shapes, or `beta != 0` without `c`.
+pub fn matmul(
+    c: Option<MatRef<'_>>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+) -> Vec<f64> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    assert_eq!(b.rows(), k, "b rows");
+    let (bias, kind) = match epilogue {
+        Epilogue::None => (None, None),
+        Epilogue::Bias(b) => (Some(b), None),
+        Epilogue::BiasGelu(b, kind) => (Some(b), Some(kind)),
+    };
+    let mut out = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut v = 0.0f64;
+            if k > 0 && alpha != 0.0 {
+                let dot: f64 = (0..k)
+                    .map(|p| a.get(i, p).unwrap() as f64 * b.get(p, j).unwrap() as f64)
+                    .sum();
+                v = alpha as f64 * dot;
+            }
+            if beta != 0.0 {
+                let c = c.expect("beta != 0 needs c");
+                v += beta as f64 * c.get(i, j).unwrap() as f64;
+            }
+            if let Some(bias) = bias {
+                v += bias[j] as f64;
+            }
+            if let Some(kind) = kind {
+                v = gelu(v, kind);
+            }
+            out[i * n + j] = v;
+        }
+    }
+    out
 }

@@ -1,0 +1,341 @@
+//! The five-loop blocked driver (BLIS/GotoBLAS): pack B blocks for L2, pack
+//! A blocks, run the microkernel over each tile. Generic over the SIMD level;
+//! only `kernel::blocking` and the microkernel's tile shape depend on it.
+
+use super::kernel::{Blocking, TileEpi, blocking, microkernel};
+use super::{Act, Problem};
+use crate::gelu::{GeluErf, GeluTanh, Identity, VecFn};
+use aligned_vec::{AVec, ConstAlign};
+use pulp::Simd;
+use std::cell::Cell;
+
+type Buf = AVec<f32, ConstAlign<64>>;
+
+thread_local! {
+    /// Packing buffers (A, B), reused across calls on the same thread. Taken
+    /// out and put back rather than borrowed in a `with` closure: code inside
+    /// such a closure is compiled without the SIMD target features.
+    static PACK: Cell<Option<(Buf, Buf)>> = const { Cell::new(None) };
+}
+
+fn ensure(buf: &mut Buf, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// Whether packing A pays for itself: it turns MR strided streams into one
+/// sequential stream, worth it once the tile loop reuses each panel over
+/// several B micro-panels and k is long.
+fn pack_a_pays(p: &Problem, bl: &Blocking) -> bool {
+    p.n > 2 * bl.nr && p.m * p.k >= 64 * 64
+}
+
+/// Whether packing B pays: B rows must be contiguous to skip it, and only
+/// small products (where the pack would rival the arithmetic) skip it.
+fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
+    p.csb != 1 || p.m > 4 * bl.mr || p.k > bl.kc
+}
+
+/// Runs the whole problem on this thread.
+#[inline(always)]
+pub(crate) fn run<S: Simd>(s: S, p: &Problem) {
+    match p.act {
+        Act::None => run_act(s, p, Identity),
+        Act::GeluErf => run_act(s, p, GeluErf),
+        Act::GeluTanh => run_act(s, p, GeluTanh),
+    }
+}
+
+#[inline(always)]
+fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
+    // Constant-folded: one tile shape per vector width.
+    match S::F32_LANES {
+        16 => run_tiles::<S, F, 14, 2>(s, p, act),
+        8 => run_tiles::<S, F, 6, 2>(s, p, act),
+        4 => run_tiles::<S, F, 8, 3>(s, p, act),
+        _ => run_tiles::<S, F, 4, 4>(s, p, act),
+    }
+}
+
+#[inline(always)]
+fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(s: S, p: &Problem, act: F) {
+    let bl = blocking(S::F32_LANES);
+    debug_assert_eq!(bl.mr, MR);
+    debug_assert_eq!(bl.nr, NV * S::F32_LANES);
+    let (pack_a, pack_b) = (pack_a_pays(p, &bl), pack_b_pays(p, &bl));
+    let (mut abuf, mut bbuf) = PACK.take().unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
+    if pack_a {
+        ensure(
+            &mut abuf,
+            bl.mc.min(p.m.next_multiple_of(MR)) * bl.kc.min(p.k),
+        );
+    }
+    if pack_b {
+        ensure(
+            &mut bbuf,
+            bl.nc.min(p.n.next_multiple_of(bl.nr)) * bl.kc.min(p.k),
+        );
+    }
+    let (ab, bb) = (&mut abuf, &mut bbuf);
+    match (pack_a, pack_b) {
+        (true, true) => loops::<S, F, MR, NV, true, true>(s, p, act, &bl, ab, bb),
+        (true, false) => loops::<S, F, MR, NV, true, false>(s, p, act, &bl, ab, bb),
+        (false, true) => loops::<S, F, MR, NV, false, true>(s, p, act, &bl, ab, bb),
+        (false, false) => loops::<S, F, MR, NV, false, false>(s, p, act, &bl, ab, bb),
+    }
+    PACK.set(Some((abuf, bbuf)));
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn loops<
+    S: Simd,
+    F: VecFn,
+    const MR: usize,
+    const NV: usize,
+    const PACKED_A: bool,
+    const PACKED_B: bool,
+>(
+    s: S,
+    p: &Problem,
+    act: F,
+    bl: &Blocking,
+    abuf: &mut Buf,
+    bbuf: &mut Buf,
+) {
+    let nr = bl.nr;
+    let unit_c = p.csc == 1;
+    let mut tile = [0.0f32; 14 * 32];
+    debug_assert!(MR * nr <= tile.len());
+    // pc → ic → (pack A once) → jc → (pack B) → ir → jr: each element of A
+    // and B is packed once per product (A again only when m > MC), the A
+    // micro-panel stays in L1 over the jr loop, the B block in L2.
+    for pc in (0..p.k).step_by(bl.kc) {
+        let kc = bl.kc.min(p.k - pc);
+        let first = pc == 0;
+        let last = pc + kc == p.k;
+        for ic in (0..p.m).step_by(bl.mc) {
+            let mc = bl.mc.min(p.m - ic);
+            if PACKED_A {
+                // SAFETY: the block [ic, ic+mc) × [pc, pc+kc) lies inside A
+                // (Problem invariant); abuf holds ceil(mc/MR)·MR·kc floats.
+                unsafe { pack_a::<MR>(p, ic, pc, mc, kc, abuf.as_mut_ptr()) };
+            }
+            for jc in (0..p.n).step_by(bl.nc) {
+                let nc = bl.nc.min(p.n - jc);
+                if PACKED_B {
+                    // SAFETY: the block [pc, pc+kc) × [jc, jc+nc) lies inside
+                    // B; bbuf holds ceil(nc/nr)·nr·kc floats.
+                    unsafe { pack_b::<S, NV>(s, p, pc, jc, kc, nc, bbuf.as_mut_ptr()) };
+                }
+                for ir in (0..mc).step_by(MR) {
+                    let m_eff = MR.min(mc - ir);
+                    let (a, a_rs, a_cs) = if PACKED_A {
+                        // SAFETY: panel ir/MR of the packed block.
+                        (unsafe { abuf.as_ptr().add(ir * kc) }, 1, MR)
+                    } else {
+                        // SAFETY: element (ic+ir, pc) of A exists.
+                        (
+                            unsafe { p.a.add((ic + ir) * p.rsa + pc * p.csa) },
+                            p.rsa,
+                            p.csa,
+                        )
+                    };
+                    for jr in (0..nc).step_by(nr) {
+                        let n_eff = nr.min(nc - jr);
+                        let (b, b_rs) = if PACKED_B {
+                            // SAFETY: panel jr/nr of the packed block.
+                            (unsafe { bbuf.as_ptr().add(jr * kc) }, nr)
+                        } else {
+                            // SAFETY: element (pc, jc+jr) of B exists (csb = 1).
+                            (unsafe { p.b.add(pc * p.rsb + jc + jr) }, p.rsb)
+                        };
+                        let (i0, j0) = (ic + ir, jc + jr);
+                        let c_scale = if first {
+                            (p.beta != 0.0).then_some(p.beta)
+                        } else {
+                            Some(1.0)
+                        };
+                        let bias = if last && !p.bias.is_null() {
+                            let off = if p.bias_per_row { i0 } else { j0 };
+                            // SAFETY: bias has m (per row) or n (per column)
+                            // elements at stride 1.
+                            unsafe { p.bias.add(off) }
+                        } else {
+                            core::ptr::null()
+                        };
+                        let epi = TileEpi {
+                            alpha: p.alpha,
+                            c_scale,
+                            bias,
+                            bias_per_row: p.bias_per_row,
+                            act,
+                        };
+                        // SAFETY: (i0, j0) is inside C; the tile's live corner
+                        // m_eff × n_eff is inside C.
+                        let c = unsafe { p.c.add(i0 * p.rsc + j0 * p.csc) };
+                        if unit_c {
+                            // SAFETY: contract of `microkernel`, established
+                            // by the bounds above.
+                            unsafe {
+                                if last {
+                                    microkernel::<S, F, MR, NV, PACKED_A, PACKED_B>(
+                                        s, kc, a, a_rs, a_cs, b, b_rs, c, p.rsc, m_eff, n_eff, &epi,
+                                    )
+                                } else {
+                                    let epi = no_act(&epi);
+                                    microkernel::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
+                                        s, kc, a, a_rs, a_cs, b, b_rs, c, p.rsc, m_eff, n_eff, &epi,
+                                    )
+                                }
+                            }
+                        } else {
+                            // Strided C: through a row-major tile buffer.
+                            // SAFETY: gather/scatter touch only the live
+                            // corner of C; the kernel writes `tile` at stride nr.
+                            unsafe {
+                                if epi.c_scale.is_some() {
+                                    for i in 0..m_eff {
+                                        for j in 0..n_eff {
+                                            tile[i * nr + j] = *c.add(i * p.rsc + j * p.csc);
+                                        }
+                                    }
+                                }
+                                let t = tile.as_mut_ptr();
+                                if last {
+                                    microkernel::<S, F, MR, NV, PACKED_A, PACKED_B>(
+                                        s, kc, a, a_rs, a_cs, b, b_rs, t, nr, m_eff, n_eff, &epi,
+                                    )
+                                } else {
+                                    let epi = no_act(&epi);
+                                    microkernel::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
+                                        s, kc, a, a_rs, a_cs, b, b_rs, t, nr, m_eff, n_eff, &epi,
+                                    )
+                                }
+                                for i in 0..m_eff {
+                                    for j in 0..n_eff {
+                                        *c.add(i * p.rsc + j * p.csc) = tile[i * nr + j];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn no_act<F>(e: &TileEpi<F>) -> TileEpi<Identity> {
+    TileEpi {
+        alpha: e.alpha,
+        c_scale: e.c_scale,
+        bias: core::ptr::null(),
+        bias_per_row: false,
+        act: Identity,
+    }
+}
+
+/// Packs B[pc..pc+kc, jc..jc+nc] into micro-panels of `NR = NV·lanes`
+/// columns, each `kc × NR` row-major, zero-padded past the last column.
+/// Full rows of a row-major B move as `NV` vector loads and stores.
+///
+/// # Safety
+/// The block is inside B; `dst` holds `ceil(nc/NR)·NR·kc` floats.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pack_b<S: Simd, const NV: usize>(
+    s: S,
+    p: &Problem,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    dst: *mut f32,
+) {
+    let lanes = S::F32_LANES;
+    let nr = NV * lanes;
+    let _ = s;
+    // SAFETY: reads (pc+q, jc+j) with q < kc, j < nc: inside B; writes
+    // panel·kc·nr + q·nr + j < ceil(nc/nr)·nr·kc.
+    unsafe {
+        for (panel, jr) in (0..nc).step_by(nr).enumerate() {
+            let nb = nr.min(nc - jr);
+            let out = dst.add(panel * kc * nr);
+            let src0 = p.b.add(pc * p.rsb + (jc + jr) * p.csb);
+            if p.csb == 1 && nb == nr {
+                for q in 0..kc {
+                    let src = src0.add(q * p.rsb);
+                    let row = out.add(q * nr);
+                    for v in 0..NV {
+                        let x = (src.add(v * lanes) as *const S::f32s).read_unaligned();
+                        (row.add(v * lanes) as *mut S::f32s).write_unaligned(x);
+                    }
+                }
+                continue;
+            }
+            for q in 0..kc {
+                let row = out.add(q * nr);
+                let src = src0.add(q * p.rsb);
+                for j in 0..nb {
+                    *row.add(j) = *src.add(j * p.csb);
+                }
+                for j in nb..nr {
+                    *row.add(j) = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// Packs A[ic..ic+mc, pc..pc+kc] into micro-panels of `MR` rows, each
+/// `kc × MR` (k-major), zero-padded past the last row.
+///
+/// # Safety
+/// The block is inside A; `dst` holds `ceil(mc/MR)·MR·kc` floats.
+#[inline(always)]
+unsafe fn pack_a<const MR: usize>(
+    p: &Problem,
+    ic: usize,
+    pc: usize,
+    mc: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    // SAFETY: reads (ic+i, pc+q) with i < mc, q < kc: inside A; writes stay
+    // below ceil(mc/MR)·MR·kc.
+    unsafe {
+        for (panel, ir) in (0..mc).step_by(MR).enumerate() {
+            let mb = MR.min(mc - ir);
+            let out = dst.add(panel * kc * MR);
+            let src = p.a.add((ic + ir) * p.rsa + pc * p.csa);
+            if mb == MR {
+                // A full panel: MR loads per step of q (rows are MR streams
+                // whose current lines stay in L1), one contiguous MR-float
+                // store. The loads are volatile only so that LLVM cannot
+                // vectorise across q, which it does with scatters (slower
+                // than this scalar transpose).
+                let rows: [*const f32; MR] = core::array::from_fn(|i| src.add(i * p.rsa));
+                for q in 0..kc {
+                    let o = out.add(q * MR);
+                    let col: [f32; MR] =
+                        core::array::from_fn(|i| rows[i].add(q * p.csa).read_volatile());
+                    (o as *mut [f32; MR]).write_unaligned(col);
+                }
+            } else {
+                for q in 0..kc {
+                    let o = out.add(q * MR);
+                    for i in 0..MR {
+                        *o.add(i) = if i < mb {
+                            *src.add(i * p.rsa + q * p.csa)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The register-blocked microkernel and the per-ISA tile and block sizes.
+//!
+//! Contract (the one place it is stated): `microkernel` computes an
+//! `MR × NR` tile (`NR = NV·lanes`) of `A·B` over `kc` steps, with the
+//! accumulators in registers for the whole loop, then writes
+//! `C ← act(alpha·acc + c_scale·C + bias)` for the `m_eff × n_eff` corner
+//! that exists. With `c_scale = None`, C is never read (BLAS β = 0). C has a
+//! unit column stride (callers with another layout pass a tile buffer).
+//! A element (i, p) is at `a[i·a_rs + p·a_cs]` (packed: `a_rs = 1`,
+//! `a_cs = MR`, rows past `m_eff` zero); B row p of the tile is `NR`
+//! contiguous floats at `b[p·b_rs]` (packed: zero-padded past `n_eff`;
+//! unpacked: only `n_eff` columns exist and are loaded with a mask).
+
+use crate::gelu::VecFn;
+use pulp::Simd;
+
+/// Tile and block sizes for one vector width.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blocking {
+    pub mr: usize,
+    pub nr: usize,
+    /// k per block: an A micro-panel (MR·KC) stays in L1.
+    pub kc: usize,
+    /// Rows of A packed at once (the packed A block, MC·KC, sits in L2/L3
+    /// and is reused across every column block).
+    pub mc: usize,
+    /// Columns of B packed at once: a KC·NC block of B stays in L2.
+    pub nc: usize,
+}
+
+/// Per width: AVX-512 14×32 (28 of 32 zmm hold C), AVX2 6×16 (12 of 16
+/// ymm), 4 lanes (NEON, `Scalar128b`) 8×12 (24 of 32 q), scalar 4×4.
+/// KC = 256 keeps a 14×256 A micro-panel (14 KiB) in L1; NC = 1024 keeps a
+/// 256×1024 packed B block (1 MiB) in this CPU's 2 MiB L2.
+pub(crate) const fn blocking(lanes: usize) -> Blocking {
+    match lanes {
+        16 => Blocking {
+            mr: 14,
+            nr: 32,
+            kc: 512,
+            mc: 14 * 74,
+            nc: 512,
+        },
+        8 => Blocking {
+            mr: 6,
+            nr: 16,
+            kc: 256,
+            mc: 6 * 170,
+            nc: 1024,
+        },
+        4 => Blocking {
+            mr: 8,
+            nr: 12,
+            kc: 256,
+            mc: 8 * 128,
+            nc: 1020,
+        },
+        _ => Blocking {
+            mr: 4,
+            nr: 4,
+            kc: 256,
+            mc: 4 * 256,
+            nc: 512,
+        },
+    }
+}
+
+/// What happens to C after one k-block of a tile.
+#[derive(Clone, Copy)]
+pub(crate) struct TileEpi<F> {
+    pub alpha: f32,
+    /// `Some(s)`: add `s·C` (first block: β; later blocks: 1). `None`: C is
+    /// not read.
+    pub c_scale: Option<f32>,
+    /// Null, or the bias for this tile: its first column (per column) or
+    /// its first row (per row). Only on the last k-block.
+    pub bias: *const f32,
+    pub bias_per_row: bool,
+    /// Activation, applied on the last k-block only (`Identity` otherwise).
+    pub act: F,
+}
+
+/// See the module docs for the contract.
+///
+/// # Safety
+/// `a` valid for the elements the contract reads (rows `< m_eff` when
+/// unpacked, all `MR` rows when packed), `b` for `kc` rows of the tile (`NR`
+/// floats when packed, `n_eff` when not), `c` for `m_eff` rows of `n_eff`
+/// floats at stride `c_rs`, `bias` (if not null) for `n_eff` (per column) or
+/// `m_eff` (per row) floats. `1 ≤ m_eff ≤ MR`, `1 ≤ n_eff ≤ NR`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn microkernel<
+    S: Simd,
+    F: VecFn,
+    const MR: usize,
+    const NV: usize,
+    const PACKED_A: bool,
+    const PACKED_B: bool,
+>(
+    s: S,
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    c: *mut f32,
+    c_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+    epi: &TileEpi<F>,
+) {
+    let lanes = S::F32_LANES;
+    let zero = s.splat_f32s(0.0);
+    let mut acc = [[zero; NV]; MR];
+    // Unpacked A: rows past m_eff reread the last row (computed, never
+    // stored), so nothing outside A is read.
+    let mut arow = [0usize; MR];
+    if !PACKED_A {
+        for (i, r) in arow.iter_mut().enumerate() {
+            *r = i.min(m_eff - 1) * a_rs;
+        }
+    }
+    // Unpacked B: the last vector of a narrow tile is loaded with a mask.
+    let bmask: [_; NV] = core::array::from_fn(|j| {
+        let lo = j * lanes;
+        s.mask_between_m32s(0, n_eff.saturating_sub(lo).min(lanes) as u32)
+    });
+    let full_b = PACKED_B || n_eff == NV * lanes;
+    // SAFETY: all reads stay within what the contract above guarantees.
+    unsafe {
+        let mut ap = a;
+        let mut bp = b;
+        for _ in 0..kc {
+            let mut bv = [zero; NV];
+            for (j, v) in bv.iter_mut().enumerate() {
+                let p = bp.add(j * lanes);
+                *v = if full_b || (j + 1) * lanes <= n_eff {
+                    (p as *const S::f32s).read_unaligned()
+                } else if j * lanes < n_eff {
+                    s.mask_load_ptr_f32s(bmask[j], p)
+                } else {
+                    zero
+                };
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let off = if PACKED_A { i } else { arow[i] };
+                let av = s.splat_f32s(*ap.add(off));
+                for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
+                    *acc_ij = s.mul_add_e_f32s(av, bj, *acc_ij);
+                }
+            }
+            ap = ap.add(a_cs);
+            bp = bp.add(b_rs);
+        }
+        // Hand the accumulators to the epilogue through a separate array,
+        // copied by a tiny constant loop LLVM fully unrolls: the epilogue
+        // indexes its input dynamically, and if that were `acc` itself, `acc`
+        // would live in memory and the k-loop would store it every step.
+        let mut out = [[zero; NV]; MR];
+        for i in 0..MR {
+            for j in 0..NV {
+                out[i][j] = acc[i][j];
+            }
+        }
+        store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
+    }
+}
+
+/// The epilogue: `C ← act(alpha·acc + c_scale·C + bias)` on the live corner.
+///
+/// # Safety
+/// As [`microkernel`] for `c` and `bias`.
+#[inline(always)]
+unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
+    s: S,
+    acc: &[[S::f32s; NV]; MR],
+    c: *mut f32,
+    c_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+    epi: &TileEpi<F>,
+) {
+    let lanes = S::F32_LANES;
+    let alpha = s.splat_f32s(epi.alpha);
+    // SAFETY: every access is to row i < m_eff and columns < n_eff (full
+    // vectors only when all their lanes are < n_eff, masked otherwise).
+    // Constant trip counts with the live-corner test inside: indexing `acc`
+    // with data-dependent bounds would keep it in memory (no SROA) and make
+    // the k-loop store every accumulator on every step.
+    unsafe {
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..MR {
+            if i >= m_eff {
+                break;
+            }
+            let crow = c.add(i * c_rs);
+            for j in 0..NV {
+                let v = acc[i][j];
+                let col = j * lanes;
+                if col >= n_eff {
+                    break;
+                }
+                let full = col + lanes <= n_eff;
+                let mask = s.mask_between_m32s(0, (n_eff - col).min(lanes) as u32);
+                let load = |p: *const f32| {
+                    if full {
+                        (p as *const S::f32s).read_unaligned()
+                    } else {
+                        s.mask_load_ptr_f32s(mask, p)
+                    }
+                };
+                let mut v = if epi.alpha == 1.0 {
+                    v
+                } else {
+                    s.mul_f32s(v, alpha)
+                };
+                if let Some(cs) = epi.c_scale {
+                    let old = load(crow.add(col));
+                    v = if cs == 1.0 {
+                        s.add_f32s(v, old)
+                    } else {
+                        s.mul_add_e_f32s(old, s.splat_f32s(cs), v)
+                    };
+                }
+                if !epi.bias.is_null() {
+                    let bv = if epi.bias_per_row {
+                        s.splat_f32s(*epi.bias.add(i))
+                    } else {
+                        load(epi.bias.add(col))
+                    };
+                    v = s.add_f32s(v, bv);
+                }
+                let v = epi.act.apply(s, v);
+                if full {
+                    (crow.add(col) as *mut S::f32s).write_unaligned(v);
+                } else {
+                    s.mask_store_ptr_f32s(mask, crow.add(col), v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! f32 matrix multiply: `C ← epilogue(alpha·A·B + beta·C)`.
+//!
+//! - [`view`]: strided views ([`MatRef`], [`MatMut`]), bounds-checked;
+//! - `kernel`: the register-blocked microkernel and per-ISA block sizes;
+//! - `gemm`: the five-loop packed driver;
+//! - `gemv`: matrix-vector products (m = 1 or n = 1), streamed unpacked.
+//!
+//! Results do not depend on the thread count: work is split over m and n,
+//! never over k, so every element is summed in the same order.
+
+mod gemm;
+mod gemv;
+mod kernel;
+pub mod view;
+
+pub use view::{MatMut, MatRef};
+
+use crate::error::KernelError;
+use crate::gelu::{GeluErf, GeluKind, GeluTanh, Identity};
+use crate::isa::{Config, dispatch};
+use crate::threads;
+use pulp::{Simd, WithSimd};
+
+/// What is applied to each element of C after `alpha·A·B + beta·C`, while
+/// the tile is still in registers.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Epilogue<'a> {
+    /// Nothing.
+    #[default]
+    None,
+    /// `+ bias[j]` (one value per column of C).
+    Bias(&'a [f32]),
+    /// `gelu(· + bias[j])`.
+    BiasGelu(&'a [f32], GeluKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    None,
+    GeluErf,
+    GeluTanh,
+}
+
+/// A validated product in raw-pointer form (A: m×k, B: k×n, C: m×n).
+#[derive(Clone, Copy)]
+pub(crate) struct Problem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: *const f32,
+    pub rsa: usize,
+    pub csa: usize,
+    pub b: *const f32,
+    pub rsb: usize,
+    pub csb: usize,
+    pub c: *mut f32,
+    pub rsc: usize,
+    pub csc: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Null, or m (per row) / n (per column) contiguous floats.
+    pub bias: *const f32,
+    pub bias_per_row: bool,
+    pub act: Act,
+}
+
+// SAFETY: a Problem is only built by `matmul` from borrows that outlive the
+// call; threads get disjoint blocks of C (see `split`).
+unsafe impl Send for Problem {}
+unsafe impl Sync for Problem {}
+
+/// A matrix-vector product in raw-pointer form: `y (1×n) = x (1×k)·B (k×n)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Gemv {
+    pub k: usize,
+    pub x: *const f32,
+    pub incx: usize,
+    pub b: *const f32,
+    pub rsb: usize,
+    pub csb: usize,
+    pub y: *mut f32,
+    pub incy: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: *const f32,
+    pub bias_stride: usize,
+    pub act: Act,
+}
+
+// SAFETY: as for Problem; threads get disjoint column ranges of y.
+unsafe impl Send for Gemv {}
+unsafe impl Sync for Gemv {}
+
+/// Flops per thread below which a second thread costs more than it saves
+/// (measured here: two threads already pay at 128³, 4 Mflop; at 64³ they
+/// do not).
+const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+/// Matrix elements per thread for the streamed matrix-vector path.
+const MIN_GEMV_ELEMS_PER_THREAD: usize = 1 << 17;
+
+/// `C ← epilogue(alpha·A·B + beta·C)`.
+///
+/// Shapes: `a` is m×k, `b` k×n, `c` m×n, any strides. `k = 0` (or
+/// `alpha = 0`) gives `C ← epilogue(beta·C)` without reading A or B;
+/// `beta = 0` never reads C (NaN already in C does not leak), as in BLAS;
+/// empty m or n is a no-op.
+///
+/// Accuracy: each element is an f32 FMA chain over k (in blocks of 256),
+/// within `2·k·ε·Σ_p |a_ip·b_pj|` of the exact product; the GELU epilogue
+/// adds its own bound (see [`crate::math`]). Threads split m and n, never
+/// k, so the result is bitwise identical for every thread count.
+///
+/// # Errors
+/// - [`KernelError::ShapeMismatch`] naming `b` (`b.rows() != a.cols()`),
+///   `c` (`c` not m×n) or `bias` (length not n);
+/// - [`KernelError::IsaUnavailable`] if `cfg.isa` cannot run here.
+pub fn matmul(
+    c: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    let p = validate(c, a, b, alpha, beta, epilogue)?;
+    cfg.validate()?;
+    if let Some(p) = p {
+        dispatch(
+            cfg.isa,
+            Op {
+                p,
+                nthreads: cfg.parallelism.threads(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks shapes and turns the views into a [`Problem`]; `None` when there
+/// is nothing to do (m = 0 or n = 0).
+fn validate(
+    mut c: MatMut<'_>,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+) -> Result<Option<Problem>, KernelError> {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    if b.rows() != k {
+        return Err(KernelError::shape(
+            "b",
+            format!("b has {} rows but a has {k} columns", b.rows()),
+        ));
+    }
+    if c.rows() != m || c.cols() != n {
+        return Err(KernelError::shape(
+            "c",
+            format!("c is {}x{} but a·b is {m}x{n}", c.rows(), c.cols()),
+        ));
+    }
+    let (bias, act) = match epilogue {
+        Epilogue::None => (None, Act::None),
+        Epilogue::Bias(b) => (Some(b), Act::None),
+        Epilogue::BiasGelu(b, GeluKind::Erf) => (Some(b), Act::GeluErf),
+        Epilogue::BiasGelu(b, GeluKind::Tanh) => (Some(b), Act::GeluTanh),
+    };
+    if let Some(bias) = bias
+        && bias.len() != n
+    {
+        return Err(KernelError::shape(
+            "bias",
+            format!("bias has {} elements but c has {n} columns", bias.len()),
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Problem {
+        m,
+        n,
+        k,
+        a: a.ptr(),
+        rsa: a.row_stride(),
+        csa: a.col_stride(),
+        b: b.ptr(),
+        rsb: b.row_stride(),
+        csb: b.col_stride(),
+        c: c.ptr(),
+        rsc: c.row_stride(),
+        csc: c.col_stride(),
+        alpha,
+        beta,
+        bias: bias.map_or(core::ptr::null(), |b| b.as_ptr()),
+        bias_per_row: false,
+        act,
+    }))
+}
+
+/// [`matmul`] on an explicit [`pulp::Simd`] token, serial: for callers who
+/// dispatch themselves, and for tests of widths this CPU has no `Isa` for
+/// (`pulp::Scalar128b` runs the 4-lane NEON tile shape in portable code).
+pub mod generic {
+    use super::*;
+
+    /// As [`super::matmul`], on `simd`, one thread. Same checks and errors
+    /// (no ISA error: holding a token proves the CPU runs it).
+    pub fn matmul<S: Simd>(
+        simd: S,
+        c: MatMut<'_>,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        alpha: f32,
+        beta: f32,
+        epilogue: Epilogue<'_>,
+    ) -> Result<(), KernelError> {
+        if let Some(p) = validate(c, a, b, alpha, beta, epilogue)? {
+            simd.vectorize(Op { p, nthreads: 1 });
+        }
+        Ok(())
+    }
+}
+
+struct Op {
+    p: Problem,
+    nthreads: usize,
+}
+
+impl WithSimd for Op {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let p = self.p;
+        if p.k == 0 || p.alpha == 0.0 {
+            // C ← epilogue(beta·C): each row of C is a matrix-vector
+            // product with nothing to sum.
+            for i in 0..p.m {
+                let g = Gemv {
+                    k: 0,
+                    x: p.a,
+                    incx: 1,
+                    b: p.b,
+                    rsb: 1,
+                    csb: 1,
+                    // SAFETY: row i of C exists.
+                    y: unsafe { p.c.add(i * p.rsc) },
+                    incy: p.csc,
+                    alpha: 1.0,
+                    beta: p.beta,
+                    bias: p.bias,
+                    bias_stride: 1,
+                    act: p.act,
+                };
+                gemv_act(s, &g, 0, p.n);
+            }
+            return;
+        }
+        if let Some(g) = as_gemv(&p) {
+            let cols = if p.m == 1 { p.n } else { p.m };
+            let nt = threads::threads_for(
+                crate::Parallelism::Threads(self.nthreads),
+                cols * p.k,
+                MIN_GEMV_ELEMS_PER_THREAD,
+            );
+            let step = cols.div_ceil(nt).next_multiple_of(64);
+            let jobs = cols.div_ceil(step);
+            threads::for_each_index(nt, jobs, move |t| {
+                let (j0, j1) = (t * step, ((t + 1) * step).min(cols));
+                s.vectorize(GemvOp { g, j0, j1 });
+            });
+            return;
+        }
+        let flops = 2usize
+            .saturating_mul(p.m)
+            .saturating_mul(p.n)
+            .saturating_mul(p.k);
+        let nt = threads::threads_for(
+            crate::Parallelism::Threads(self.nthreads),
+            flops,
+            MIN_FLOPS_PER_THREAD,
+        );
+        if nt <= 1 {
+            gemm::run(s, &p);
+            return;
+        }
+        let parts = split(&p, nt, kernel::blocking(S::F32_LANES));
+        threads::for_each_index(nt, parts.len(), move |t| {
+            s.vectorize(GemmOp { p: parts[t] });
+        });
+    }
+}
+
+/// The product as a matrix-vector one, when m = 1 (or n = 1, transposed)
+/// and the matrix has a unit stride along one dimension.
+fn as_gemv(p: &Problem) -> Option<Gemv> {
+    let g = if p.m == 1 {
+        Gemv {
+            k: p.k,
+            x: p.a,
+            incx: p.csa,
+            b: p.b,
+            rsb: p.rsb,
+            csb: p.csb,
+            y: p.c,
+            incy: p.csc,
+            alpha: p.alpha,
+            beta: p.beta,
+            bias: p.bias,
+            bias_stride: 1,
+            act: p.act,
+        }
+    } else if p.n == 1 {
+        // Cᵀ (1×m) = bᵀ (1×k) · Aᵀ (k×m); the one bias value is broadcast.
+        Gemv {
+            k: p.k,
+            x: p.b,
+            incx: p.rsb,
+            b: p.a,
+            rsb: p.csa,
+            csb: p.rsa,
+            y: p.c,
+            incy: p.rsc,
+            alpha: p.alpha,
+            beta: p.beta,
+            bias: p.bias,
+            bias_stride: 0,
+            act: p.act,
+        }
+    } else {
+        return None;
+    };
+    (g.csb == 1 || g.rsb == 1).then_some(g)
+}
+
+struct GemvOp {
+    g: Gemv,
+    j0: usize,
+    j1: usize,
+}
+
+impl WithSimd for GemvOp {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        gemv_act(s, &self.g, self.j0, self.j1);
+    }
+}
+
+#[inline(always)]
+fn gemv_act<S: Simd>(s: S, g: &Gemv, j0: usize, j1: usize) {
+    match g.act {
+        Act::None => gemv::run(s, g, Identity, j0, j1),
+        Act::GeluErf => gemv::run(s, g, GeluErf, j0, j1),
+        Act::GeluTanh => gemv::run(s, g, GeluTanh, j0, j1),
+    }
+}
+
+struct GemmOp {
+    p: Problem,
+}
+
+impl WithSimd for GemmOp {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        gemm::run(s, &self.p);
+    }
+}
+
+/// Splits C into `nt` blocks along its longer side (in whole tiles), so
+/// each thread packs only its own share of the operand along that side.
+fn split(p: &Problem, nt: usize, bl: kernel::Blocking) -> Vec<Problem> {
+    let mut out = Vec::with_capacity(nt);
+    if p.n >= p.m {
+        let step = p.n.div_ceil(nt).next_multiple_of(bl.nr);
+        for j0 in (0..p.n).step_by(step) {
+            let w = step.min(p.n - j0);
+            // SAFETY (pointer offsets): column j0 of B, C and bias exist.
+            out.push(unsafe {
+                Problem {
+                    n: w,
+                    b: p.b.add(j0 * p.csb),
+                    c: p.c.add(j0 * p.csc),
+                    bias: if p.bias.is_null() {
+                        p.bias
+                    } else {
+                        p.bias.add(j0)
+                    },
+                    ..*p
+                }
+            });
+        }
+    } else {
+        let step = p.m.div_ceil(nt).next_multiple_of(bl.mr);
+        for i0 in (0..p.m).step_by(step) {
+            let h = step.min(p.m - i0);
+            // SAFETY: row i0 of A and C exist; the bias is per column.
+            out.push(unsafe {
+                Problem {
+                    m: h,
+                    a: p.a.add(i0 * p.rsa),
+                    c: p.c.add(i0 * p.rsc),
+                    ..*p
+                }
+            });
+        }
+    }
+    out
+}
