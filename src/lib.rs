@@ -5,6 +5,8 @@
 //!
 //! - [`matmul`]: packed, cache- and register-blocked f32 matmul with fused
 //!   epilogues (bias, bias + GELU) and a streamed matrix-vector path;
+//! - [`attention`]: flash-style causal / non-causal multi-head attention
+//!   with GQA, KV-cache decode (split-KV) and strided layouts;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
 //! - [`reference`]: naive scalar (f64) oracles for every kernel.
@@ -28,6 +30,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod error;
 pub mod gelu;
 pub mod isa;
@@ -36,6 +39,7 @@ pub mod matmul;
 pub mod reference;
 mod threads;
 
+pub use attention::{AttentionOptions, HeadsMut, HeadsRef, attention, attention_with_lse};
 pub use error::KernelError;
 pub use gelu::{GeluKind, MathFn, add_bias, bias_gelu, bias_gelu_inplace, gelu, gelu_inplace, map};
 pub use isa::{Config, ISA_ENV, Isa, Parallelism};

@@ -6,6 +6,7 @@
 //! itself. They assume valid shapes and panic otherwise (they are oracles, not
 //! the API).
 
+use crate::attention::{AttentionOptions, HeadsRef};
 use crate::gelu::GeluKind;
 use crate::matmul::{Epilogue, MatRef};
 
@@ -102,4 +103,67 @@ pub fn matmul(
         }
     }
     out
+}
+
+/// Naive attention in f64: materialises every score, masks (bottom-right
+/// causal), softmax, weighted sum. Returns the output in `[batch, q_len,
+/// heads, head_dim]` order and the log-sum-exp in `[batch, heads, q_len]`
+/// order. A row whose scores are all −∞ gives zeros and −∞.
+///
+/// # Panics
+/// On shapes the kernel would refuse.
+pub fn attention(
+    q: HeadsRef<'_>,
+    k: HeadsRef<'_>,
+    v: HeadsRef<'_>,
+    opts: &AttentionOptions,
+) -> (Vec<f64>, Vec<f64>) {
+    let (b_n, lq, h_n, d) = (q.batch(), q.seq(), q.heads(), q.head_dim());
+    let (lk, hk_n) = (k.seq(), k.heads());
+    assert!(hk_n > 0 && h_n % hk_n == 0 && (!opts.causal || lq <= lk));
+    let group = h_n / hk_n;
+    let scale = opts.scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
+    let mut out = vec![0.0f64; b_n * lq * h_n * d];
+    let mut lse = vec![0.0f64; b_n * h_n * lq];
+    for b in 0..b_n {
+        for h in 0..h_n {
+            let hk = h / group;
+            for i in 0..lq {
+                let qi = q.row(b, i, h).unwrap();
+                let visible = if opts.causal { i + lk - lq + 1 } else { lk };
+                let scores: Vec<f64> = (0..lk)
+                    .map(|j| {
+                        if j >= visible {
+                            return f64::NEG_INFINITY;
+                        }
+                        let kj = k.row(b, j, hk).unwrap();
+                        scale
+                            * qi.iter()
+                                .zip(kj)
+                                .map(|(&x, &y)| x as f64 * y as f64)
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let o = &mut out[((b * lq + i) * h_n + h) * d..][..d];
+                if m == f64::NEG_INFINITY {
+                    lse[(b * h_n + h) * lq + i] = f64::NEG_INFINITY;
+                    continue;
+                }
+                let w: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let l: f64 = w.iter().sum();
+                for (j, &wj) in w.iter().enumerate() {
+                    if wj == 0.0 {
+                        continue;
+                    }
+                    let vj = v.row(b, j, hk).unwrap();
+                    for (oo, &x) in o.iter_mut().zip(vj) {
+                        *oo += wj / l * x as f64;
+                    }
+                }
+                lse[(b * h_n + h) * lq + i] = m + l.ln();
+            }
+        }
+    }
+    (out, lse)
 }

@@ -9,8 +9,8 @@
 //! never over k, so every element is summed in the same order.
 
 mod gemm;
-mod gemv;
-mod kernel;
+pub(crate) mod gemv;
+pub(crate) mod kernel;
 pub mod view;
 
 pub use view::{MatMut, MatRef};

@@ -1,0 +1,301 @@
+//! Prefill: the flash schedule for one (batch, head, query range).
+//!
+//! KV-outer: for each block of `BC` keys, Kᵀ is packed once and used by every
+//! query of the range; per tile of `MR` queries, `S = scale·Q·Kᵀ` and
+//! `O += P·V` run on the matmul microkernel, with the online softmax (running
+//! max `m`, running sum `l`, O rescaled by `exp(m_old − m_new)`) between
+//! them. O accumulates in the output rows themselves; working memory is
+//! `D·BC + MR·BC + 2·rows` floats, whatever the sequence length.
+
+use super::Attn;
+use crate::gelu::Identity;
+use crate::math;
+use crate::matmul::kernel::{TileEpi, microkernel};
+use pulp::Simd;
+
+/// Keys per block.
+pub(crate) const BC: usize = 256;
+/// Queries per tile (the microkernel's broadcast side).
+pub(crate) const MR: usize = 6;
+
+/// Scratch reused across work items on one thread.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    kt: Vec<f32>,
+    s: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+}
+
+#[inline(always)]
+pub(crate) fn run<S: Simd>(
+    s: S,
+    p: &Attn,
+    b: usize,
+    h: usize,
+    q0: usize,
+    q1: usize,
+    sc: &mut Scratch,
+) {
+    match S::F32_LANES {
+        16 => run_nv::<S, 4>(s, p, b, h, q0, q1, sc),
+        8 => run_nv::<S, 2>(s, p, b, h, q0, q1, sc),
+        4 => run_nv::<S, 4>(s, p, b, h, q0, q1, sc),
+        _ => run_nv::<S, 4>(s, p, b, h, q0, q1, sc),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn run_nv<S: Simd, const NV: usize>(
+    s: S,
+    p: &Attn,
+    b: usize,
+    h: usize,
+    q0: usize,
+    q1: usize,
+    sc: &mut Scratch,
+) {
+    let lanes = S::F32_LANES;
+    let nr = NV * lanes;
+    let d = p.dim;
+    let hk = h / p.group;
+    let rows = q1 - q0;
+    let npanels = BC.div_ceil(nr);
+    if sc.kt.len() < npanels * nr * d {
+        sc.kt.resize(npanels * nr * d, 0.0);
+    }
+    if sc.s.len() < MR * BC {
+        sc.s.resize(MR * BC, 0.0);
+    }
+    sc.m.clear();
+    sc.m.resize(rows, f32::NEG_INFINITY);
+    sc.l.clear();
+    sc.l.resize(rows, 0.0);
+    let (qs, vs, os) = (p.ql.strides[1], p.vl.strides[1], p.ol.strides[1]);
+    // SAFETY (pointer arithmetic in this function): every (b, i, h) used is
+    // inside the validated views (b < batch, i < seq, h < heads, hk < kv
+    // heads), and each row has `d` contiguous elements.
+    let q_row = |i: usize| unsafe { p.q.add(p.ql.offset(b, i, h)) };
+    let k_row = |c: usize| unsafe { p.k.add(p.kl.offset(b, c, hk)) };
+    let v_row = |c: usize| unsafe { p.v.add(p.vl.offset(b, c, hk)) };
+    let o_row = |i: usize| unsafe { p.o.add(p.ol.offset(b, i, h)) };
+    // Keys query i may see: [0, kv_end(i)).
+    let kv_end = |i: usize| {
+        if p.causal {
+            (i + p.lk - p.lq + 1).min(p.lk)
+        } else {
+            p.lk
+        }
+    };
+    for i in q0..q1 {
+        // SAFETY: output row i has d elements.
+        unsafe { core::ptr::write_bytes(o_row(i), 0, d) };
+    }
+    let kv_max = kv_end(q1 - 1);
+    let kt = sc.kt.as_mut_ptr();
+    let sbuf = sc.s.as_mut_ptr();
+    for c0 in (0..kv_max).step_by(BC) {
+        let nb = BC.min(kv_max - c0);
+        // Pack Kᵀ[.., c0..c0+nb] into panels of nr keys, d rows each.
+        // SAFETY: reads key rows c0..c0+nb (< kv_max ≤ lk), d elements each;
+        // writes inside kt (npanels·nr·d).
+        unsafe {
+            for (pi, j0) in (0..nb).step_by(nr).enumerate() {
+                let w = nr.min(nb - j0);
+                let panel = kt.add(pi * nr * d);
+                for j in 0..nr {
+                    if j < w {
+                        let kr = k_row(c0 + j0 + j);
+                        for dd in 0..d {
+                            *panel.add(dd * nr + j) = *kr.add(dd);
+                        }
+                    } else {
+                        for dd in 0..d {
+                            *panel.add(dd * nr + j) = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+        // First query that sees key c0 (causal); earlier ones skip the block.
+        let first = if p.causal {
+            q0.max((c0 + p.lq).saturating_sub(p.lk))
+        } else {
+            q0
+        };
+        for t in (first..q1).step_by(MR) {
+            let m_eff = MR.min(q1 - t);
+            let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
+            let epi_s = TileEpi {
+                alpha: p.scale,
+                c_scale: None,
+                bias: core::ptr::null(),
+                bias_per_row: false,
+                act: Identity,
+            };
+            for (pi, j0) in (0..n_need).step_by(nr).enumerate() {
+                // SAFETY: Q rows t..t+m_eff exist (d contiguous each, stride
+                // qs); the packed panel holds d·nr floats; S has MR rows of
+                // BC ≥ j0 + nr... columns (n_eff ≤ nr, j0 + n_eff ≤ n_need ≤ BC).
+                unsafe {
+                    microkernel::<S, Identity, MR, NV, false, true>(
+                        s,
+                        d,
+                        q_row(t),
+                        qs,
+                        1,
+                        kt.add(pi * nr * d),
+                        nr,
+                        sbuf.add(j0),
+                        BC,
+                        m_eff,
+                        nr.min(n_need - j0),
+                        &epi_s,
+                    )
+                };
+            }
+            for r in 0..m_eff {
+                let i = t + r;
+                let visible = (kv_end(i) - c0).min(n_need);
+                // SAFETY: row r of S holds n_need ≤ BC valid scores.
+                let row = unsafe { core::slice::from_raw_parts_mut(sbuf.add(r * BC), n_need) };
+                let li = i - q0;
+                let (m_new, sum) = softmax_row(s, row, visible, sc.m[li]);
+                let m_old = sc.m[li];
+                let m_use = if m_new == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    m_new
+                };
+                let alpha = if m_old == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (m_old - m_use).exp()
+                };
+                sc.l[li] = sc.l[li] * alpha + sum;
+                sc.m[li] = m_new;
+                if alpha != 1.0 {
+                    // SAFETY: output row i has d elements.
+                    unsafe { scale_row(s, o_row(i), d, alpha) };
+                }
+            }
+            let epi_o = TileEpi {
+                alpha: 1.0,
+                c_scale: Some(1.0),
+                bias: core::ptr::null(),
+                bias_per_row: false,
+                act: Identity,
+            };
+            for d0 in (0..d).step_by(nr) {
+                // SAFETY: P rows are in S (n_need columns, stride BC); V rows
+                // c0..c0+n_need exist with columns d0..d0+n_eff ≤ d; output
+                // rows t..t+m_eff exist.
+                unsafe {
+                    microkernel::<S, Identity, MR, NV, false, false>(
+                        s,
+                        n_need,
+                        sbuf,
+                        BC,
+                        1,
+                        v_row(c0).add(d0),
+                        vs,
+                        o_row(t).add(d0),
+                        os,
+                        m_eff,
+                        nr.min(d - d0),
+                        &epi_o,
+                    )
+                };
+            }
+        }
+    }
+    for i in q0..q1 {
+        let li = i - q0;
+        let l = sc.l[li];
+        // l = 0 only when every score was −∞: the row is all zeros (as
+        // PyTorch), never 0/0.
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        // SAFETY: output row i has d elements.
+        unsafe { scale_row(s, o_row(i), d, inv) };
+        if !p.lse.is_null() {
+            let lse = if l > 0.0 {
+                sc.m[li] + l.ln()
+            } else {
+                f32::NEG_INFINITY
+            };
+            // SAFETY: lse has batch·heads·lq elements (validated).
+            unsafe { *p.lse.add((b * p.heads + h) * p.lq + i) = lse };
+        }
+    }
+}
+
+/// Masks `row[visible..]`, and turns `row[..visible]` into
+/// `exp(row − m_use)` where `m_new = max(m_old, max(row[..visible]))` and
+/// `m_use` is `m_new`, or 0 when that is −∞. Returns `(m_new, Σ exp)`.
+#[inline(always)]
+pub(crate) fn softmax_row<S: Simd>(
+    s: S,
+    row: &mut [f32],
+    visible: usize,
+    m_old: f32,
+) -> (f32, f32) {
+    let (head, tail) = row.split_at_mut(visible);
+    tail.fill(0.0);
+    let mut mx = s.splat_f32s(f32::NEG_INFINITY);
+    {
+        let (v, t) = S::as_simd_f32s(head);
+        for &x in v {
+            mx = s.max_f32s(mx, x);
+        }
+        if !t.is_empty() {
+            let x = s.partial_load_f32s(t);
+            let x = s.select_f32s(
+                s.mask_between_m32s(0, t.len() as u32).mask(),
+                x,
+                s.splat_f32s(f32::NEG_INFINITY),
+            );
+            mx = s.max_f32s(mx, x);
+        }
+    }
+    let m_new = s.reduce_max_f32s(mx).max(m_old);
+    let m_use = if m_new == f32::NEG_INFINITY {
+        0.0
+    } else {
+        m_new
+    };
+    let mv = s.splat_f32s(m_use);
+    let mut sum = s.splat_f32s(0.0);
+    let n = head.len();
+    let (v, t) = S::as_mut_simd_f32s(head);
+    for x in v.iter_mut() {
+        *x = math::exp(s, s.sub_f32s(*x, mv));
+        sum = s.add_f32s(sum, *x);
+    }
+    let mut total = s.reduce_sum_f32s(sum);
+    if !t.is_empty() {
+        let x = math::exp(s, s.sub_f32s(s.partial_load_f32s(t), mv));
+        s.partial_store_f32s(t, x);
+        total += t.iter().sum::<f32>();
+    }
+    let _ = n;
+    (m_new, total)
+}
+
+/// `row[..d] *= f`.
+///
+/// # Safety
+/// `row` valid for `d` reads and writes.
+#[inline(always)]
+pub(crate) unsafe fn scale_row<S: Simd>(s: S, row: *mut f32, d: usize, f: f32) {
+    // SAFETY: the caller's contract.
+    let r = unsafe { core::slice::from_raw_parts_mut(row, d) };
+    let fv = s.splat_f32s(f);
+    let (v, t) = S::as_mut_simd_f32s(r);
+    for x in v.iter_mut() {
+        *x = s.mul_f32s(*x, fv);
+    }
+    for x in t.iter_mut() {
+        *x *= f;
+    }
+}

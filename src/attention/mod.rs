@@ -1,0 +1,465 @@
+//! Flash-style multi-head attention: `softmax(scale·Q·Kᵀ + mask)·V` without
+//! ever materialising the `q_len × kv_len` score matrix.
+//!
+//! - [`view`]: `[batch, seq, heads, head_dim]` views ([`HeadsRef`],
+//!   [`HeadsMut`]) in BSHD, BHSD or any strided layout (e.g. straight out of
+//!   a fused QKV projection);
+//! - `flash`: prefill, KV-outer flash schedule on the matmul microkernel;
+//! - `decode`: few queries against a long KV cache, split-KV across threads.
+//!
+//! Causal masking is bottom-right aligned (FlashAttention-2, llama.cpp):
+//! query i sees keys `j ≤ i + (kv_len − q_len)`, so a decode step is the
+//! same call with `q_len = 1`. Grouped-query attention maps query head `h`
+//! to KV head `h / (heads / kv_heads)` without copying K or V.
+
+mod decode;
+mod flash;
+pub mod view;
+
+pub use view::{HeadsMut, HeadsRef};
+
+use crate::error::KernelError;
+use crate::isa::{Config, dispatch};
+use crate::threads;
+use pulp::{Simd, WithSimd};
+use std::cell::Cell;
+use view::Layout;
+
+/// Attention options (public fields, so callers can write a literal).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AttentionOptions {
+    /// Mask keys after the query (bottom-right aligned, see the module docs).
+    pub causal: bool,
+    /// Score scale; `None` = `1/√head_dim`.
+    pub scale: Option<f32>,
+}
+
+/// A validated call in raw-pointer form.
+#[derive(Clone, Copy)]
+pub(crate) struct Attn {
+    pub q: *const f32,
+    pub ql: Layout,
+    pub k: *const f32,
+    pub kl: Layout,
+    pub v: *const f32,
+    pub vl: Layout,
+    pub o: *mut f32,
+    pub ol: Layout,
+    /// Null, or `batch·heads·lq` floats.
+    pub lse: *mut f32,
+    pub scale: f32,
+    pub causal: bool,
+    /// Query heads per KV head.
+    pub group: usize,
+    pub batch: usize,
+    pub heads: usize,
+    pub lq: usize,
+    pub lk: usize,
+    pub dim: usize,
+}
+
+// SAFETY: built only by `attention_impl` from borrows that outlive the call;
+// work items write disjoint output rows and lse entries.
+unsafe impl Send for Attn {}
+unsafe impl Sync for Attn {}
+
+/// Queries per (batch, head) at or below which the decode path runs.
+const DECODE_MAX_Q: usize = 4;
+/// Keys per split-KV chunk at least (below, one thread reads K/V alone).
+const MIN_KEYS_PER_CHUNK: usize = 1024;
+
+/// `out = softmax(scale·q·kᵀ + mask)·v` per batch and head.
+///
+/// Shapes: `q` and `out` `[B, q_len, H, D]`; `k` and `v` `[B, kv_len, H_kv,
+/// D]` with `H_kv` dividing `H` (grouped-query / multi-query attention).
+/// A row whose scores are all −∞ (reachable only through −∞ inputs) is all
+/// zeros, as in PyTorch.
+///
+/// Accuracy: scores are f32 FMA chains over D; softmax uses [`crate::math::exp`]
+/// (≤ 2 ULP); each output is a convex combination of V rows, within
+/// `~(D + kv_len)·ε·max|v|` of the exact value (stated per test in
+/// `tests/attention.rs`).
+///
+/// # Errors
+/// - [`KernelError::ShapeMismatch`] when batch, head_dim or heads disagree
+///   between `q`, `k`, `v` and `out` (naming the argument), or `H_kv` does not
+///   divide `H`;
+/// - [`KernelError::Empty`] (`k`) when `kv_len = 0` with queries to answer;
+/// - [`KernelError::InvalidArgument`] (`opts`) when causal with
+///   `q_len > kv_len` (rows with nothing to see), or `scale` is not finite;
+/// - [`KernelError::IsaUnavailable`].
+///
+/// Batch, heads or `q_len` = 0 is a no-op.
+pub fn attention(
+    out: HeadsMut<'_>,
+    q: HeadsRef<'_>,
+    k: HeadsRef<'_>,
+    v: HeadsRef<'_>,
+    opts: &AttentionOptions,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    attention_impl(out, q, k, v, opts, None, cfg)
+}
+
+/// [`attention`] that also writes each query row's log-sum-exp of its scaled,
+/// masked scores to `lse` (`[batch, heads, q_len]`, row-major), so partial
+/// results over different key ranges can be merged. A row with every score
+/// −∞ gets −∞.
+///
+/// # Errors
+/// As [`attention`], plus [`KernelError::ShapeMismatch`] (`lse`) if its
+/// length is not `batch·heads·q_len`.
+pub fn attention_with_lse(
+    out: HeadsMut<'_>,
+    q: HeadsRef<'_>,
+    k: HeadsRef<'_>,
+    v: HeadsRef<'_>,
+    opts: &AttentionOptions,
+    lse: &mut [f32],
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    attention_impl(out, q, k, v, opts, Some(lse), cfg)
+}
+
+fn attention_impl(
+    mut out: HeadsMut<'_>,
+    q: HeadsRef<'_>,
+    k: HeadsRef<'_>,
+    v: HeadsRef<'_>,
+    opts: &AttentionOptions,
+    lse: Option<&mut [f32]>,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    let (ql, kl, vl, ol) = (q.layout, k.layout, v.layout, out.layout);
+    let shape = |arg, msg: String| Err(KernelError::shape(arg, msg));
+    for (arg, l) in [("k", kl), ("v", vl), ("out", ol)] {
+        if l.batch != ql.batch {
+            return shape(
+                arg,
+                format!("{arg} has batch {} but q has {}", l.batch, ql.batch),
+            );
+        }
+        if l.dim != ql.dim {
+            return shape(
+                arg,
+                format!("{arg} has head_dim {} but q has {}", l.dim, ql.dim),
+            );
+        }
+    }
+    if ol.seq != ql.seq || ol.heads != ql.heads {
+        return shape(
+            "out",
+            format!(
+                "out has seq {} and {} heads but q has seq {} and {} heads",
+                ol.seq, ol.heads, ql.seq, ql.heads
+            ),
+        );
+    }
+    if vl.seq != kl.seq || vl.heads != kl.heads {
+        return shape(
+            "v",
+            format!(
+                "v has seq {} and {} heads but k has seq {} and {} heads",
+                vl.seq, vl.heads, kl.seq, kl.heads
+            ),
+        );
+    }
+    let (batch, lq, heads, dim) = (ql.batch, ql.seq, ql.heads, ql.dim);
+    let (lk, kv_heads) = (kl.seq, kl.heads);
+    if kv_heads == 0 || heads % kv_heads != 0 {
+        return shape(
+            "k",
+            format!("k has {kv_heads} heads, which does not divide q's {heads}"),
+        );
+    }
+    let lse_len = batch * heads * lq;
+    if let Some(l) = &lse
+        && l.len() != lse_len
+    {
+        return shape(
+            "lse",
+            format!(
+                "lse has {} elements but batch·heads·q_len is {lse_len}",
+                l.len()
+            ),
+        );
+    }
+    let scale = opts.scale.unwrap_or(1.0 / (dim.max(1) as f32).sqrt());
+    if !scale.is_finite() {
+        return Err(KernelError::invalid(
+            "opts",
+            format!("scale {scale} is not finite"),
+        ));
+    }
+    cfg.validate()?;
+    if batch == 0 || heads == 0 || lq == 0 {
+        return Ok(());
+    }
+    if lk == 0 {
+        return Err(KernelError::empty(
+            "k",
+            "kv_len is 0: the queries have no keys to attend to",
+        ));
+    }
+    if opts.causal && lq > lk {
+        return Err(KernelError::invalid(
+            "opts",
+            format!(
+                "causal attention with q_len {lq} > kv_len {lk}: the first rows would see no key"
+            ),
+        ));
+    }
+    if dim == 0 {
+        return Ok(());
+    }
+    let p = Attn {
+        q: q.ptr(),
+        ql,
+        k: k.ptr(),
+        kl,
+        v: v.ptr(),
+        vl,
+        o: out.ptr(),
+        ol,
+        lse: lse.map_or(core::ptr::null_mut(), |l| l.as_mut_ptr()),
+        scale,
+        causal: opts.causal,
+        group: heads / kv_heads,
+        batch,
+        heads,
+        lq,
+        lk,
+        dim,
+    };
+    let nt = cfg.parallelism.threads();
+    if lq <= DECODE_MAX_Q {
+        run_decode(cfg, &p, nt)
+    } else {
+        run_prefill(cfg, &p, nt)
+    }
+}
+
+thread_local! {
+    /// Per-thread prefill scratch; taken out and put back (not borrowed in a
+    /// `with` closure, whose body would lose the SIMD target features).
+    static SCRATCH: Cell<Option<flash::Scratch>> = const { Cell::new(None) };
+    static SCORES: Cell<Option<Vec<f32>>> = const { Cell::new(None) };
+}
+
+/// Prefill: work items are (batch, head, query range); a head's queries are
+/// split only when there are fewer heads than about two per thread, at
+/// boundaries that balance the causal triangle (later queries see more keys).
+fn run_prefill(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
+    let heads_total = p.batch * p.heads;
+    let flops = 4.0 * p.lq as f64 * p.lk as f64 * p.dim as f64 * heads_total as f64;
+    let nt = if flops < 4e6 { 1 } else { nt.max(1) };
+    let splits = if nt > 1 && heads_total < 2 * nt {
+        (2 * nt).div_ceil(heads_total)
+    } else {
+        1
+    };
+    let bounds = query_splits(p, splits);
+    let items: Vec<(usize, usize, usize, usize)> = (0..heads_total)
+        .flat_map(|bh| {
+            bounds
+                .windows(2)
+                .filter(|w| w[1] > w[0])
+                .map(move |w| (bh / p.heads, bh % p.heads, w[0], w[1]))
+        })
+        .collect();
+    let p = *p;
+    let isa = cfg.isa;
+    let run = |j: usize| {
+        let (b, h, q0, q1) = items[j];
+        let mut sc = SCRATCH.take().unwrap_or_default();
+        let r = dispatch(
+            isa,
+            PrefillOp {
+                p,
+                b,
+                h,
+                q0,
+                q1,
+                sc: &mut sc,
+            },
+        );
+        SCRATCH.set(Some(sc));
+        debug_assert!(r.is_ok(), "validated");
+    };
+    threads::for_each_index(nt, items.len(), run);
+    Ok(())
+}
+
+/// Query boundaries `0 = b_0 < … < b_n = lq` with about equal work per part.
+fn query_splits(p: &Attn, n: usize) -> Vec<usize> {
+    if n <= 1 {
+        return vec![0, p.lq];
+    }
+    let work = |i: usize| {
+        if p.causal {
+            (i + p.lk - p.lq + 1) as f64
+        } else {
+            p.lk as f64
+        }
+    };
+    let total: f64 = (0..p.lq).map(work).sum();
+    let mut out = vec![0];
+    let mut acc = 0.0;
+    for i in 0..p.lq {
+        acc += work(i);
+        if acc >= total * out.len() as f64 / n as f64 && out.len() < n {
+            // Round to whole tiles so no tile straddles two items.
+            let b = (i + 1).next_multiple_of(flash::MR).min(p.lq);
+            if b > *out.last().unwrap() {
+                out.push(b);
+            }
+        }
+    }
+    if *out.last().unwrap() != p.lq {
+        out.push(p.lq);
+    }
+    out
+}
+
+struct PrefillOp<'a> {
+    p: Attn,
+    b: usize,
+    h: usize,
+    q0: usize,
+    q1: usize,
+    sc: &'a mut flash::Scratch,
+}
+
+impl WithSimd for PrefillOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        flash::run(s, &self.p, self.b, self.h, self.q0, self.q1, self.sc);
+    }
+}
+
+/// Decode: every (batch, head, query) row, its keys split into chunks so
+/// that there are about as many chunks as threads; partial results merged.
+fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
+    let rows = p.batch * p.heads * p.lq;
+    let kv_end = |i: usize| {
+        if p.causal {
+            (i + p.lk - p.lq + 1).min(p.lk)
+        } else {
+            p.lk
+        }
+    };
+    let per_row = if nt > 1 {
+        nt.div_ceil(rows)
+            .min(p.lk.div_ceil(MIN_KEYS_PER_CHUNK))
+            .max(1)
+    } else {
+        1
+    };
+    let stride = p.dim + 2;
+    let mut parts = vec![0.0f32; rows * per_row * stride];
+    let jobs = rows * per_row;
+    let nt = if p.lk * p.dim * rows < (1 << 16) {
+        1
+    } else {
+        nt
+    };
+    let partp = SendPtr(parts.as_mut_ptr());
+    let pp = *p;
+    let isa = cfg.isa;
+    threads::for_each_index(nt, jobs, move |j| {
+        let (row, c) = (j / per_row, j % per_row);
+        let (b, h, i) = (
+            row / (pp.heads * pp.lq),
+            (row / pp.lq) % pp.heads,
+            row % pp.lq,
+        );
+        let end = kv_end(i);
+        let step = end.div_ceil(per_row);
+        let (c0, c1) = (c * step, ((c + 1) * step).min(end));
+        // SAFETY: job j owns parts[j·stride .. (j+1)·stride].
+        let part = unsafe { partp.get().add(j * stride) };
+        if c0 >= c1 {
+            // An empty chunk contributes nothing.
+            // SAFETY: as above.
+            unsafe {
+                *part = f32::NEG_INFINITY;
+                *part.add(1) = 0.0;
+            }
+            return;
+        }
+        let mut scores = SCORES.take().unwrap_or_default();
+        let r = dispatch(
+            isa,
+            DecodeOp {
+                p: pp,
+                b,
+                h,
+                i,
+                c0,
+                c1,
+                scores: &mut scores,
+                part,
+            },
+        );
+        SCORES.set(Some(scores));
+        debug_assert!(r.is_ok(), "validated");
+    });
+    for row in 0..rows {
+        let (b, h, i) = (row / (p.heads * p.lq), (row / p.lq) % p.heads, row % p.lq);
+        let chunk = &parts[row * per_row * stride..(row + 1) * per_row * stride];
+        // SAFETY: output row (b, i, h) has dim elements; lse has rows entries
+        // in (b, h, i) order.
+        unsafe {
+            let lse = decode::merge(chunk, p.dim, p.o.add(p.ol.offset(b, i, h)));
+            if !p.lse.is_null() {
+                *p.lse.add((b * p.heads + h) * p.lq + i) = lse;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: each job writes its own disjoint slice of the parts buffer.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+struct DecodeOp<'a> {
+    p: Attn,
+    b: usize,
+    h: usize,
+    i: usize,
+    c0: usize,
+    c1: usize,
+    scores: &'a mut Vec<f32>,
+    part: *mut f32,
+}
+
+impl WithSimd for DecodeOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        // SAFETY: run_decode hands each job an in-range row and key chunk and
+        // its own d + 2 floats of `part`.
+        unsafe {
+            decode::chunk(
+                s,
+                &self.p,
+                self.b,
+                self.h,
+                self.i,
+                self.c0,
+                self.c1,
+                self.scores,
+                self.part,
+            )
+        };
+    }
+}

@@ -1,0 +1,566 @@
+//! `attention` vs `reference::attention` (f64, materialised) on every level
+//! this CPU runs, over random shapes, GQA groupings, causal/non-causal,
+//! scales and layouts (BSHD, BHSD, strided from a fused QKV buffer); decode
+//! against the last row of a full causal pass; thread invariance; −∞ rows;
+//! every error path.
+//!
+//! Tolerance per output element, u = 2⁻²⁴: a score is an FMA chain over D,
+//! off by at most δ = (D + 2)·u·|scale|·max_j Σ_d |q_d·k_jd|; a softmax
+//! weight then carries relative error ≤ 2δ (numerator and the max shift) +
+//! 2 ULP of exp + kv_len·u of the running sum; the output, a convex
+//! combination of V rows, adds kv_len·u·max|v| for its own sum. So
+//! |out − exact| ≤ max|v|·(2δ + (2·kv_len + D + 16)·2u), doubled for
+//! second-order terms.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use transformer_kernels::{
+    AttentionOptions, Config, HeadsMut, HeadsRef, Isa, KernelError, Parallelism, attention,
+    attention_with_lse, reference,
+};
+
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Lay {
+    Bshd,
+    Bhsd,
+    /// q, k, v interleaved in one `[B, S, 3, H, D]` buffer (needs
+    /// q_len = kv_len and equal head counts; otherwise falls back to BSHD).
+    FusedQkv,
+}
+
+struct Tensors {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    qkv: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    b: usize,
+    h: usize,
+    hk: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    causal: bool,
+    scale: Option<f32>,
+    lay: Lay,
+    seed: u64,
+}
+
+fn fill(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+impl Case {
+    fn fused(&self) -> bool {
+        self.lay == Lay::FusedQkv && self.lq == self.lk && self.h == self.hk
+    }
+    fn tensors(&self) -> Tensors {
+        let (b, h, hk, lq, lk, d) = (self.b, self.h, self.hk, self.lq, self.lk, self.d);
+        Tensors {
+            q: fill(b * lq * h * d, self.seed),
+            k: fill(b * lk * hk * d, self.seed ^ 1),
+            v: fill(b * lk * hk * d, self.seed ^ 2),
+            qkv: fill(b * lq * 3 * h * d, self.seed ^ 3),
+        }
+    }
+    fn views<'a>(&self, t: &'a Tensors) -> (HeadsRef<'a>, HeadsRef<'a>, HeadsRef<'a>) {
+        let (b, h, hk, lq, lk, d) = (self.b, self.h, self.hk, self.lq, self.lk, self.d);
+        if self.fused() {
+            let st = [lq * 3 * h * d, 3 * h * d, d];
+            return (
+                HeadsRef::strided(&t.qkv, b, lq, h, d, st).unwrap(),
+                HeadsRef::strided(&t.qkv[h * d..], b, lk, h, d, st).unwrap(),
+                HeadsRef::strided(&t.qkv[2 * h * d..], b, lk, h, d, st).unwrap(),
+            );
+        }
+        let f = if self.lay == Lay::Bhsd {
+            HeadsRef::bhsd
+        } else {
+            HeadsRef::bshd
+        };
+        (
+            f(&t.q, b, lq, h, d).unwrap(),
+            f(&t.k, b, lk, hk, d).unwrap(),
+            f(&t.v, b, lk, hk, d).unwrap(),
+        )
+    }
+    fn opts(&self) -> AttentionOptions {
+        AttentionOptions {
+            causal: self.causal,
+            scale: self.scale,
+        }
+    }
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        1usize..=2,
+        prop::sample::select(vec![
+            (1usize, 1usize),
+            (2, 1),
+            (2, 2),
+            (3, 1),
+            (3, 3),
+            (4, 1),
+            (4, 2),
+            (4, 4),
+        ]),
+        prop_oneof![
+            1usize..=150,
+            prop::sample::select(vec![1usize, 5, 6, 7, 12, 13])
+        ],
+        0usize..=150,
+        prop::sample::select(vec![1usize, 3, 8, 16, 31, 32, 64, 65, 80, 96, 128]),
+        any::<bool>(),
+        prop::option::of(0.01f32..1.0),
+        prop::sample::select(vec![Lay::Bshd, Lay::Bhsd, Lay::FusedQkv]),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(b, (h, hk), lq, extra, d, causal, scale, lay, seed)| Case {
+                b,
+                h,
+                hk,
+                lq,
+                lk: (lq + extra).min(300),
+                d,
+                causal,
+                scale,
+                lay,
+                seed,
+            },
+        )
+}
+
+/// Per-row tolerance (see the module docs); the inputs are in [−1, 1].
+fn tolerance(c: &Case) -> f64 {
+    let scale = c.scale.unwrap_or(1.0 / (c.d as f32).sqrt()) as f64;
+    let delta = (c.d as f64 + 2.0) * U * scale * c.d as f64;
+    2.0 * (2.0 * delta + (2.0 * c.lk as f64 + c.d as f64 + 16.0) * 2.0 * U)
+}
+
+fn run(c: &Case, t: &Tensors, cfg: &Config) -> (Vec<f32>, Vec<f32>) {
+    let (q, k, v) = c.views(t);
+    let mut out = vec![f32::NAN; c.b * c.lq * c.h * c.d];
+    let mut lse = vec![f32::NAN; c.b * c.h * c.lq];
+    let om = if c.lay == Lay::Bhsd {
+        HeadsMut::bhsd(&mut out, c.b, c.lq, c.h, c.d).unwrap()
+    } else {
+        HeadsMut::bshd(&mut out, c.b, c.lq, c.h, c.d).unwrap()
+    };
+    attention_with_lse(om, q, k, v, &c.opts(), &mut lse, cfg).unwrap();
+    // Back to BSHD order for comparison.
+    if c.lay == Lay::Bhsd {
+        let mut o2 = vec![0.0; out.len()];
+        for b in 0..c.b {
+            for h in 0..c.h {
+                for i in 0..c.lq {
+                    let src = ((b * c.h + h) * c.lq + i) * c.d;
+                    let dst = ((b * c.lq + i) * c.h + h) * c.d;
+                    o2[dst..dst + c.d].copy_from_slice(&out[src..src + c.d]);
+                }
+            }
+        }
+        out = o2;
+    }
+    (out, lse)
+}
+
+fn compare(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w == f64::NEG_INFINITY {
+            assert_eq!(g, f32::NEG_INFINITY, "{what} [{i}]");
+            continue;
+        }
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= tol,
+            "{what} [{i}]: got {g}, want {w} (err {err:e} > {tol:e})"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn matches_reference_on_every_level(c in case()) {
+        let t = c.tensors();
+        let (q, k, v) = c.views(&t);
+        let (want, want_lse) = reference::attention(q, k, v, &c.opts());
+        let tol = tolerance(&c);
+        let mut serial = None;
+        for cfg in configs() {
+            let (out, lse) = run(&c, &t, &cfg);
+            compare(&format!("{} {c:?}", cfg.isa), &out, &want, tol);
+            // lse: scores off by δ each, the log of the sum by kv_len·u more.
+            compare(&format!("{} lse {c:?}", cfg.isa), &lse, &want_lse, tol + 1e-5);
+            let par = Config { isa: cfg.isa, parallelism: Parallelism::Threads(2) };
+            let (out2, _) = run(&c, &t, &par);
+            compare(&format!("{} 2 threads {c:?}", cfg.isa), &out2, &want, tol);
+            if cfg.isa == Isa::detect() {
+                serial = Some(out);
+            }
+        }
+        prop_assert!(serial.is_some());
+    }
+}
+
+#[test]
+fn decode_step_equals_last_row_of_full_causal() {
+    for &(lk, h, hk, d) in &[
+        (1usize, 1usize, 1usize, 64usize),
+        (77, 4, 2, 64),
+        (600, 2, 1, 128),
+        (3000, 12, 12, 64),
+        (5000, 8, 2, 80),
+    ] {
+        let (q, k, v) = (
+            fill(lk * h * d, 1),
+            fill(lk * hk * d, 2),
+            fill(lk * hk * d, 3),
+        );
+        let opts = AttentionOptions {
+            causal: true,
+            scale: None,
+        };
+        let kr = HeadsRef::bshd(&k, 1, lk, hk, d).unwrap();
+        let vr = HeadsRef::bshd(&v, 1, lk, hk, d).unwrap();
+        let c = Case {
+            b: 1,
+            h,
+            hk,
+            lq: 1,
+            lk,
+            d,
+            causal: true,
+            scale: None,
+            lay: Lay::Bshd,
+            seed: 0,
+        };
+        let tol = tolerance(&c);
+        for isa in Isa::available() {
+            for par in [Parallelism::Serial, Parallelism::Threads(2)] {
+                let cfg = Config {
+                    isa,
+                    parallelism: par,
+                };
+                let mut full = vec![0.0f32; lk * h * d];
+                attention(
+                    HeadsMut::bshd(&mut full, 1, lk, h, d).unwrap(),
+                    HeadsRef::bshd(&q, 1, lk, h, d).unwrap(),
+                    kr,
+                    vr,
+                    &opts,
+                    &cfg,
+                )
+                .unwrap();
+                let last = &q[(lk - 1) * h * d..];
+                let mut step = vec![0.0f32; h * d];
+                attention(
+                    HeadsMut::bshd(&mut step, 1, 1, h, d).unwrap(),
+                    HeadsRef::bshd(last, 1, 1, h, d).unwrap(),
+                    kr,
+                    vr,
+                    &opts,
+                    &cfg,
+                )
+                .unwrap();
+                let full_last = &full[(lk - 1) * h * d..];
+                for (i, (a, b)) in step.iter().zip(full_last).enumerate() {
+                    assert!(
+                        ((a - b) as f64).abs() <= 2.0 * tol,
+                        "{isa} {par:?} lk={lk} [{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn prefill_threads_do_not_change_bits() {
+    // Prefill splits queries, never keys: every row is summed the same way.
+    for &(n, h) in &[(700usize, 1usize), (300, 3), (129, 12)] {
+        let d = 64;
+        let x = fill(n * h * d, 9);
+        let r = HeadsRef::bshd(&x, 1, n, h, d).unwrap();
+        for isa in Isa::available() {
+            let go = |par| {
+                let mut o = vec![0.0f32; n * h * d];
+                attention(
+                    HeadsMut::bshd(&mut o, 1, n, h, d).unwrap(),
+                    r,
+                    r,
+                    r,
+                    &AttentionOptions {
+                        causal: true,
+                        scale: None,
+                    },
+                    &Config {
+                        isa,
+                        parallelism: par,
+                    },
+                )
+                .unwrap();
+                o
+            };
+            let s = go(Parallelism::Serial);
+            for par in [Parallelism::Threads(2), Parallelism::Threads(3)] {
+                let p = go(par);
+                assert!(
+                    s.iter().zip(&p).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa} n={n} h={h} {par:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn all_minus_infinity_rows_give_zeros() {
+    let (n, d) = (20, 16);
+    let q = vec![1.0f32; n * d];
+    let k = vec![f32::NEG_INFINITY; n * d];
+    let v = fill(n * d, 4);
+    for cfg in configs() {
+        for lq in [1usize, n] {
+            let mut o = vec![f32::NAN; lq * d];
+            let mut lse = vec![0.0f32; lq];
+            attention_with_lse(
+                HeadsMut::bshd(&mut o, 1, lq, 1, d).unwrap(),
+                HeadsRef::bshd(&q[..lq * d], 1, lq, 1, d).unwrap(),
+                HeadsRef::bshd(&k, 1, n, 1, d).unwrap(),
+                HeadsRef::bshd(&v, 1, n, 1, d).unwrap(),
+                &AttentionOptions {
+                    causal: false,
+                    scale: None,
+                },
+                &mut lse,
+                &cfg,
+            )
+            .unwrap();
+            assert!(o.iter().all(|&x| x == 0.0), "{} lq={lq}: {o:?}", cfg.isa);
+            assert!(lse.iter().all(|&x| x == f32::NEG_INFINITY));
+        }
+    }
+}
+
+#[test]
+fn empty_and_error_paths() {
+    let cfg = Config::default();
+    let x = fill(2 * 8 * 4 * 16, 5);
+    let opts = AttentionOptions::default();
+    let q = HeadsRef::bshd(&x, 2, 8, 4, 16).unwrap();
+    let mut o = vec![7.0f32; 2 * 8 * 4 * 16];
+
+    // kv heads must divide q heads.
+    let k3 = HeadsRef::bshd(&x[..2 * 8 * 3 * 16], 2, 8, 3, 16).unwrap();
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        k3,
+        k3,
+        &opts,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "k", .. }),
+        "{e:?}"
+    );
+    // head_dim mismatch.
+    let k8 = HeadsRef::bshd(&x, 2, 8, 8, 8).unwrap();
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        k8,
+        k8,
+        &opts,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "k", .. }),
+        "{e:?}"
+    );
+    // batch mismatch on v.
+    let v1 = HeadsRef::bshd(&x, 1, 16, 4, 16).unwrap();
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        q,
+        v1,
+        &opts,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "v", .. }),
+        "{e:?}"
+    );
+    // v seq differs from k.
+    let v4 = HeadsRef::bshd(&x[..2 * 4 * 4 * 16], 2, 4, 4, 16).unwrap();
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        q,
+        v4,
+        &opts,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "v", .. }),
+        "{e:?}"
+    );
+    // out shape.
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 2, 32).unwrap(),
+        q,
+        q,
+        q,
+        &opts,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "out", .. }),
+        "{e:?}"
+    );
+    // causal with q_len > kv_len.
+    let k4 = HeadsRef::bshd(&x[..2 * 4 * 4 * 16], 2, 4, 4, 16).unwrap();
+    let causal = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        k4,
+        k4,
+        &causal,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::InvalidArgument { arg: "opts", .. }),
+        "{e:?}"
+    );
+    // ... but fine without the mask.
+    attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        k4,
+        k4,
+        &opts,
+        &cfg,
+    )
+    .unwrap();
+    o.fill(7.0);
+    // kv_len = 0.
+    let k0 = HeadsRef::bshd(&[], 2, 0, 4, 16).unwrap();
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        k0,
+        k0,
+        &opts,
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(matches!(e, KernelError::Empty { arg: "k", .. }), "{e:?}");
+    // Bad scale, bad lse length.
+    let e = attention(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        q,
+        q,
+        &AttentionOptions {
+            causal: false,
+            scale: Some(f32::NAN),
+        },
+        &cfg,
+    )
+    .unwrap_err();
+    assert_eq!(e.arg(), "opts");
+    let e = attention_with_lse(
+        HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+        q,
+        q,
+        q,
+        &opts,
+        &mut [0.0; 5],
+        &cfg,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "lse", .. }),
+        "{e:?}"
+    );
+    for isa in Isa::ALL.into_iter().filter(|i| !i.is_available()) {
+        let e = attention(
+            HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
+            q,
+            q,
+            q,
+            &opts,
+            &Config::with_isa(isa),
+        )
+        .unwrap_err();
+        assert_eq!(e, KernelError::IsaUnavailable { requested: isa });
+    }
+    assert!(o.iter().all(|&x| x == 7.0), "out written on error");
+
+    // Empty batch / heads / q_len: no-ops, even with kv_len = 0.
+    attention(
+        HeadsMut::bshd(&mut [], 0, 8, 4, 16).unwrap(),
+        HeadsRef::bshd(&[], 0, 8, 4, 16).unwrap(),
+        HeadsRef::bshd(&[], 0, 0, 4, 16).unwrap(),
+        HeadsRef::bshd(&[], 0, 0, 4, 16).unwrap(),
+        &causal,
+        &cfg,
+    )
+    .unwrap();
+    attention(
+        HeadsMut::bshd(&mut [], 2, 0, 4, 16).unwrap(),
+        HeadsRef::bshd(&[], 2, 0, 4, 16).unwrap(),
+        k0,
+        k0,
+        &opts,
+        &cfg,
+    )
+    .unwrap();
+
+    // Views: bounds, overflow, overlap.
+    assert!(matches!(
+        HeadsRef::bshd(&x, 2, 8, 4, 17),
+        Err(KernelError::OutOfBounds { .. })
+    ));
+    assert!(HeadsRef::strided(&x, 2, 2, 2, 2, [usize::MAX, 1, 1]).is_err());
+    assert!(matches!(
+        HeadsMut::strided(&mut o, 2, 8, 4, 16, [512, 64, 8]),
+        Err(KernelError::Overlapping { .. })
+    ));
+    assert!(HeadsMut::bhsd(&mut o, 2, 8, 4, 16).is_ok());
+    let r = HeadsRef::bhsd(&x, 2, 8, 4, 16).unwrap();
+    assert_eq!(r.strides(), [512, 16, 128]);
+    assert_eq!(r.row(1, 7, 3).unwrap()[0], x[512 + 3 * 128 + 7 * 16]);
+    assert!(r.row(2, 0, 0).is_none());
+}
