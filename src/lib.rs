@@ -7,6 +7,8 @@
 //!   epilogues (bias, bias + GELU) and a streamed matrix-vector path;
 //! - [`attention`]: flash-style causal / non-causal multi-head attention
 //!   with GQA, KV-cache decode (split-KV) and strided layouts;
+//! - [`layer_norm`], [`rms_norm`]: row norms, one pass for the statistics;
+//! - [`block`]: a GPT-2 decoder layer with KV cache built from the above;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
 //! - [`reference`]: naive scalar (f64) oracles for every kernel.
@@ -31,16 +33,20 @@
 #![warn(missing_docs)]
 
 pub mod attention;
+pub mod block;
 pub mod error;
 pub mod gelu;
 pub mod isa;
 pub mod math;
 pub mod matmul;
+pub mod norm;
 pub mod reference;
 mod threads;
 
 pub use attention::{AttentionOptions, HeadsMut, HeadsRef, attention, attention_with_lse};
+pub use block::{Gpt2Layer, Gpt2Weights, KvCache, StageTimes};
 pub use error::KernelError;
 pub use gelu::{GeluKind, MathFn, add_bias, bias_gelu, bias_gelu_inplace, gelu, gelu_inplace, map};
 pub use isa::{Config, ISA_ENV, Isa, Parallelism};
 pub use matmul::{Epilogue, MatMut, MatRef, matmul};
+pub use norm::{layer_norm, layer_norm_inplace, rms_norm, rms_norm_inplace};

@@ -167,3 +167,97 @@ pub fn attention(
     }
     (out, lse)
 }
+
+/// Layer norm of each row of `d = gamma.len()` elements, in f64 (two-pass
+/// mean and biased variance).
+///
+/// # Panics
+/// On mismatched lengths.
+pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f64> {
+    let d = gamma.len();
+    assert!(d > 0 && x.len().is_multiple_of(d) && beta.len() == d);
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(d) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+        let r = 1.0 / (var + eps as f64).sqrt();
+        for (j, &v) in row.iter().enumerate() {
+            out.push((v as f64 - mean) * r * gamma[j] as f64 + beta[j] as f64);
+        }
+    }
+    out
+}
+
+/// RMS norm of each row of `d = gamma.len()` elements, in f64.
+///
+/// # Panics
+/// On mismatched lengths.
+pub fn rms_norm(x: &[f32], gamma: &[f32], eps: f32) -> Vec<f64> {
+    let d = gamma.len();
+    assert!(d > 0 && x.len().is_multiple_of(d));
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(d) {
+        let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+        let r = 1.0 / (ms + eps as f64).sqrt();
+        for (j, &v) in row.iter().enumerate() {
+            out.push(v as f64 * r * gamma[j] as f64);
+        }
+    }
+    out
+}
+
+/// One GPT-2 layer (see [`crate::block`]) over `n` tokens from an empty
+/// cache, composed from the reference kernels above. Each stage runs in f64
+/// and hands f32 to the next, as the kernels do. Returns the new residual
+/// stream, `[n, d]`.
+///
+/// # Panics
+/// On inconsistent weights or `x.len() != n·d`.
+pub fn gpt2_layer(w: &crate::block::Gpt2Weights, x: &[f32], n: usize) -> Vec<f32> {
+    let (d, h, mlp) = (w.d, w.heads, w.mlp);
+    let hd = d / h;
+    assert_eq!(x.len(), n * d);
+    let to32 = |v: Vec<f64>| v.into_iter().map(|y| y as f32).collect::<Vec<f32>>();
+    let mm = |a: &[f32],
+              m: usize,
+              k: usize,
+              b: &[f32],
+              nn: usize,
+              bias: &[f32],
+              kind: Option<GeluKind>| {
+        let ep = match kind {
+            None => Epilogue::Bias(bias),
+            Some(kind) => Epilogue::BiasGelu(bias, kind),
+        };
+        to32(matmul(
+            None,
+            MatRef::row_major(a, m, k).unwrap(),
+            MatRef::row_major(b, k, nn).unwrap(),
+            1.0,
+            0.0,
+            ep,
+        ))
+    };
+    let h1 = to32(layer_norm(x, &w.ln1_g, &w.ln1_b, w.eps));
+    let qkv = mm(&h1, n, d, &w.w_qkv, 3 * d, &w.b_qkv, None);
+    let st = [n * 3 * d, 3 * d, hd];
+    let q = HeadsRef::strided(&qkv, 1, n, h, hd, st).unwrap();
+    let k = HeadsRef::strided(&qkv[d..], 1, n, h, hd, st).unwrap();
+    let v = HeadsRef::strided(&qkv[2 * d..], 1, n, h, hd, st).unwrap();
+    let (att, _) = attention(
+        q,
+        k,
+        v,
+        &AttentionOptions {
+            causal: true,
+            scale: None,
+        },
+    );
+    let att = to32(att);
+    let proj = mm(&att, n, d, &w.w_o, d, &w.b_o, None);
+    let x1: Vec<f32> = x.iter().zip(&proj).map(|(a, b)| a + b).collect();
+    let h2 = to32(layer_norm(&x1, &w.ln2_g, &w.ln2_b, w.eps));
+    let up = mm(&h2, n, d, &w.w_up, mlp, &w.b_up, Some(GeluKind::Tanh));
+    let down = mm(&up, n, mlp, &w.w_down, d, &w.b_down, None);
+    x1.iter().zip(&down).map(|(a, b)| a + b).collect()
+}

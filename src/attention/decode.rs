@@ -1,92 +1,163 @@
-//! Decode (few queries, long KV): one query row at a time, the keys split
-//! into chunks that threads take independently (flash-decoding); each chunk
-//! leaves `(m, l, o)` — its max score, its sum of `exp(s − m)` and its
-//! unnormalised output — and the chunks are merged by `exp(m_i − M)`.
-//!
-//! Scores are matrix-vector products (`q·Kᵀ`, K rows contiguous: the GEMV
-//! dot path) and so is `p·V` (V rows contiguous: the GEMV row-streaming
-//! path): K and V are each read once.
+//! Decode (few queries, long KV): flash-decoding. A job is one query
+//! position of one batch, every head, and one chunk of the keys; threads take
+//! chunks independently. Within a chunk the keys go in sub-blocks of `SB`
+//! tokens, and each token's K (then V) row is read once for all heads — in
+//! BSHD storage that row is contiguous, so K and V stream from memory in
+//! order instead of one strided pass per head. Each head keeps an online
+//! softmax (running max `m`, sum `l`, unnormalised output `o`); a chunk
+//! leaves `(m, l, o)` per head, merged across chunks by `exp(m_i − M)`.
 
 use super::Attn;
-use super::flash::softmax_row;
-use crate::gelu::Identity;
-use crate::matmul::{Act, Gemv, gemv};
+use super::flash::{scale_row, softmax_row};
 use pulp::Simd;
 
-/// One chunk's result: `[m, l, o_0 .. o_{d-1}]` written to `part`.
+/// Keys per sub-block: scores for every head of a sub-block stay in L1.
+const SB: usize = 64;
+
+/// Scratch reused across jobs on one thread.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    scores: Vec<f32>,
+    o: Vec<f32>,
+    m: Vec<f32>,
+    l: Vec<f32>,
+}
+
+/// `Σ_d a[d]·b[d]` for `d` contiguous floats.
 ///
 /// # Safety
-/// `part` holds `d + 2` floats; `(b, i, h)` is inside the views and
-/// `c0 < c1 ≤ kv_end(i)`.
+/// `a` and `b` valid for `d` reads.
+#[inline(always)]
+unsafe fn dot<S: Simd>(s: S, a: *const f32, b: *const f32, d: usize) -> f32 {
+    let lanes = S::F32_LANES;
+    let (mut x0, mut x1) = (s.splat_f32s(0.0), s.splat_f32s(0.0));
+    let mut i = 0;
+    // SAFETY: full vectors stay below d; the tail is masked.
+    unsafe {
+        let ld = |p: *const f32| (p as *const S::f32s).read_unaligned();
+        while i + 2 * lanes <= d {
+            x0 = s.mul_add_e_f32s(ld(a.add(i)), ld(b.add(i)), x0);
+            x1 = s.mul_add_e_f32s(ld(a.add(i + lanes)), ld(b.add(i + lanes)), x1);
+            i += 2 * lanes;
+        }
+        while i < d {
+            let w = lanes.min(d - i);
+            let mk = s.mask_between_m32s(0, w as u32);
+            x0 = s.mul_add_e_f32s(
+                s.mask_load_ptr_f32s(mk, a.add(i)),
+                s.mask_load_ptr_f32s(mk, b.add(i)),
+                x0,
+            );
+            i += w;
+        }
+    }
+    s.reduce_sum_f32s(s.add_f32s(x0, x1))
+}
+
+/// `o[..d] += p·v[..d]`.
+///
+/// # Safety
+/// `o` valid for `d` reads and writes, `v` for `d` reads.
+#[inline(always)]
+unsafe fn axpy<S: Simd>(s: S, o: *mut f32, p: f32, v: *const f32, d: usize) {
+    let lanes = S::F32_LANES;
+    let pv = s.splat_f32s(p);
+    let mut i = 0;
+    // SAFETY: full vectors stay below d; the tail is masked.
+    unsafe {
+        while i + lanes <= d {
+            let ov = (o.add(i) as *const S::f32s).read_unaligned();
+            let vv = (v.add(i) as *const S::f32s).read_unaligned();
+            (o.add(i) as *mut S::f32s).write_unaligned(s.mul_add_e_f32s(pv, vv, ov));
+            i += lanes;
+        }
+        if i < d {
+            let mk = s.mask_between_m32s(0, (d - i) as u32);
+            let ov = s.mask_load_ptr_f32s(mk, o.add(i));
+            let vv = s.mask_load_ptr_f32s(mk, v.add(i));
+            s.mask_store_ptr_f32s(mk, o.add(i), s.mul_add_e_f32s(pv, vv, ov));
+        }
+    }
+}
+
+/// Keys `[c0, c1)` for query `i` of batch `b`, every head; writes
+/// `[m, l, o_0 .. o_{d-1}]` for head h at `parts + h·part_stride`.
+///
+/// # Safety
+/// `(b, i)` and keys `[c0, c1)` are inside the views (`c1 ≤ kv_end(i)`);
+/// `parts + h·part_stride` is valid for `d + 2` writes for every head.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn chunk<S: Simd>(
     s: S,
     p: &Attn,
     b: usize,
-    h: usize,
     i: usize,
     c0: usize,
     c1: usize,
-    scores: &mut Vec<f32>,
-    part: *mut f32,
+    sc: &mut Scratch,
+    parts: *mut f32,
+    part_stride: usize,
 ) {
-    let hk = h / p.group;
-    let n = c1 - c0;
-    if scores.len() < n {
-        scores.resize(n, 0.0);
-    }
-    // SAFETY: (b, i, h), (b, c0, hk) are inside the views (caller).
-    let (q, k, v) = unsafe {
-        (
-            p.q.add(p.ql.offset(b, i, h)),
-            p.k.add(p.kl.offset(b, c0, hk)),
-            p.v.add(p.vl.offset(b, c0, hk)),
-        )
-    };
-    // scores[c] = scale·q·K[c0 + c]: Kᵀ (d × n) has unit row stride.
-    let g = Gemv {
-        k: p.dim,
-        x: q,
-        incx: 1,
-        b: k,
-        rsb: 1,
-        csb: p.kl.strides[1],
-        y: scores.as_mut_ptr(),
-        incy: 1,
-        alpha: p.scale,
-        beta: 0.0,
-        bias: core::ptr::null(),
-        bias_stride: 0,
-        act: Act::None,
-    };
-    gemv::run(s, &g, Identity, 0, n);
-    let (m, l) = softmax_row(s, &mut scores[..n], n, f32::NEG_INFINITY);
-    // o = Σ_c p[c]·V[c0 + c]: V (n × d) rows contiguous.
-    let g = Gemv {
-        k: n,
-        x: scores.as_ptr(),
-        incx: 1,
-        b: v,
-        rsb: p.vl.strides[1],
-        csb: 1,
-        // SAFETY: part has d + 2 floats.
-        y: unsafe { part.add(2) },
-        incy: 1,
-        alpha: 1.0,
-        beta: 0.0,
-        bias: core::ptr::null(),
-        bias_stride: 0,
-        act: Act::None,
-    };
-    gemv::run(s, &g, Identity, 0, p.dim);
-    // SAFETY: part has d + 2 floats.
+    let (h_n, d, g) = (p.heads, p.dim, p.group);
+    sc.scores.resize(h_n * SB, 0.0);
+    sc.o.clear();
+    sc.o.resize(h_n * d, 0.0);
+    sc.m.clear();
+    sc.m.resize(h_n, f32::NEG_INFINITY);
+    sc.l.clear();
+    sc.l.resize(h_n, 0.0);
+    // SAFETY (pointer arithmetic below): (b, i, h) and (b, c, h / g) with
+    // c in [c0, c1) are inside the validated views; rows have d elements.
     unsafe {
-        *part = m;
-        *part.add(1) = l;
+        let q = |h: usize| p.q.add(p.ql.offset(b, i, h));
+        let mut s0 = c0;
+        while s0 < c1 {
+            let sb = SB.min(c1 - s0);
+            for j in 0..sb {
+                for h in 0..h_n {
+                    let k = p.k.add(p.kl.offset(b, s0 + j, h / g));
+                    sc.scores[h * SB + j] = p.scale * dot(s, q(h), k, d);
+                }
+            }
+            for h in 0..h_n {
+                let row = &mut sc.scores[h * SB..h * SB + sb];
+                let (m_new, sum) = softmax_row(s, row, sb, sc.m[h]);
+                let m_use = if m_new == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    m_new
+                };
+                let alpha = if sc.m[h] == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (sc.m[h] - m_use).exp()
+                };
+                sc.l[h] = sc.l[h] * alpha + sum;
+                sc.m[h] = m_new;
+                if alpha != 1.0 {
+                    scale_row(s, sc.o.as_mut_ptr().add(h * d), d, alpha);
+                }
+            }
+            for j in 0..sb {
+                for h in 0..h_n {
+                    // Every key here is visible to the row, so a NaN in V
+                    // poisons it even where its weight underflowed to 0, as
+                    // in prefill.
+                    let v = p.v.add(p.vl.offset(b, s0 + j, h / g));
+                    axpy(s, sc.o.as_mut_ptr().add(h * d), sc.scores[h * SB + j], v, d);
+                }
+            }
+            s0 += sb;
+        }
+        for h in 0..h_n {
+            let part = parts.add(h * part_stride);
+            *part = sc.m[h];
+            *part.add(1) = sc.l[h];
+            core::ptr::copy_nonoverlapping(sc.o.as_ptr().add(h * d), part.add(2), d);
+        }
     }
 }
-
 /// Merges `parts` (each `[m, l, o..]`, `d + 2` floats) into the output row
 /// and returns the row's log-sum-exp.
 ///

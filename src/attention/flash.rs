@@ -118,9 +118,13 @@ fn run_nv<S: Simd, const NV: usize>(
                 }
             }
         }
-        // First query that sees key c0 (causal); earlier ones skip the block.
+        // First tile holding a query that sees key c0 (causal); earlier tiles
+        // skip the block. Tiles start at absolute multiples of MR (q0 is one:
+        // query ranges are split on tile boundaries), so the tiles, and with
+        // them every row's order of summation, do not depend on how the
+        // queries were split across threads.
         let first = if p.causal {
-            q0.max((c0 + p.lq).saturating_sub(p.lk))
+            q0.max((c0 + p.lq).saturating_sub(p.lk) / MR * MR)
         } else {
             q0
         };
@@ -157,7 +161,8 @@ fn run_nv<S: Simd, const NV: usize>(
             }
             for r in 0..m_eff {
                 let i = t + r;
-                let visible = (kv_end(i) - c0).min(n_need);
+                // 0 for rows of the first tile that do not see this block yet.
+                let visible = kv_end(i).saturating_sub(c0).min(n_need);
                 // SAFETY: row r of S holds n_need ≤ BC valid scores.
                 let row = unsafe { core::slice::from_raw_parts_mut(sbuf.add(r * BC), n_need) };
                 let li = i - q0;
@@ -187,26 +192,52 @@ fn run_nv<S: Simd, const NV: usize>(
                 bias_per_row: false,
                 act: Identity,
             };
+            // Keys every row of the tile sees go through the tile kernel;
+            // the few diagonal keys only later rows see go row by row, so a
+            // row never multiplies a V row it must not see (0·NaN = NaN).
+            let common = kv_end(t).saturating_sub(c0).min(n_need);
             for d0 in (0..d).step_by(nr) {
+                let n_eff = nr.min(d - d0);
                 // SAFETY: P rows are in S (n_need columns, stride BC); V rows
                 // c0..c0+n_need exist with columns d0..d0+n_eff ≤ d; output
                 // rows t..t+m_eff exist.
                 unsafe {
-                    microkernel::<S, Identity, MR, NV, false, false>(
-                        s,
-                        n_need,
-                        sbuf,
-                        BC,
-                        1,
-                        v_row(c0).add(d0),
-                        vs,
-                        o_row(t).add(d0),
-                        os,
-                        m_eff,
-                        nr.min(d - d0),
-                        &epi_o,
-                    )
-                };
+                    if common > 0 {
+                        microkernel::<S, Identity, MR, NV, false, false>(
+                            s,
+                            common,
+                            sbuf,
+                            BC,
+                            1,
+                            v_row(c0).add(d0),
+                            vs,
+                            o_row(t).add(d0),
+                            os,
+                            m_eff,
+                            n_eff,
+                            &epi_o,
+                        );
+                    }
+                    for r in 0..m_eff {
+                        let vis = (kv_end(t + r) - c0).min(n_need);
+                        if vis > common {
+                            microkernel::<S, Identity, MR, NV, false, false>(
+                                s,
+                                vis - common,
+                                sbuf.add(r * BC + common),
+                                BC,
+                                1,
+                                v_row(c0 + common).add(d0),
+                                vs,
+                                o_row(t + r).add(d0),
+                                os,
+                                1,
+                                n_eff,
+                                &epi_o,
+                            );
+                        }
+                    }
+                }
             }
         }
     }

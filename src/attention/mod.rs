@@ -243,7 +243,7 @@ thread_local! {
     /// Per-thread prefill scratch; taken out and put back (not borrowed in a
     /// `with` closure, whose body would lose the SIMD target features).
     static SCRATCH: Cell<Option<flash::Scratch>> = const { Cell::new(None) };
-    static SCORES: Cell<Option<Vec<f32>>> = const { Cell::new(None) };
+    static DECODE_SCRATCH: Cell<Option<decode::Scratch>> = const { Cell::new(None) };
 }
 
 /// Prefill: work items are (batch, head, query range); a head's queries are
@@ -338,10 +338,11 @@ impl WithSimd for PrefillOp<'_> {
     }
 }
 
-/// Decode: every (batch, head, query) row, its keys split into chunks so
-/// that there are about as many chunks as threads; partial results merged.
+/// Decode: jobs are (batch, query position, key chunk) with every head in
+/// the job; the keys are split into about as many chunks as threads, and the
+/// partial results merged per row.
 fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
-    let rows = p.batch * p.heads * p.lq;
+    let positions = p.batch * p.lq;
     let kv_end = |i: usize| {
         if p.causal {
             (i + p.lk - p.lq + 1).min(p.lk)
@@ -350,16 +351,17 @@ fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
         }
     };
     let per_row = if nt > 1 {
-        nt.div_ceil(rows)
+        nt.div_ceil(positions)
             .min(p.lk.div_ceil(MIN_KEYS_PER_CHUNK))
             .max(1)
     } else {
         1
     };
     let stride = p.dim + 2;
-    let mut parts = vec![0.0f32; rows * per_row * stride];
-    let jobs = rows * per_row;
-    let nt = if p.lk * p.dim * rows < (1 << 16) {
+    // parts[((b·H + h)·lq + i)·per_row + c] holds (m, l, o) of chunk c.
+    let mut parts = vec![0.0f32; p.batch * p.heads * p.lq * per_row * stride];
+    let jobs = positions * per_row;
+    let nt = if p.lk * p.dim * p.heads * positions < (1 << 16) {
         1
     } else {
         nt
@@ -368,44 +370,49 @@ fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
     let pp = *p;
     let isa = cfg.isa;
     threads::for_each_index(nt, jobs, move |j| {
-        let (row, c) = (j / per_row, j % per_row);
-        let (b, h, i) = (
-            row / (pp.heads * pp.lq),
-            (row / pp.lq) % pp.heads,
-            row % pp.lq,
-        );
+        let (pos, c) = (j / per_row, j % per_row);
+        let (b, i) = (pos / pp.lq, pos % pp.lq);
         let end = kv_end(i);
         let step = end.div_ceil(per_row);
         let (c0, c1) = (c * step, ((c + 1) * step).min(end));
-        // SAFETY: job j owns parts[j·stride .. (j+1)·stride].
-        let part = unsafe { partp.get().add(j * stride) };
+        // Head h of this job writes part ((b·H + h)·lq + i)·per_row + c.
+        let part_stride = pp.lq * per_row * stride;
+        // SAFETY: that index is below batch·heads·lq·per_row for every h,
+        // and jobs differ in (b, i, c), so their parts are disjoint.
+        let base = unsafe {
+            partp
+                .get()
+                .add(((b * pp.heads * pp.lq + i) * per_row + c) * stride)
+        };
         if c0 >= c1 {
             // An empty chunk contributes nothing.
-            // SAFETY: as above.
-            unsafe {
-                *part = f32::NEG_INFINITY;
-                *part.add(1) = 0.0;
+            for h in 0..pp.heads {
+                // SAFETY: as above.
+                unsafe {
+                    *base.add(h * part_stride) = f32::NEG_INFINITY;
+                    *base.add(h * part_stride + 1) = 0.0;
+                }
             }
             return;
         }
-        let mut scores = SCORES.take().unwrap_or_default();
+        let mut sc = DECODE_SCRATCH.take().unwrap_or_default();
         let r = dispatch(
             isa,
             DecodeOp {
                 p: pp,
                 b,
-                h,
                 i,
                 c0,
                 c1,
-                scores: &mut scores,
-                part,
+                sc: &mut sc,
+                parts: base,
+                part_stride,
             },
         );
-        SCORES.set(Some(scores));
+        DECODE_SCRATCH.set(Some(sc));
         debug_assert!(r.is_ok(), "validated");
     });
-    for row in 0..rows {
+    for row in 0..p.batch * p.heads * p.lq {
         let (b, h, i) = (row / (p.heads * p.lq), (row / p.lq) % p.heads, row % p.lq);
         let chunk = &parts[row * per_row * stride..(row + 1) * per_row * stride];
         // SAFETY: output row (b, i, h) has dim elements; lse has rows entries
@@ -413,7 +420,7 @@ fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
         unsafe {
             let lse = decode::merge(chunk, p.dim, p.o.add(p.ol.offset(b, i, h)));
             if !p.lse.is_null() {
-                *p.lse.add((b * p.heads + h) * p.lq + i) = lse;
+                *p.lse.add(row) = lse;
             }
         }
     }
@@ -434,31 +441,31 @@ unsafe impl Sync for SendPtr {}
 struct DecodeOp<'a> {
     p: Attn,
     b: usize,
-    h: usize,
     i: usize,
     c0: usize,
     c1: usize,
-    scores: &'a mut Vec<f32>,
-    part: *mut f32,
+    sc: &'a mut decode::Scratch,
+    parts: *mut f32,
+    part_stride: usize,
 }
 
 impl WithSimd for DecodeOp<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        // SAFETY: run_decode hands each job an in-range row and key chunk and
-        // its own d + 2 floats of `part`.
+        // SAFETY: run_decode hands each job an in-range position and key
+        // chunk and its own parts for every head.
         unsafe {
             decode::chunk(
                 s,
                 &self.p,
                 self.b,
-                self.h,
                 self.i,
                 self.c0,
                 self.c1,
-                self.scores,
-                self.part,
+                self.sc,
+                self.parts,
+                self.part_stride,
             )
         };
     }

@@ -49,21 +49,34 @@ pub(crate) fn run<S: Simd>(s: S, p: &Problem) {
 
 #[inline(always)]
 fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
-    // Constant-folded: one tile shape per vector width.
+    let bl = blocking(S::F32_LANES);
+    let (pack_a, pack_b) = (pack_a_pays(p, &bl), pack_b_pays(p, &bl));
+    // Constant-folded: one tile shape per vector width, and on AVX-512 a
+    // second for unpacked A — 14 A rows read in place need 14 address
+    // registers, more than x86 has to spare (LLVM then shuffles them every
+    // k-step); 6 rows × 64 columns keeps 24 accumulators with 6 addresses.
     match S::F32_LANES {
-        16 => run_tiles::<S, F, 14, 2>(s, p, act),
-        8 => run_tiles::<S, F, 6, 2>(s, p, act),
-        4 => run_tiles::<S, F, 8, 3>(s, p, act),
-        _ => run_tiles::<S, F, 4, 4>(s, p, act),
+        16 if pack_a => run_tiles::<S, F, 14, 2>(s, p, act, pack_a, pack_b),
+        16 => run_tiles::<S, F, 6, 4>(s, p, act, pack_a, pack_b),
+        8 => run_tiles::<S, F, 6, 2>(s, p, act, pack_a, pack_b),
+        4 => run_tiles::<S, F, 8, 3>(s, p, act, pack_a, pack_b),
+        _ => run_tiles::<S, F, 4, 4>(s, p, act, pack_a, pack_b),
     }
 }
 
 #[inline(always)]
-fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(s: S, p: &Problem, act: F) {
-    let bl = blocking(S::F32_LANES);
-    debug_assert_eq!(bl.mr, MR);
-    debug_assert_eq!(bl.nr, NV * S::F32_LANES);
-    let (pack_a, pack_b) = (pack_a_pays(p, &bl), pack_b_pays(p, &bl));
+fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
+    s: S,
+    p: &Problem,
+    act: F,
+    pack_a: bool,
+    pack_b: bool,
+) {
+    let bl = Blocking {
+        mr: MR,
+        nr: NV * S::F32_LANES,
+        ..blocking(S::F32_LANES)
+    };
     let (mut abuf, mut bbuf) = PACK.take().unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
     if pack_a {
         ensure(

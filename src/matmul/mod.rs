@@ -92,9 +92,9 @@ unsafe impl Send for Gemv {}
 unsafe impl Sync for Gemv {}
 
 /// Flops per thread below which a second thread costs more than it saves
-/// (measured here: two threads already pay at 128³, 4 Mflop; at 64³ they
-/// do not).
-const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+/// (measured here: at 128³, 4 Mflop, two threads are slower than one —
+/// 123 vs 181 GFLOP/s; at 256³ they pay).
+const MIN_FLOPS_PER_THREAD: usize = 1 << 24;
 /// Matrix elements per thread for the streamed matrix-vector path.
 const MIN_GEMV_ELEMS_PER_THREAD: usize = 1 << 17;
 

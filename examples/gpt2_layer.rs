@@ -1,0 +1,450 @@
+//! One GPT-2-small layer (d = 768, 12 heads of 64, MLP 3072) run from this
+//! crate's kernels with deterministic random weights: prefill N tokens, then
+//! T decode steps against the KV cache.
+//!
+//! Prints the time per stage, tokens/s for prefill and decode, the share of
+//! time spent in attention, each matmul's GFLOP/s against this core's FMA
+//! peak, the layer's total against the sum of the same kernels timed alone
+//! (the glue's overhead), and the largest difference from the f64 reference
+//! composition on the first tokens. `--sweep` repeats the prefill for
+//! N = 128 … 4096 and writes the per-stage breakdown as an SVG stacked bar
+//! chart, so the point where attention overtakes the matmuls is visible.
+//!
+//! `cargo run --release --example gpt2_layer -- [--tokens 512] [--decode 32] [--threads 1] [--sweep] [--svg gpt2_layer_sweep.svg]`
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+use transformer_kernels::{
+    AttentionOptions, Config, Epilogue, GeluKind, Gpt2Layer, Gpt2Weights, HeadsMut, HeadsRef, Isa,
+    KvCache, MatMut, MatRef, Parallelism, StageTimes, attention, layer_norm, matmul, reference,
+};
+
+const D: usize = 768;
+const H: usize = 12;
+const MLP: usize = 3072;
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn input(n: usize) -> Vec<f32> {
+    (0..n * D)
+        .map(|i| ((i * 2654435761) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+/// Progress on stderr, overwritten in place, once a run passes a second.
+struct Progress {
+    start: Instant,
+    shown: bool,
+}
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: Instant::now(),
+            shown: false,
+        }
+    }
+    fn say(&mut self, what: &str) {
+        if self.start.elapsed() > Duration::from_secs(1) {
+            eprint!(
+                "\r  {what} ({:.1} s)        ",
+                self.start.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+            self.shown = true;
+        }
+    }
+    fn done(&self) {
+        if self.shown {
+            eprint!("\r{:60}\r", "");
+        }
+    }
+}
+
+fn best_of<F: FnMut() -> StageTimes>(reps: usize, mut f: F) -> StageTimes {
+    let mut best: Option<StageTimes> = None;
+    for _ in 0..reps {
+        let t = f();
+        if best.is_none_or(|b| t.total() < b.total()) {
+            best = Some(t);
+        }
+    }
+    best.unwrap()
+}
+
+fn prefill_times(
+    layer: &mut Gpt2Layer,
+    n: usize,
+    cfg: &Config,
+    reps: usize,
+    p: &mut Progress,
+) -> StageTimes {
+    let x0 = input(n);
+    best_of(reps, || {
+        p.say(&format!("prefill N = {n}"));
+        let mut x = x0.clone();
+        let mut t = StageTimes::default();
+        layer.forward(&mut x, None, cfg, Some(&mut t)).unwrap();
+        t
+    })
+}
+
+/// The same kernels on the same shapes, each timed alone (best of `reps`).
+fn kernel_times(w: &Gpt2Weights, n: usize, cfg: &Config, reps: usize) -> StageTimes {
+    let x = input(n);
+    let (mut h, mut qkv, mut att, mut up) = (
+        vec![0.0; n * D],
+        vec![0.0; n * 3 * D],
+        vec![0.0; n * D],
+        vec![0.0; n * MLP],
+    );
+    let mut res = x.clone();
+    let best = |f: &mut dyn FnMut()| {
+        (0..reps)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let ln = best(&mut || layer_norm(&x, &w.ln1_g, &w.ln1_b, &mut h, w.eps, cfg).unwrap());
+    let mm = |c: &mut [f32],
+              a: &[f32],
+              b: &[f32],
+              (m, k, nn): (usize, usize, usize),
+              beta: f32,
+              ep: Epilogue| {
+        matmul(
+            MatMut::row_major(c, m, nn).unwrap(),
+            MatRef::row_major(a, m, k).unwrap(),
+            MatRef::row_major(b, k, nn).unwrap(),
+            1.0,
+            beta,
+            ep,
+            cfg,
+        )
+        .unwrap()
+    };
+    let qkv_t = best(&mut || {
+        mm(
+            &mut qkv,
+            &h,
+            &w.w_qkv,
+            (n, D, 3 * D),
+            0.0,
+            Epilogue::Bias(&w.b_qkv),
+        )
+    });
+    let st = [n * 3 * D, 3 * D, D / H];
+    let attn_t = best(&mut || {
+        let q = HeadsRef::strided(&qkv, 1, n, H, D / H, st).unwrap();
+        let k = HeadsRef::strided(&qkv[D..], 1, n, H, D / H, st).unwrap();
+        let v = HeadsRef::strided(&qkv[2 * D..], 1, n, H, D / H, st).unwrap();
+        attention(
+            HeadsMut::bshd(&mut att, 1, n, H, D / H).unwrap(),
+            q,
+            k,
+            v,
+            &AttentionOptions {
+                causal: true,
+                scale: None,
+            },
+            cfg,
+        )
+        .unwrap()
+    });
+    let out_t = best(&mut || {
+        mm(
+            &mut res,
+            &att,
+            &w.w_o,
+            (n, D, D),
+            1.0,
+            Epilogue::Bias(&w.b_o),
+        )
+    });
+    let up_t = best(&mut || {
+        mm(
+            &mut up,
+            &h,
+            &w.w_up,
+            (n, D, MLP),
+            0.0,
+            Epilogue::BiasGelu(&w.b_up, GeluKind::Tanh),
+        )
+    });
+    let down_t = best(&mut || {
+        mm(
+            &mut res,
+            &up,
+            &w.w_down,
+            (n, MLP, D),
+            1.0,
+            Epilogue::Bias(&w.b_down),
+        )
+    });
+    StageTimes {
+        ln: ln * 2,
+        qkv: qkv_t,
+        attention: attn_t,
+        out_proj: out_t,
+        mlp_up: up_t,
+        mlp_down: down_t,
+    }
+}
+
+fn fma_peak(threads: usize) -> f64 {
+    struct Fmas(usize);
+    impl pulp::WithSimd for Fmas {
+        type Output = f32;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
+            let mut acc = [s.splat_f32s(0.0); 12];
+            let x = s.splat_f32s(std::hint::black_box(0.999_999));
+            let y = s.splat_f32s(std::hint::black_box(1e-7));
+            for _ in 0..self.0 {
+                for a in acc.iter_mut() {
+                    *a = s.mul_add_e_f32s(*a, x, y);
+                }
+            }
+            acc.iter().fold(0.0, |t, &a| t + s.reduce_sum_f32s(a))
+        }
+    }
+    let iters = 2_000_000;
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(pulp::Arch::new().dispatch(Fmas(iters)));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (iters * 12 * Isa::detect().f32_lanes() * 2) as f64 / best / 1e9 * threads as f64
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn stages(t: &StageTimes) -> [(&'static str, Duration); 6] {
+    [
+        ("layer norms (2)", t.ln),
+        ("QKV projection", t.qkv),
+        ("attention", t.attention),
+        ("out proj + residual", t.out_proj),
+        ("MLP up + GELU", t.mlp_up),
+        ("MLP down + residual", t.mlp_down),
+    ]
+}
+
+fn main() {
+    let n: usize = arg("--tokens", 512);
+    let steps: usize = arg("--decode", 32);
+    let threads: usize = arg("--threads", 1);
+    let cfg = Config {
+        isa: Isa::detect(),
+        parallelism: if threads > 1 {
+            Parallelism::Threads(threads)
+        } else {
+            Parallelism::Serial
+        },
+    };
+    let w = Gpt2Weights::random(D, H, MLP, 2024);
+    let mut layer = Gpt2Layer::new(w.clone()).unwrap();
+    let peak = fma_peak(threads);
+    println!(
+        "GPT-2-small layer (d={D}, {H} heads of {}, MLP {MLP}), isa {}, {threads} thread(s); FMA peak here ≈ {peak:.0} GFLOP/s",
+        D / H,
+        cfg.isa
+    );
+
+    // Accuracy: the first tokens against the f64 reference composition
+    // (causal, so they do not depend on later tokens).
+    let probe = n.clamp(1, 4);
+    let x0 = input(probe);
+    let want = reference::gpt2_layer(&w, &x0, probe);
+    let mut x = x0.clone();
+    layer.forward(&mut x, None, &cfg, None).unwrap();
+    let err = x
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("max |layer − reference| on the first {probe} tokens: {err:.2e}");
+
+    let mut p = Progress::new();
+    let t = prefill_times(&mut layer, n, &cfg, 3, &mut p);
+    let k = kernel_times(&w, n, &cfg, 3);
+    p.done();
+    let total = t.total();
+    println!(
+        "\nprefill of {n} tokens: {:.2} ms, {:.0} tokens/s",
+        ms(total),
+        n as f64 / total.as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>9} {:>7} {:>9} {:>7} {:>12}",
+        "stage", "ms", "share", "GFLOP/s", "% peak", "alone (ms)"
+    );
+    let flops = [
+        0.0,
+        2.0 * (n * D * 3 * D) as f64,
+        2.0 * (n * n * D) as f64,
+        2.0 * (n * D * D) as f64,
+        2.0 * (n * D * MLP) as f64,
+        2.0 * (n * MLP * D) as f64,
+    ];
+    for (((name, dt), f), (_, alone)) in stages(&t).iter().zip(flops).zip(stages(&k)) {
+        let g = if f > 0.0 {
+            f / dt.as_secs_f64() / 1e9
+        } else {
+            0.0
+        };
+        let pct = if f > 0.0 {
+            format!("{:.0}%", 100.0 * g / peak)
+        } else {
+            "".into()
+        };
+        let gs = if f > 0.0 {
+            format!("{g:.1}")
+        } else {
+            "".into()
+        };
+        println!(
+            "{name:<22} {:>9.3} {:>6.1}% {gs:>9} {pct:>7} {:>12.3}",
+            ms(*dt),
+            100.0 * dt.as_secs_f64() / total.as_secs_f64(),
+            ms(alone)
+        );
+    }
+    println!(
+        "layer total {:.3} ms vs the kernels alone {:.3} ms: glue overhead {:+.1}%",
+        ms(total),
+        ms(k.total()),
+        100.0 * (total.as_secs_f64() / k.total().as_secs_f64() - 1.0)
+    );
+    println!(
+        "attention share: {:.1}%",
+        100.0 * t.attention.as_secs_f64() / total.as_secs_f64()
+    );
+
+    // Decode: prefill into a cache, then one token at a time.
+    let mut cache = KvCache::new(n + steps, H, D / H);
+    let mut x = input(n);
+    layer.forward(&mut x, Some(&mut cache), &cfg, None).unwrap();
+    let mut dt = StageTimes::default();
+    let mut p = Progress::new();
+    for s in 0..steps {
+        p.say(&format!("decode step {s}/{steps}"));
+        let mut tok = input(1);
+        layer
+            .forward(&mut tok, Some(&mut cache), &cfg, Some(&mut dt))
+            .unwrap();
+    }
+    p.done();
+    if steps > 0 {
+        let per = dt.total().as_secs_f64() / steps as f64;
+        println!(
+            "\ndecode: {steps} steps after {n} tokens: {:.3} ms/token, {:.0} tokens/s, attention share {:.1}%",
+            per * 1e3,
+            1.0 / per,
+            100.0 * dt.attention.as_secs_f64() / dt.total().as_secs_f64()
+        );
+    }
+
+    if flag("--sweep") {
+        let svg: String = arg("--svg", "gpt2_layer_sweep.svg".to_string());
+        println!("\nsweep (prefill, ms per stage):");
+        println!(
+            "{:>6} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
+            "N", "LN", "QKV", "attention", "out", "MLP up", "MLP down", "total", "attn %"
+        );
+        let mut rows = Vec::new();
+        let mut nn = 128;
+        let mut p = Progress::new();
+        while nn <= 4096 {
+            let t = prefill_times(&mut layer, nn, &cfg, if nn <= 1024 { 3 } else { 1 }, &mut p);
+            p.done();
+            println!(
+                "{nn:>6} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>6.1}%",
+                ms(t.ln),
+                ms(t.qkv),
+                ms(t.attention),
+                ms(t.out_proj),
+                ms(t.mlp_up),
+                ms(t.mlp_down),
+                ms(t.total()),
+                100.0 * t.attention.as_secs_f64() / t.total().as_secs_f64()
+            );
+            rows.push((nn, t));
+            nn *= 2;
+        }
+        std::fs::write(&svg, chart(&rows)).expect("write svg");
+        println!("wrote {svg}");
+    }
+}
+
+/// Stacked bars: share of each stage per N.
+fn chart(rows: &[(usize, StageTimes)]) -> String {
+    let (w, h, m) = (680.0, 420.0, 60.0);
+    let colors = [
+        "#8c564b", "#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd",
+    ];
+    let bw = (w - 2.0 * m - 160.0) / rows.len() as f64;
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n<text x='{}' y='22' text-anchor='middle' font-size='14'>GPT-2-small layer prefill: share of time per stage</text>\n",
+        (w - 160.0) / 2.0
+    );
+    for (i, (n, t)) in rows.iter().enumerate() {
+        let x = m + i as f64 * bw;
+        let mut y = h - m;
+        let total = t.total().as_secs_f64();
+        for (j, (_, d)) in stages(t).iter().enumerate() {
+            let hh = (h - 2.0 * m) * d.as_secs_f64() / total;
+            y -= hh;
+            s += &format!(
+                "<rect x='{:.1}' y='{y:.1}' width='{:.1}' height='{hh:.1}' fill='{}'/>\n",
+                x + 4.0,
+                bw - 8.0,
+                colors[j]
+            );
+        }
+        s += &format!(
+            "<text x='{:.1}' y='{}' text-anchor='middle'>{n}</text>\n",
+            x + bw / 2.0,
+            h - m + 16.0
+        );
+        s += &format!(
+            "<text x='{:.1}' y='{}' text-anchor='middle' font-size='10'>{:.0} ms</text>\n",
+            x + bw / 2.0,
+            h - m + 30.0,
+            total * 1e3
+        );
+    }
+    for (j, (name, _)) in stages(&rows[0].1).iter().enumerate() {
+        let y = m + 20.0 * j as f64;
+        s += &format!(
+            "<rect x='{}' y='{y}' width='12' height='12' fill='{}'/><text x='{}' y='{}'>{name}</text>\n",
+            w - m - 150.0,
+            colors[j],
+            w - m - 132.0,
+            y + 10.0
+        );
+    }
+    s += &format!(
+        "<text x='{}' y='{}' text-anchor='middle'>tokens N (bar label: total time)</text>\n</svg>\n",
+        (w - 160.0) / 2.0,
+        h - 8.0
+    );
+    s
+}

@@ -1,0 +1,366 @@
+//! A GPT-2-style pre-norm decoder layer built from this crate's kernels
+//! alone — the proof that the crate can serve as a transformer's kernel
+//! backend:
+//!
+//! ```text
+//! x ─ LN1 ─ x·W_qkv + b ([S, 3, H, D]) ─ causal attention (strided views of
+//!   the fused buffer, or the KV cache) ─ ·W_o + b_o + x (β = 1) ─ LN2 ─
+//!   ·W_up + b_up → GELU (fused epilogue) ─ ·W_down + b_down + x (β = 1)
+//! ```
+//!
+//! [`Gpt2Layer::forward`] runs it over N new tokens: a prefill, or a decode
+//! step (N = 1) against a [`KvCache`]. Weights are row-major `[in, out]`
+//! (`y = x·W`), the layout of GPT-2's `Conv1D`.
+
+use crate::attention::{AttentionOptions, HeadsMut, HeadsRef, attention};
+use crate::error::KernelError;
+use crate::gelu::GeluKind;
+use crate::isa::Config;
+use crate::matmul::{Epilogue, MatMut, MatRef, matmul};
+use crate::norm::layer_norm;
+use std::time::{Duration, Instant};
+
+/// The weights of one layer.
+#[derive(Debug, Clone)]
+pub struct Gpt2Weights {
+    /// Model width.
+    pub d: usize,
+    /// Attention heads (`d / heads` = head_dim).
+    pub heads: usize,
+    /// MLP width (4·d in GPT-2).
+    pub mlp: usize,
+    /// Layer-norm epsilon (1e-5 in GPT-2).
+    pub eps: f32,
+    /// LN1 scale and shift, `[d]`.
+    pub ln1_g: Vec<f32>,
+    /// LN1 shift, `[d]`.
+    pub ln1_b: Vec<f32>,
+    /// Fused Q, K, V projection `[d, 3d]`; output columns ordered
+    /// `[3, heads, head_dim]`.
+    pub w_qkv: Vec<f32>,
+    /// Its bias, `[3d]`.
+    pub b_qkv: Vec<f32>,
+    /// Output projection `[d, d]`.
+    pub w_o: Vec<f32>,
+    /// Its bias, `[d]`.
+    pub b_o: Vec<f32>,
+    /// LN2 scale, `[d]`.
+    pub ln2_g: Vec<f32>,
+    /// LN2 shift, `[d]`.
+    pub ln2_b: Vec<f32>,
+    /// MLP up projection `[d, mlp]` (followed by tanh-GELU, as GPT-2).
+    pub w_up: Vec<f32>,
+    /// Its bias, `[mlp]`.
+    pub b_up: Vec<f32>,
+    /// MLP down projection `[mlp, d]`.
+    pub w_down: Vec<f32>,
+    /// Its bias, `[d]`.
+    pub b_down: Vec<f32>,
+}
+
+impl Gpt2Weights {
+    /// Deterministic pseudo-random weights (uniform, scaled by 1/√fan-in, LN
+    /// scales near 1), for tests, benches and examples.
+    pub fn random(d: usize, heads: usize, mlp: usize, seed: u64) -> Self {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut uniform = |n: usize, scale: f32, offset: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    offset + scale * ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+                })
+                .collect()
+        };
+        let (sd, sm) = (1.0 / (d as f32).sqrt(), 1.0 / (mlp as f32).sqrt());
+        Gpt2Weights {
+            d,
+            heads,
+            mlp,
+            eps: 1e-5,
+            ln1_g: uniform(d, 0.1, 1.0),
+            ln1_b: uniform(d, 0.1, 0.0),
+            w_qkv: uniform(d * 3 * d, sd, 0.0),
+            b_qkv: uniform(3 * d, 0.1, 0.0),
+            w_o: uniform(d * d, sd, 0.0),
+            b_o: uniform(d, 0.1, 0.0),
+            ln2_g: uniform(d, 0.1, 1.0),
+            ln2_b: uniform(d, 0.1, 0.0),
+            w_up: uniform(d * mlp, sd, 0.0),
+            b_up: uniform(mlp, 0.1, 0.0),
+            w_down: uniform(mlp * d, sm, 0.0),
+            b_down: uniform(d, 0.1, 0.0),
+        }
+    }
+
+    fn check(&self) -> Result<(), KernelError> {
+        let (d, mlp) = (self.d, self.mlp);
+        if self.heads == 0 || d == 0 || !d.is_multiple_of(self.heads) {
+            return Err(KernelError::invalid(
+                "weights",
+                format!(
+                    "d = {d} is not a positive multiple of heads = {}",
+                    self.heads
+                ),
+            ));
+        }
+        for (name, len, want) in [
+            ("ln1_g", self.ln1_g.len(), d),
+            ("ln1_b", self.ln1_b.len(), d),
+            ("w_qkv", self.w_qkv.len(), 3 * d * d),
+            ("b_qkv", self.b_qkv.len(), 3 * d),
+            ("w_o", self.w_o.len(), d * d),
+            ("b_o", self.b_o.len(), d),
+            ("ln2_g", self.ln2_g.len(), d),
+            ("ln2_b", self.ln2_b.len(), d),
+            ("w_up", self.w_up.len(), d * mlp),
+            ("b_up", self.b_up.len(), mlp),
+            ("w_down", self.w_down.len(), mlp * d),
+            ("b_down", self.b_down.len(), d),
+        ] {
+            if len != want {
+                return Err(KernelError::shape(
+                    "weights",
+                    format!("{name} has {len} elements, expected {want}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keys and values of every token seen so far, `[max_len, heads, head_dim]`
+/// each.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    len: usize,
+    max_len: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl KvCache {
+    /// An empty cache for up to `max_len` tokens.
+    pub fn new(max_len: usize, heads: usize, head_dim: usize) -> Self {
+        KvCache {
+            k: vec![0.0; max_len * heads * head_dim],
+            v: vec![0.0; max_len * heads * head_dim],
+            len: 0,
+            max_len,
+            heads,
+            head_dim,
+        }
+    }
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Forget every token (keep the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Wall time per stage, accumulated over calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// Both layer norms.
+    pub ln: Duration,
+    /// The fused QKV projection.
+    pub qkv: Duration,
+    /// Attention (and the KV-cache append).
+    pub attention: Duration,
+    /// The output projection with the residual add.
+    pub out_proj: Duration,
+    /// MLP up projection with the fused bias-GELU.
+    pub mlp_up: Duration,
+    /// MLP down projection with the residual add.
+    pub mlp_down: Duration,
+}
+
+impl StageTimes {
+    /// Sum of all stages.
+    pub fn total(&self) -> Duration {
+        self.ln + self.qkv + self.attention + self.out_proj + self.mlp_up + self.mlp_down
+    }
+}
+
+/// A layer and its activation buffers (grown on demand, reused).
+#[derive(Debug, Clone)]
+pub struct Gpt2Layer {
+    w: Gpt2Weights,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    up: Vec<f32>,
+}
+
+impl Gpt2Layer {
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] / [`KernelError::InvalidArgument`]
+    /// (`weights`) on inconsistent weight shapes.
+    pub fn new(w: Gpt2Weights) -> Result<Self, KernelError> {
+        w.check()?;
+        Ok(Gpt2Layer {
+            w,
+            h: Vec::new(),
+            qkv: Vec::new(),
+            att: Vec::new(),
+            up: Vec::new(),
+        })
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &Gpt2Weights {
+        &self.w
+    }
+
+    /// Runs the layer over the `n = x.len() / d` new tokens in `x` (the
+    /// residual stream, updated in place). With a cache, their keys and
+    /// values are appended and attention covers every cached token (a decode
+    /// step is `n = 1`); without one, attention reads K and V straight from
+    /// the fused QKV buffer. Stage times are added to `times` if given.
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] (`x`) if `x` is not whole rows of d,
+    /// (`cache`) if the cache's shape differs or it would overflow; any
+    /// kernel error.
+    pub fn forward(
+        &mut self,
+        x: &mut [f32],
+        cache: Option<&mut KvCache>,
+        cfg: &Config,
+        times: Option<&mut StageTimes>,
+    ) -> Result<(), KernelError> {
+        let (d, heads, mlp) = (self.w.d, self.w.heads, self.w.mlp);
+        let hd = d / heads;
+        if !x.len().is_multiple_of(d) {
+            return Err(KernelError::shape(
+                "x",
+                format!(
+                    "x has {} elements, not a whole number of rows of {d}",
+                    x.len()
+                ),
+            ));
+        }
+        let n = x.len() / d;
+        if let Some(c) = &cache
+            && (c.heads != heads || c.head_dim != hd || c.len + n > c.max_len)
+        {
+            return Err(KernelError::shape(
+                "cache",
+                format!(
+                    "cache holds {} of {} tokens of {}x{}; the layer needs {heads}x{hd} and {n} more",
+                    c.len, c.max_len, c.heads, c.head_dim
+                ),
+            ));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut local = StageTimes::default();
+        let t = times.map_or(&mut local as *mut StageTimes, |t| t as *mut StageTimes);
+        // SAFETY: `t` points at either the caller's StageTimes (borrowed for
+        // this call) or `local`, both alive until we return.
+        let t = unsafe { &mut *t };
+        self.h.resize(n * d, 0.0);
+        self.qkv.resize(n * 3 * d, 0.0);
+        self.att.resize(n * d, 0.0);
+        self.up.resize(n * mlp, 0.0);
+        let w = &self.w;
+
+        let s = Instant::now();
+        layer_norm(x, &w.ln1_g, &w.ln1_b, &mut self.h, w.eps, cfg)?;
+        t.ln += s.elapsed();
+
+        let s = Instant::now();
+        matmul(
+            MatMut::row_major(&mut self.qkv, n, 3 * d)?,
+            MatRef::row_major(&self.h, n, d)?,
+            MatRef::row_major(&w.w_qkv, d, 3 * d)?,
+            1.0,
+            0.0,
+            Epilogue::Bias(&w.b_qkv),
+            cfg,
+        )?;
+        t.qkv += s.elapsed();
+
+        let s = Instant::now();
+        let st = [n * 3 * d, 3 * d, hd];
+        let q = HeadsRef::strided(&self.qkv, 1, n, heads, hd, st)?;
+        let out = HeadsMut::bshd(&mut self.att, 1, n, heads, hd)?;
+        let opts = AttentionOptions {
+            causal: true,
+            scale: None,
+        };
+        match cache {
+            None => {
+                let k = HeadsRef::strided(&self.qkv[d..], 1, n, heads, hd, st)?;
+                let v = HeadsRef::strided(&self.qkv[2 * d..], 1, n, heads, hd, st)?;
+                attention(out, q, k, v, &opts, cfg)?;
+            }
+            Some(c) => {
+                for i in 0..n {
+                    let row = &self.qkv[i * 3 * d..(i + 1) * 3 * d];
+                    let at = (c.len + i) * d;
+                    c.k[at..at + d].copy_from_slice(&row[d..2 * d]);
+                    c.v[at..at + d].copy_from_slice(&row[2 * d..]);
+                }
+                c.len += n;
+                let len = c.len;
+                let k = HeadsRef::bshd(&c.k[..len * d], 1, len, heads, hd)?;
+                let v = HeadsRef::bshd(&c.v[..len * d], 1, len, heads, hd)?;
+                attention(out, q, k, v, &opts, cfg)?;
+            }
+        }
+        t.attention += s.elapsed();
+
+        let s = Instant::now();
+        matmul(
+            MatMut::row_major(x, n, d)?,
+            MatRef::row_major(&self.att, n, d)?,
+            MatRef::row_major(&w.w_o, d, d)?,
+            1.0,
+            1.0,
+            Epilogue::Bias(&w.b_o),
+            cfg,
+        )?;
+        t.out_proj += s.elapsed();
+
+        let s = Instant::now();
+        layer_norm(x, &w.ln2_g, &w.ln2_b, &mut self.h, w.eps, cfg)?;
+        t.ln += s.elapsed();
+
+        let s = Instant::now();
+        matmul(
+            MatMut::row_major(&mut self.up, n, mlp)?,
+            MatRef::row_major(&self.h, n, d)?,
+            MatRef::row_major(&w.w_up, d, mlp)?,
+            1.0,
+            0.0,
+            Epilogue::BiasGelu(&w.b_up, GeluKind::Tanh),
+            cfg,
+        )?;
+        t.mlp_up += s.elapsed();
+
+        let s = Instant::now();
+        matmul(
+            MatMut::row_major(x, n, d)?,
+            MatRef::row_major(&self.up, n, mlp)?,
+            MatRef::row_major(&w.w_down, mlp, d)?,
+            1.0,
+            1.0,
+            Epilogue::Bias(&w.b_down),
+            cfg,
+        )?;
+        t.mlp_down += s.elapsed();
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! Layer norm and RMS norm over the rows of a row-major `[rows, d]`.
+//!
+//! One pass for the statistics, one for the output. The statistics use
+//! shifted sums: with `K` the row's first element, each vector lane
+//! accumulates `Σ(x − K)` and `Σ(x − K)²` in f32, and the lanes are combined
+//! in f64 — `var = (Σd² − (Σd)²/n)/n`. Shifting by a sample of the row keeps
+//! the two sums of comparable size, so the subtraction does not cancel (a
+//! constant row gives exactly 0). Limits: `|x − K|` must stay below ~1e18 so
+//! the squares stay finite in f32; RMS norm accumulates `Σx²` the same way.
+
+use crate::error::KernelError;
+use crate::isa::{Config, dispatch};
+use crate::threads;
+use pulp::{Simd, WithSimd};
+
+const MIN_ELEMS_PER_THREAD: usize = 1 << 16;
+
+#[derive(Clone, Copy)]
+struct Rows {
+    src: *const f32,
+    dst: *mut f32,
+    rows: usize,
+    d: usize,
+    gamma: *const f32,
+    /// Null for RMS norm.
+    beta: *const f32,
+    eps: f32,
+    rms: bool,
+}
+
+// SAFETY: built from slices that outlive the call; jobs get disjoint rows.
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    /// The `n` rows starting at row `r0`.
+    ///
+    /// # Safety
+    /// Rows `[r0, r0 + n)` exist in the buffers.
+    unsafe fn rows_from(&self, r0: usize, n: usize) -> Rows {
+        // SAFETY: the caller's contract.
+        unsafe {
+            Rows {
+                src: self.src.add(r0 * self.d),
+                dst: self.dst.add(r0 * self.d),
+                rows: n,
+                ..*self
+            }
+        }
+    }
+}
+
+impl WithSimd for Rows {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        for r in 0..self.rows {
+            // SAFETY: row r of src/dst has d elements (validated lengths).
+            unsafe { norm_row(s, &self, self.src.add(r * self.d), self.dst.add(r * self.d)) };
+        }
+    }
+}
+
+/// Sum of the lanes of `v` in f64.
+#[inline(always)]
+fn lanes_f64<S: Simd>(s: S, v: S::f32s) -> f64 {
+    let mut buf = [0.0f32; 64];
+    s.partial_store_f32s(&mut buf[..S::F32_LANES], v);
+    buf[..S::F32_LANES].iter().map(|&x| x as f64).sum()
+}
+
+/// # Safety
+/// `src` and `dst` valid for `p.d` elements (may be equal).
+#[inline(always)]
+unsafe fn norm_row<S: Simd>(s: S, p: &Rows, src: *const f32, dst: *mut f32) {
+    let (d, lanes) = (p.d, S::F32_LANES);
+    let nv = d / lanes;
+    // SAFETY (block): full vectors cover [0, nv·lanes) ⊂ [0, d); the tail is
+    // read element by element.
+    unsafe {
+        let ld =
+            |ptr: *const f32, i: usize| (ptr.add(i * lanes) as *const S::f32s).read_unaligned();
+        let shift = if p.rms { 0.0 } else { *src };
+        let k = s.splat_f32s(shift);
+        let (mut s1, mut s2) = (s.splat_f32s(0.0), s.splat_f32s(0.0));
+        for i in 0..nv {
+            let x = s.sub_f32s(ld(src, i), k);
+            s1 = s.add_f32s(s1, x);
+            s2 = s.mul_add_e_f32s(x, x, s2);
+        }
+        let (mut t1, mut t2) = (lanes_f64(s, s1), lanes_f64(s, s2));
+        for i in nv * lanes..d {
+            let x = (*src.add(i) - shift) as f64;
+            t1 += x;
+            t2 += x * x;
+        }
+        let n = d as f64;
+        let (mean, scale) = if p.rms {
+            (0.0f32, (1.0 / (t2 / n + p.eps as f64).sqrt()) as f32)
+        } else {
+            let var = ((t2 - t1 * t1 / n) / n).max(0.0);
+            (
+                (shift as f64 + t1 / n) as f32,
+                (1.0 / (var + p.eps as f64).sqrt()) as f32,
+            )
+        };
+        let (mv, sv) = (s.splat_f32s(mean), s.splat_f32s(scale));
+        for i in 0..nv {
+            let t = s.mul_f32s(s.sub_f32s(ld(src, i), mv), sv);
+            let g = ld(p.gamma, i);
+            let y = if p.beta.is_null() {
+                s.mul_f32s(t, g)
+            } else {
+                s.mul_add_e_f32s(t, g, ld(p.beta, i))
+            };
+            (dst.add(i * lanes) as *mut S::f32s).write_unaligned(y);
+        }
+        for i in nv * lanes..d {
+            let t = (*src.add(i) - mean) * scale;
+            *dst.add(i) = if p.beta.is_null() {
+                t * *p.gamma.add(i)
+            } else {
+                t.mul_add(*p.gamma.add(i), *p.beta.add(i))
+            };
+        }
+    }
+}
+
+fn check(
+    x_len: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    out_len: Option<usize>,
+    eps: f32,
+) -> Result<(), KernelError> {
+    if let Some(o) = out_len
+        && o != x_len
+    {
+        return Err(KernelError::shape(
+            "out",
+            format!("out has {o} elements but x has {x_len}"),
+        ));
+    }
+    if gamma.is_empty() {
+        if x_len == 0 {
+            return Ok(());
+        }
+        return Err(KernelError::empty(
+            "gamma",
+            format!("gamma is empty but x has {x_len} elements"),
+        ));
+    }
+    if !x_len.is_multiple_of(gamma.len()) {
+        return Err(KernelError::shape(
+            "x",
+            format!(
+                "x has {x_len} elements, not a whole number of rows of {}",
+                gamma.len()
+            ),
+        ));
+    }
+    if let Some(b) = beta
+        && b.len() != gamma.len()
+    {
+        return Err(KernelError::shape(
+            "beta",
+            format!(
+                "beta has {} elements but gamma has {}",
+                b.len(),
+                gamma.len()
+            ),
+        ));
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(KernelError::invalid(
+            "eps",
+            format!("eps {eps} must be finite and ≥ 0"),
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    src: *const f32,
+    dst: *mut f32,
+    len: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+    rms: bool,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    cfg.validate()?;
+    if len == 0 {
+        return Ok(());
+    }
+    let d = gamma.len();
+    let rows = len / d;
+    let nt = threads::threads_for(cfg.parallelism, len, MIN_ELEMS_PER_THREAD).min(rows);
+    let per = rows.div_ceil(nt.max(1));
+    let base = Rows {
+        src,
+        dst,
+        rows: 0,
+        d,
+        gamma: gamma.as_ptr(),
+        beta: beta.map_or(core::ptr::null(), |b| b.as_ptr()),
+        eps,
+        rms,
+    };
+    let isa = cfg.isa;
+    threads::for_each_index(nt, rows.div_ceil(per), move |j| {
+        let r0 = j * per;
+        // SAFETY: rows [r0, r0 + n) are inside the validated buffers; jobs
+        // are disjoint.
+        let job = unsafe { base.rows_from(r0, per.min(rows - r0)) };
+        let r = dispatch(isa, job);
+        debug_assert!(r.is_ok(), "validated");
+    });
+    Ok(())
+}
+
+/// `out[r] = (x[r] − mean) / √(var + eps) · gamma + beta` for each row of
+/// `d = gamma.len()` elements (biased variance, as PyTorch).
+///
+/// # Errors
+/// [`KernelError::ShapeMismatch`] (`out`, `x` not a whole number of rows,
+/// `beta` length), [`KernelError::Empty`] (`gamma` empty with non-empty
+/// `x`), [`KernelError::InvalidArgument`] (`eps` negative or not finite),
+/// [`KernelError::IsaUnavailable`].
+pub fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    out: &mut [f32],
+    eps: f32,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    check(x.len(), gamma, Some(beta), Some(out.len()), eps)?;
+    launch(
+        x.as_ptr(),
+        out.as_mut_ptr(),
+        x.len(),
+        gamma,
+        Some(beta),
+        eps,
+        false,
+        cfg,
+    )
+}
+
+/// In-place [`layer_norm`].
+///
+/// # Errors
+/// As [`layer_norm`].
+pub fn layer_norm_inplace(
+    x: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    check(x.len(), gamma, Some(beta), None, eps)?;
+    let p = x.as_mut_ptr();
+    launch(p, p, x.len(), gamma, Some(beta), eps, false, cfg)
+}
+
+/// `out[r] = x[r] / √(mean(x[r]²) + eps) · gamma` for each row of
+/// `d = gamma.len()` elements.
+///
+/// # Errors
+/// As [`layer_norm`] (no `beta`).
+pub fn rms_norm(
+    x: &[f32],
+    gamma: &[f32],
+    out: &mut [f32],
+    eps: f32,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    check(x.len(), gamma, None, Some(out.len()), eps)?;
+    launch(
+        x.as_ptr(),
+        out.as_mut_ptr(),
+        x.len(),
+        gamma,
+        None,
+        eps,
+        true,
+        cfg,
+    )
+}
+
+/// In-place [`rms_norm`].
+///
+/// # Errors
+/// As [`rms_norm`].
+pub fn rms_norm_inplace(
+    x: &mut [f32],
+    gamma: &[f32],
+    eps: f32,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    check(x.len(), gamma, None, None, eps)?;
+    let p = x.as_mut_ptr();
+    launch(p, p, x.len(), gamma, None, eps, true, cfg)
+}

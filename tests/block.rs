@@ -1,0 +1,140 @@
+//! The GPT-2 layer built from the kernels equals the same layer composed
+//! from the reference kernels, for prefill and for every decode step; and
+//! decoding token by token gives the hidden states of one prefill.
+//!
+//! Tolerance 2e-3 absolute on a residual stream of magnitude ~1: each of the
+//! five stages is within a few 1e-6 of its f64 reference (see the kernels'
+//! own tests), and the layer norms amplify by up to 1/σ of their input
+//! (σ ≥ ~0.3 here); 2e-3 leaves room for that and for the tanh-GELU while
+//! still catching any wrong mask, head, offset or missing residual (those
+//! change the output by ≥ 1e-2).
+
+mod common;
+use common::*;
+use transformer_kernels::{
+    Config, Gpt2Layer, Gpt2Weights, KernelError, KvCache, Parallelism, reference,
+};
+
+const TOL: f32 = 2e-3;
+
+fn input(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn prefill_and_decode_match_reference_composition() {
+    let (d, h, mlp) = (64, 4, 256);
+    let w = Gpt2Weights::random(d, h, mlp, 7);
+    for cfg in configs().into_iter().chain([Config {
+        parallelism: Parallelism::Threads(2),
+        ..Config::default()
+    }]) {
+        for n in [1usize, 5, 17, 40] {
+            let x0 = input(n, d, 11 + n as u64);
+            let want = reference::gpt2_layer(&w, &x0, n);
+            // Prefill without a cache (K/V read straight from the fused buffer).
+            let mut layer = Gpt2Layer::new(w.clone()).unwrap();
+            let mut x = x0.clone();
+            layer.forward(&mut x, None, &cfg, None).unwrap();
+            let e = max_diff(&x, &want);
+            assert!(e <= TOL, "{} prefill n={n}: max diff {e}", cfg.isa);
+
+            // Prefill through a cache.
+            let mut cache = KvCache::new(64, h, d / h);
+            let mut xc = x0.clone();
+            layer
+                .forward(&mut xc, Some(&mut cache), &cfg, None)
+                .unwrap();
+            assert_eq!(cache.len(), n);
+            assert!(
+                max_diff(&xc, &want) <= TOL,
+                "{} cached prefill n={n}",
+                cfg.isa
+            );
+
+            // Token by token: step t's output equals row t of the prefill,
+            // and of the reference over the first t + 1 tokens.
+            let mut cache = KvCache::new(64, h, d / h);
+            for t in 0..n {
+                let mut row = x0[t * d..(t + 1) * d].to_vec();
+                layer
+                    .forward(&mut row, Some(&mut cache), &cfg, None)
+                    .unwrap();
+                let e = max_diff(&row, &want[t * d..(t + 1) * d]);
+                assert!(e <= TOL, "{} decode step {t} of {n}: max diff {e}", cfg.isa);
+                let e2 = max_diff(&row, &x[t * d..(t + 1) * d]);
+                assert!(e2 <= TOL, "{} decode step {t} vs prefill: {e2}", cfg.isa);
+            }
+            assert_eq!(cache.len(), n);
+        }
+    }
+}
+
+#[test]
+fn chunked_prefill_then_decode() {
+    // 12 tokens as 7 + 5 (bottom-right causal makes the second chunk see the
+    // first), then 3 decode steps: same as prefilling all 15.
+    let (d, h, mlp) = (64, 4, 256);
+    let w = Gpt2Weights::random(d, h, mlp, 3);
+    let x0 = input(15, d, 5);
+    let want = reference::gpt2_layer(&w, &x0, 15);
+    let cfg = Config::default();
+    let mut layer = Gpt2Layer::new(w).unwrap();
+    let mut cache = KvCache::new(15, h, d / h);
+    let mut got = Vec::new();
+    for (a, b) in [(0, 7), (7, 12), (12, 13), (13, 14), (14, 15)] {
+        let mut x = x0[a * d..b * d].to_vec();
+        layer.forward(&mut x, Some(&mut cache), &cfg, None).unwrap();
+        got.extend(x);
+    }
+    assert!(max_diff(&got, &want) <= TOL);
+    // The cache is full: one more token is an error, not an overflow.
+    let mut x = x0[..d].to_vec();
+    let e = layer
+        .forward(&mut x, Some(&mut cache), &cfg, None)
+        .unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "cache", .. }),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_weights_and_inputs_are_errors() {
+    let mut w = Gpt2Weights::random(64, 4, 256, 1);
+    w.b_up.pop();
+    assert!(matches!(
+        Gpt2Layer::new(w),
+        Err(KernelError::ShapeMismatch { arg: "weights", .. })
+    ));
+    assert!(Gpt2Layer::new(Gpt2Weights::random(64, 5, 256, 1)).is_err());
+    let mut layer = Gpt2Layer::new(Gpt2Weights::random(64, 4, 256, 1)).unwrap();
+    let mut x = vec![0.0f32; 65];
+    let e = layer
+        .forward(&mut x, None, &Config::default(), None)
+        .unwrap_err();
+    assert_eq!(e.arg(), "x");
+    let mut wrong = KvCache::new(8, 2, 32);
+    let mut x = vec![0.0f32; 64];
+    assert!(
+        layer
+            .forward(&mut x, Some(&mut wrong), &Config::default(), None)
+            .is_err()
+    );
+}
