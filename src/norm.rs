@@ -1,12 +1,14 @@
 //! Layer norm and RMS norm over the rows of a row-major `[rows, d]`.
 //!
-//! One pass for the statistics, one for the output. The statistics use
-//! shifted sums: with `K` the row's first element, each vector lane
-//! accumulates `Σ(x − K)` and `Σ(x − K)²` in f32, and the lanes are combined
-//! in f64 — `var = (Σd² − (Σd)²/n)/n`. Shifting by a sample of the row keeps
-//! the two sums of comparable size, so the subtraction does not cancel (a
-//! constant row gives exactly 0). Limits: `|x − K|` must stay below ~1e18 so
-//! the squares stay finite in f32; RMS norm accumulates `Σx²` the same way.
+//! One pass for the statistics, one for the output. Layer norm: Welford's
+//! update per vector lane on `x − K` (K = the row's first element), the
+//! lanes merged with Chan's formula in f64 — no `Σx² − (Σx)²/n`
+//! cancellation (an outlier or a large mean does not cost accuracy; a
+//! constant row gives exactly 0) — and the output computed as
+//! `((x − K) − (mean − K))·rstd·γ + β`, where both differences are small
+//! and nearly exact. RMS norm: `Σx²` per lane (no cancellation), combined in
+//! f64. Rows whose squares leave f32's range (|x| beyond ~1e18 or below
+//! ~1e-18, or eps = 0 on such a row) are redone in f64, two passes.
 
 use crate::error::KernelError;
 use crate::isa::{Config, dispatch};
@@ -82,31 +84,74 @@ unsafe fn norm_row<S: Simd>(s: S, p: &Rows, src: *const f32, dst: *mut f32) {
             |ptr: *const f32, i: usize| (ptr.add(i * lanes) as *const S::f32s).read_unaligned();
         let shift = if p.rms { 0.0 } else { *src };
         let k = s.splat_f32s(shift);
-        let (mut s1, mut s2) = (s.splat_f32s(0.0), s.splat_f32s(0.0));
-        for i in 0..nv {
-            let x = s.sub_f32s(ld(src, i), k);
-            s1 = s.add_f32s(s1, x);
-            s2 = s.mul_add_e_f32s(x, x, s2);
-        }
-        let (mut t1, mut t2) = (lanes_f64(s, s1), lanes_f64(s, s2));
-        for i in nv * lanes..d {
-            let x = (*src.add(i) - shift) as f64;
-            t1 += x;
-            t2 += x * x;
-        }
+        let (t1, t2) = if p.rms {
+            // Σx²: no cancellation.
+            let mut s2 = s.splat_f32s(0.0);
+            for i in 0..nv {
+                let x = ld(src, i);
+                s2 = s.mul_add_e_f32s(x, x, s2);
+            }
+            let mut t2 = lanes_f64(s, s2);
+            for i in nv * lanes..d {
+                t2 += (*src.add(i) as f64).powi(2);
+            }
+            (0.0, t2)
+        } else {
+            // Welford per lane on x − K, lanes merged with Chan's formula
+            // in f64, then the tail: returns (mean − K, Σ(x − mean)²).
+            let (mut mean, mut m2) = (s.splat_f32s(0.0), s.splat_f32s(0.0));
+            for i in 0..nv {
+                let x = s.sub_f32s(ld(src, i), k);
+                let delta = s.sub_f32s(x, mean);
+                mean = s.mul_add_e_f32s(delta, s.splat_f32s(1.0 / (i + 1) as f32), mean);
+                m2 = s.mul_add_e_f32s(delta, s.sub_f32s(x, mean), m2);
+            }
+            let (mut cnt, mut mu, mut q) = (0.0f64, 0.0f64, 0.0f64);
+            if nv > 0 {
+                let mut mb = [0.0f32; 64];
+                let mut qb = [0.0f32; 64];
+                s.partial_store_f32s(&mut mb[..lanes], mean);
+                s.partial_store_f32s(&mut qb[..lanes], m2);
+                let l = lanes as f64;
+                mu = mb[..lanes].iter().map(|&v| v as f64).sum::<f64>() / l;
+                q = qb[..lanes].iter().map(|&v| v as f64).sum::<f64>()
+                    + nv as f64
+                        * mb[..lanes]
+                            .iter()
+                            .map(|&v| (v as f64 - mu).powi(2))
+                            .sum::<f64>();
+                cnt = nv as f64 * l;
+            }
+            for i in nv * lanes..d {
+                let x = (*src.add(i) - shift) as f64;
+                cnt += 1.0;
+                let delta = x - mu;
+                mu += delta / cnt;
+                q += delta * (x - mu);
+            }
+            (mu, q)
+        };
         let n = d as f64;
-        let (mean, scale) = if p.rms {
+        // Squares that left f32's range (overflow to ∞, or so small they may
+        // have underflowed), or a scale beyond f32 (eps = 0 on a tiny row):
+        // redo the row in f64.
+        let raw = if p.rms { t2 / n } else { (t2 / n).max(0.0) } + p.eps as f64;
+        if !t2.is_finite() || t2 < n * 1e-36 || 1.0 / raw.sqrt() > 1e30 {
+            norm_row_f64(p, src, dst);
+            return;
+        }
+        // Normalise (x − K) − (mean − K): both differences are small and
+        // nearly exact when the row's spread is small against its mean,
+        // where x − mean with the mean rounded to f32 would not be.
+        let (mean_k, scale) = if p.rms {
             (0.0f32, (1.0 / (t2 / n + p.eps as f64).sqrt()) as f32)
         } else {
-            let var = ((t2 - t1 * t1 / n) / n).max(0.0);
-            (
-                (shift as f64 + t1 / n) as f32,
-                (1.0 / (var + p.eps as f64).sqrt()) as f32,
-            )
+            let var = (t2 / n).max(0.0);
+            (t1 as f32, (1.0 / (var + p.eps as f64).sqrt()) as f32)
         };
-        let (mv, sv) = (s.splat_f32s(mean), s.splat_f32s(scale));
+        let (mv, sv) = (s.splat_f32s(mean_k), s.splat_f32s(scale));
         for i in 0..nv {
-            let t = s.mul_f32s(s.sub_f32s(ld(src, i), mv), sv);
+            let t = s.mul_f32s(s.sub_f32s(s.sub_f32s(ld(src, i), k), mv), sv);
             let g = ld(p.gamma, i);
             let y = if p.beta.is_null() {
                 s.mul_f32s(t, g)
@@ -116,12 +161,42 @@ unsafe fn norm_row<S: Simd>(s: S, p: &Rows, src: *const f32, dst: *mut f32) {
             (dst.add(i * lanes) as *mut S::f32s).write_unaligned(y);
         }
         for i in nv * lanes..d {
-            let t = (*src.add(i) - mean) * scale;
+            let t = ((*src.add(i) - shift) - mean_k) * scale;
             *dst.add(i) = if p.beta.is_null() {
                 t * *p.gamma.add(i)
             } else {
                 t.mul_add(*p.gamma.add(i), *p.beta.add(i))
             };
+        }
+    }
+}
+
+/// The whole row in f64: two passes, for rows the f32 statistics cannot
+/// represent.
+///
+/// # Safety
+/// As [`norm_row`].
+#[inline(never)]
+unsafe fn norm_row_f64(p: &Rows, src: *const f32, dst: *mut f32) {
+    // SAFETY: the caller's contract (d elements in src, dst, gamma, beta).
+    unsafe {
+        let x = core::slice::from_raw_parts(src, p.d);
+        let n = p.d as f64;
+        let mean = if p.rms {
+            0.0
+        } else {
+            x.iter().map(|&v| v as f64).sum::<f64>() / n
+        };
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let r = 1.0 / (var + p.eps as f64).sqrt();
+        for i in 0..p.d {
+            let t = (*src.add(i) as f64 - mean) * r * *p.gamma.add(i) as f64;
+            let b = if p.beta.is_null() {
+                0.0
+            } else {
+                *p.beta.add(i) as f64
+            };
+            *dst.add(i) = (t + b) as f32;
         }
     }
 }
@@ -133,6 +208,12 @@ fn check(
     out_len: Option<usize>,
     eps: f32,
 ) -> Result<(), KernelError> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(KernelError::invalid(
+            "eps",
+            format!("eps {eps} must be finite and ≥ 0"),
+        ));
+    }
     if let Some(o) = out_len
         && o != x_len
     {
@@ -169,12 +250,6 @@ fn check(
                 b.len(),
                 gamma.len()
             ),
-        ));
-    }
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(KernelError::invalid(
-            "eps",
-            format!("eps {eps} must be finite and ≥ 0"),
         ));
     }
     Ok(())

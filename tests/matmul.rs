@@ -9,7 +9,9 @@
 //! — the k-step FMA chain contributes at most k·u·S (each rounding is at most
 //! u times a partial sum bounded by S), the α multiply, β FMA and bias add
 //! one rounding each of at most u times a magnitude bounded by the bracket;
-//! the factor 2 covers second-order terms. The GELU epilogue then adds
+//! the factor 2 covers second-order terms; (k + 4)·2⁻¹⁴⁹ covers results in
+//! the subnormal range, where each rounding is off by up to 2⁻¹⁵⁰ absolute.
+//! The GELU epilogue then adds
 //! 1.13·t (|gelu'| ≤ 1.13 for both forms) + 4 ULP + 1e-7 (its own bound,
 //! asserted in tests/math.rs).
 
@@ -159,7 +161,8 @@ fn bound(
             } else {
                 alpha.abs() as f64 * s
             };
-            let t = 2.0 * (k as f64 + 3.0) * U * (s + cterm + bias);
+            let t = 2.0 * (k as f64 + 3.0) * U * (s + cterm + bias)
+                + (k as f64 + 4.0) * 2f64.powi(-149);
             out[i * n + j] = match ep.kind {
                 None => t,
                 Some(_) => 1.13 * t + 4.0 * ulp_f32(exact[i * n + j]) + 1e-7,

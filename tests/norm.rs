@@ -208,4 +208,67 @@ fn error_paths() {
     // No rows is fine.
     layer_norm(&[], &[1.0; 4], &[0.0; 4], &mut [], 1e-5, &cfg).unwrap();
     rms_norm_inplace(&mut [], &[], 1e-5, &cfg).unwrap();
+    // A bad eps is an error whatever the size (found by fuzzing).
+    assert!(matches!(
+        rms_norm_inplace(&mut [], &[], -1.0, &cfg),
+        Err(KernelError::InvalidArgument { arg: "eps", .. })
+    ));
+}
+
+/// Found by fuzzing: a row whose first element (the shift) is an outlier.
+/// Shifted sums lost accuracy there (the error grew with the square of the
+/// spread); Welford's update does not.
+#[test]
+fn outlier_first_element_keeps_accuracy() {
+    let mut x = vec![-2.473f32; 18];
+    x[0] = 0.794;
+    let g: Vec<f32> = (0..18)
+        .map(|j| [-2.473f32, -2.584, 0.44, 2.003][j % 4])
+        .collect();
+    let b: Vec<f32> = (0..18)
+        .map(|j| [0.442f32, -2.914, 3.418, -0.758][j % 4])
+        .collect();
+    let want = reference::layer_norm(&x, &g, &b, 1e-5);
+    for cfg in configs() {
+        let mut out = vec![0.0f32; 18];
+        layer_norm(&x, &g, &b, &mut out, 1e-5, &cfg).unwrap();
+        check_rows(cfg.isa.name(), &x, &g, Some(&b), &out, &want);
+    }
+}
+
+/// Found by fuzzing: rows whose squares leave f32's range — subnormal
+/// values with eps = 0 (the f32 sum of squares underflows to 0 and the
+/// scale to ∞), or |x| ≈ 1e25 (squares overflow) — are redone in f64.
+#[test]
+fn rows_beyond_f32_squares_fall_back_to_f64() {
+    for (x, eps) in [
+        (vec![-3e-42f32, -3e-42, 1e-40, -2e-41], 0.0f32),
+        (vec![1e25f32, -3e25, 2e25, 5e24], 1e-5),
+        (vec![1e-20f32, 3e-20, -2e-20, 0.0], 0.0),
+    ] {
+        let d = x.len();
+        let g = vec![1.5f32; d];
+        let b = vec![0.25f32; d];
+        for cfg in configs() {
+            let mut out = vec![0.0f32; d];
+            rms_norm(&x, &g, &mut out, eps, &cfg).unwrap();
+            let want = reference::rms_norm(&x, &g, eps);
+            for (o, w) in out.iter().zip(&want) {
+                assert!(
+                    ((*o as f64) - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{} rms {x:?}: {o} vs {w}",
+                    cfg.isa
+                );
+            }
+            layer_norm(&x, &g, &b, &mut out, eps, &cfg).unwrap();
+            let want = reference::layer_norm(&x, &g, &b, eps);
+            for (o, w) in out.iter().zip(&want) {
+                assert!(
+                    ((*o as f64) - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{} ln {x:?}: {o} vs {w}",
+                    cfg.isa
+                );
+            }
+        }
+    }
 }

@@ -183,3 +183,56 @@ fn subnormal_inputs_are_computed() {
         }
     }
 }
+
+/// Found by the attention fuzz target: q·k overflowing f32 gives a +∞
+/// score; the row takes the limit (all weight on the +∞ keys), not NaN.
+#[test]
+fn overflowing_scores_take_the_limit() {
+    let (lk, d) = (8, 1);
+    let q = [3.4e38f32, -0.5];
+    let k = [-0.761f32, -0.761, 2.735, 2.735, 2.735, 2.735, 2.735, 2.735];
+    let v: Vec<f32> = (0..lk).map(|j| j as f32).collect();
+    for cfg in configs() {
+        for lq in [1usize, 2] {
+            let mut o = vec![f32::NAN; lq];
+            attention(
+                HeadsMut::bshd(&mut o, 1, lq, 1, d).unwrap(),
+                HeadsRef::bshd(&q[..lq], 1, lq, 1, d).unwrap(),
+                HeadsRef::bshd(&k, 1, lk, 1, d).unwrap(),
+                HeadsRef::bshd(&v, 1, lk, 1, d).unwrap(),
+                &AttentionOptions {
+                    causal: false,
+                    scale: None,
+                },
+                &cfg,
+            )
+            .unwrap();
+            // Keys 2..8 overflow to +∞: equal weights, mean of v[2..8] = 4.5.
+            assert_eq!(o[0], 4.5, "{} lq={lq}", cfg.isa);
+        }
+    }
+}
+
+/// Found by the norm fuzz target: a row whose spread is tiny against its
+/// mean (mean/σ ≈ 1e7) keeps full accuracy, even with eps = 0.
+#[test]
+fn ill_conditioned_rows_keep_accuracy() {
+    let d = 37;
+    let x: Vec<f32> = (0..d)
+        .map(|j| 1.0e4 + (j % 5) as f32 * 9.765625e-4)
+        .collect();
+    let g = vec![1.0f32; d];
+    let b = vec![0.0f32; d];
+    let want = reference::layer_norm(&x, &g, &b, 0.0);
+    for cfg in configs() {
+        let mut out = vec![0.0f32; d];
+        layer_norm(&x, &g, &b, &mut out, 0.0, &cfg).unwrap();
+        for (j, (&o, &w)) in out.iter().zip(&want).enumerate() {
+            assert!(
+                ((o as f64) - w).abs() < 1e-5 * (1.0 + w.abs()),
+                "{} [{j}]: {o} vs {w}",
+                cfg.isa
+            );
+        }
+    }
+}

@@ -28,16 +28,28 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let lk = u.int_in_range(0..=48usize)?;
     let d = u.int_in_range(0..=20usize)?;
     let causal = bool::arbitrary(u)?;
-    let scale = if u.ratio(1, 4)? { Some(*u.choose(&[0.5f32, 2.0, f32::NAN, f32::INFINITY])?) } else { None };
+    let scale = if u.ratio(1, 4)? {
+        Some(*u.choose(&[0.5f32, 2.0, f32::NAN, f32::INFINITY])?)
+    } else {
+        None
+    };
     let bhsd = bool::arbitrary(u)?;
     let q = values(u, b * lq * h * d, hostile)?;
     let k = values(u, b * lk * hk * d, hostile)?;
     let v = values(u, b * lk * hk * d, hostile)?;
     let ctor = if bhsd { HeadsRef::bhsd } else { HeadsRef::bshd };
-    let (qr, kr, vr) = (ctor(&q, b, lq, h, d).unwrap(), ctor(&k, b, lk, hk, d).unwrap(), ctor(&v, b, lk, hk, d).unwrap());
+    let (qr, kr, vr) = (
+        ctor(&q, b, lq, h, d).unwrap(),
+        ctor(&k, b, lk, hk, d).unwrap(),
+        ctor(&v, b, lk, hk, d).unwrap(),
+    );
     let olen = b * lq * h * d;
     let mut out = padded(olen, 9.0);
-    let lse_len = if u.ratio(1, 10)? { u.int_in_range(0..=b * h * lq + 2)? } else { b * h * lq };
+    let lse_len = if u.ratio(1, 10)? {
+        u.int_in_range(0..=b * h * lq + 2)?
+    } else {
+        b * h * lq
+    };
     let mut lse = padded(lse_len, 9.0);
     let om = if bhsd {
         HeadsMut::bhsd(&mut out[PAD..PAD + olen], b, lq, h, d).unwrap()
@@ -58,25 +70,52 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     match res {
         Err(e) => {
             assert!(!valid, "valid call refused: {e}");
-            assert!(out[PAD..PAD + olen].iter().all(|&x| x == 9.0), "out written on Err");
+            assert!(
+                out[PAD..PAD + olen].iter().all(|&x| x == 9.0),
+                "out written on Err"
+            );
         }
         Ok(()) => {
             assert!(valid, "invalid call accepted");
-            if nothing || d == 0 || !q.iter().chain(&k).chain(&v).all(|x| x.is_finite()) {
+            // Exact comparison only where f32 scores cannot overflow (q·k
+            // beyond 3.4e38 is ±∞ in f32, or NaN for ∞ − ∞ within one dot
+            // product — documented; the f64 reference does not overflow).
+            if nothing
+                || d == 0
+                || !q
+                    .iter()
+                    .chain(&k)
+                    .chain(&v)
+                    .all(|x| x.is_finite() && x.abs() < 1e15)
+            {
                 return Ok(());
+            }
+            if std::env::var("FUZZ_DEBUG").is_ok() {
+                eprintln!(
+                    "b={b} h={h} hk={hk} lq={lq} lk={lk} d={d} causal={causal} scale={scale:?} bhsd={bhsd} cfg={cfg:?}\nq={q:?}\nk={k:?}\nv={v:?}"
+                );
             }
             let (want, _) = reference::attention(qr, kr, vr, &opts);
             let sc = scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
             let delta = (d as f64 + 2.0) * U * sc.abs() * 16.0 * d as f64;
-            let tol = 4.0 * 2.0 * (2.0 * delta + (2.0 * lk as f64 + d as f64 + 16.0) * 2.0 * U) * 4.0;
+            let tol =
+                4.0 * 2.0 * (2.0 * delta + (2.0 * lk as f64 + d as f64 + 16.0) * 2.0 * U) * 4.0;
             for bb in 0..b {
                 for i in 0..lq {
                     for hh in 0..h {
                         for dd in 0..d {
                             let w = want[((bb * lq + i) * h + hh) * d + dd];
-                            let off = if bhsd { ((bb * h + hh) * lq + i) * d + dd } else { ((bb * lq + i) * h + hh) * d + dd };
+                            let off = if bhsd {
+                                ((bb * h + hh) * lq + i) * d + dd
+                            } else {
+                                ((bb * lq + i) * h + hh) * d + dd
+                            };
                             let g = out[PAD + off] as f64;
-                            assert!((g - w).abs() <= tol + 1e-6 * w.abs(), "{:?} ({bb},{i},{hh},{dd}): {g} vs {w}", cfg.isa);
+                            assert!(
+                                (g - w).abs() <= tol + 1e-6 * w.abs(),
+                                "{:?} ({bb},{i},{hh},{dd}): {g} vs {w}",
+                                cfg.isa
+                            );
                         }
                     }
                 }

@@ -21,9 +21,21 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let rows = u.int_in_range(0..=40usize)?;
     let cols = u.int_in_range(0..=140usize)?;
     // Sometimes a bias or output of the wrong length.
-    let blen = if u.ratio(1, 8)? { u.int_in_range(0..=150usize)? } else { cols };
-    let olen = if u.ratio(1, 8)? { u.int_in_range(0..=rows * cols + 3)? } else { rows * cols };
-    let kind = if bool::arbitrary(u)? { GeluKind::Erf } else { GeluKind::Tanh };
+    let blen = if u.ratio(1, 8)? {
+        u.int_in_range(0..=150usize)?
+    } else {
+        cols
+    };
+    let olen = if u.ratio(1, 8)? {
+        u.int_in_range(0..=rows * cols + 3)?
+    } else {
+        rows * cols
+    };
+    let kind = if bool::arbitrary(u)? {
+        GeluKind::Erf
+    } else {
+        GeluKind::Tanh
+    };
     let x = values(u, rows * cols, hostile)?;
     let bias = values(u, blen, hostile)?;
     let mode = u.int_in_range(0..=2u8)?;
@@ -49,13 +61,20 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         Err(_) => {
             assert!(!valid, "valid call refused: {res:?}");
             if mode != 1 {
-                assert!(out[PAD..PAD + olen].iter().all(|&v| v == 123.0), "output written on Err");
+                assert!(
+                    out[PAD..PAD + olen].iter().all(|&v| v == 123.0),
+                    "output written on Err"
+                );
             }
         }
         Ok(()) => {
             assert!(valid, "invalid call accepted");
             for i in 0..x.len() {
-                let s = if mode == 2 { x[i] } else { x[i] + bias[i % bias.len()] };
+                let s = if mode == 2 {
+                    x[i]
+                } else {
+                    x[i] + bias[i % bias.len()]
+                };
                 let e = reference::gelu(s as f64, kind);
                 let g = out[PAD + i] as f64;
                 if e.is_nan() {
@@ -63,7 +82,11 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                 } else if e.is_infinite() {
                     assert_eq!(g, e, "gelu({s})");
                 } else {
-                    assert!((g - e).abs() <= 4.0 * ulp(e) + 1e-7, "{:?} gelu({s}) = {g}, want {e}", cfg.isa);
+                    assert!(
+                        (g - e).abs() <= 4.0 * ulp(e) + 1e-7,
+                        "{:?} gelu({s}) = {g}, want {e}",
+                        cfg.isa
+                    );
                 }
             }
         }

@@ -14,7 +14,11 @@ pub fn config(u: &mut Unstructured) -> arbitrary::Result<Config> {
         let avail = Isa::available();
         avail[u.choose_index(avail.len())?]
     };
-    let parallelism = if bool::arbitrary(u)? { Parallelism::Threads(2) } else { Parallelism::Serial };
+    let parallelism = if bool::arbitrary(u)? {
+        Parallelism::Threads(2)
+    } else {
+        Parallelism::Serial
+    };
     Ok(Config { isa, parallelism })
 }
 
@@ -22,7 +26,19 @@ pub fn config(u: &mut Unstructured) -> arbitrary::Result<Config> {
 /// huge), when `hostile` is set.
 pub fn value(u: &mut Unstructured, hostile: bool) -> arbitrary::Result<f32> {
     if hostile && u.ratio(1, 8)? {
-        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-40, -3e-42, f32::MAX, f32::MIN, 1e30, -1e30];
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e-40,
+            -3e-42,
+            f32::MAX,
+            f32::MIN,
+            1e30,
+            -1e30,
+        ];
         return Ok(specials[u.choose_index(specials.len())?]);
     }
     Ok((u.int_in_range(-4000i32..=4000)? as f32) / 1000.0)
@@ -46,7 +62,11 @@ pub fn padded(n: usize, fill: f32) -> Vec<f32> {
 pub fn check_canaries(v: &[f32], what: &str) {
     let n = v.len() - 2 * PAD;
     for (i, x) in v[..PAD].iter().chain(&v[PAD + n..]).enumerate() {
-        assert_eq!(x.to_bits(), CANARY.to_bits(), "{what}: canary {i} overwritten");
+        assert_eq!(
+            x.to_bits(),
+            CANARY.to_bits(),
+            "{what}: canary {i} overwritten"
+        );
     }
 }
 
@@ -57,5 +77,9 @@ pub fn ulp(y: f64) -> f64 {
         return f64::INFINITY;
     }
     let e = (f.to_bits() >> 23) as i32;
-    if e == 0 { 2f64.powi(-149) } else { 2f64.powi(e - 150) }
+    if e == 0 {
+        2f64.powi(-149)
+    } else {
+        2f64.powi(e - 150)
+    }
 }

@@ -7,7 +7,7 @@
 
 #[path = "common.rs"]
 mod common;
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Unstructured;
 use common::*;
 use libfuzzer_sys::fuzz_target;
 use transformer_kernels::{Epilogue, GeluKind, MatMut, MatRef, matmul, reference};
@@ -20,8 +20,16 @@ const U: f64 = 1.0 / (1u64 << 24) as f64;
 
 /// (rows, cols, row stride, col stride, buffer length) for a view, usually
 /// consistent, sometimes not.
-fn view_shape(u: &mut Unstructured, rows: usize, cols: usize) -> arbitrary::Result<(usize, usize, usize, usize, usize)> {
-    let (rows, cols) = if u.ratio(1, 16)? { (u.int_in_range(0..=40)?, u.int_in_range(0..=40)?) } else { (rows, cols) };
+fn view_shape(
+    u: &mut Unstructured,
+    rows: usize,
+    cols: usize,
+) -> arbitrary::Result<(usize, usize, usize, usize, usize)> {
+    let (rows, cols) = if u.ratio(1, 16)? {
+        (u.int_in_range(0..=40)?, u.int_in_range(0..=40)?)
+    } else {
+        (rows, cols)
+    };
     let (rs, cs) = match u.int_in_range(0..=4u8)? {
         0 => (cols, 1),
         1 => (1, rows),
@@ -29,15 +37,27 @@ fn view_shape(u: &mut Unstructured, rows: usize, cols: usize) -> arbitrary::Resu
         3 => (1, rows + u.int_in_range(0..=5usize)?),
         _ => (u.int_in_range(0..=64usize)?, u.int_in_range(0..=64usize)?),
     };
-    let need = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
-    let len = if u.ratio(1, 10)? { need.saturating_sub(u.int_in_range(0..=3usize)?) } else { need };
+    let need = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    };
+    let len = if u.ratio(1, 10)? {
+        need.saturating_sub(u.int_in_range(0..=3usize)?)
+    } else {
+        need
+    };
     Ok((rows, cols, rs, cs, len))
 }
 
 fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let cfg = config(u)?;
     let hostile = u.ratio(1, 4)?;
-    let (m, n, k) = (u.int_in_range(0..=40usize)?, u.int_in_range(0..=40usize)?, u.int_in_range(0..=70usize)?);
+    let (m, n, k) = (
+        u.int_in_range(0..=40usize)?,
+        u.int_in_range(0..=40usize)?,
+        u.int_in_range(0..=70usize)?,
+    );
     let (ar, ac, ars, acs, alen) = view_shape(u, m, k)?;
     let (br, bc, brs, bcs, blen) = view_shape(u, k, n)?;
     let (cr, cc, crs, ccs, clen) = view_shape(u, m, n)?;
@@ -46,7 +66,11 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let c0 = values(u, clen, hostile)?;
     let alpha = *u.choose(&[1.0f32, 0.0, -0.5, 2.0])?;
     let beta = *u.choose(&[0.0f32, 1.0, 0.5])?;
-    let blen_bias = if u.ratio(1, 10)? { u.int_in_range(0..=45usize)? } else { bc };
+    let blen_bias = if u.ratio(1, 10)? {
+        u.int_in_range(0..=45usize)?
+    } else {
+        bc
+    };
     let bias = values(u, blen_bias, hostile)?;
     let ep = match u.int_in_range(0..=3u8)? {
         0 => Epilogue::None,
@@ -55,7 +79,10 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         _ => Epilogue::BiasGelu(&bias, GeluKind::Tanh),
     };
 
-    let (Ok(av), Ok(bv)) = (MatRef::new(&a, ar, ac, ars, acs), MatRef::new(&b, br, bc, brs, bcs)) else {
+    let (Ok(av), Ok(bv)) = (
+        MatRef::new(&a, ar, ac, ars, acs),
+        MatRef::new(&b, br, bc, brs, bcs),
+    ) else {
         return Ok(()); // refused at construction: nothing else to check
     };
     let mut cbuf = padded(clen, 0.0);
@@ -75,11 +102,19 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     match res {
         Err(e) => {
             assert!(!valid, "valid call refused: {e}");
-            assert!(got.iter().zip(&c0).all(|(x, y)| x.to_bits() == y.to_bits()), "C written on Err");
+            assert!(
+                got.iter().zip(&c0).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "C written on Err"
+            );
         }
         Ok(()) => {
             assert!(valid, "invalid call accepted");
-            let finite = a.iter().chain(&b).chain(&c0).chain(&bias).all(|v| v.is_finite() && v.abs() < 1e6);
+            let finite = a
+                .iter()
+                .chain(&b)
+                .chain(&c0)
+                .chain(&bias)
+                .all(|v| v.is_finite() && v.abs() < 1e6);
             if !finite {
                 return Ok(());
             }
@@ -88,21 +123,40 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
             let cview = MatRef::new(got, cr, cc, crs, ccs).unwrap();
             for i in 0..cr {
                 for j in 0..cc {
-                    let s: f64 = (0..ac).map(|p| (av.get(i, p).unwrap() as f64 * bv.get(p, j).unwrap() as f64).abs()).sum();
-                    let cterm = if beta != 0.0 { (beta as f64 * c0v.get(i, j).unwrap() as f64).abs() } else { 0.0 };
+                    let s: f64 = (0..ac)
+                        .map(|p| {
+                            (av.get(i, p).unwrap() as f64 * bv.get(p, j).unwrap() as f64).abs()
+                        })
+                        .sum();
+                    let cterm = if beta != 0.0 {
+                        (beta as f64 * c0v.get(i, j).unwrap() as f64).abs()
+                    } else {
+                        0.0
+                    };
                     let bterm = match ep {
                         Epilogue::None => 0.0,
                         Epilogue::Bias(b) | Epilogue::BiasGelu(b, _) => b[j].abs() as f64,
                     };
-                    let s = if alpha == 0.0 { 0.0 } else { alpha.abs() as f64 * s };
-                    let t = 2.0 * (ac as f64 + 3.0) * U * (s + cterm + bterm);
+                    let s = if alpha == 0.0 {
+                        0.0
+                    } else {
+                        alpha.abs() as f64 * s
+                    };
+                    // + the absolute underflow term: each rounding of a
+                    // subnormal is off by up to 2⁻¹⁵⁰.
+                    let t = 2.0 * (ac as f64 + 3.0) * U * (s + cterm + bterm)
+                        + (ac as f64 + 4.0) * 2f64.powi(-149);
                     let w = want[i * cc + j];
                     let tol = match ep {
                         Epilogue::BiasGelu(..) => 1.13 * t + 4.0 * ulp(w) + 1e-7,
                         _ => t,
                     };
                     let g = cview.get(i, j).unwrap() as f64;
-                    assert!((g - w).abs() <= tol, "{:?} ({i},{j}) of {cr}x{cc}x{ac}: {g} vs {w}", cfg.isa);
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{:?} ({i},{j}) of {cr}x{cc}x{ac}: {g} vs {w}",
+                        cfg.isa
+                    );
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! leaves `(m, l, o)` per head, merged across chunks by `exp(m_i − M)`.
 
 use super::Attn;
-use super::flash::{scale_row, softmax_row};
+use super::flash::{rescale, scale_row, softmax_row};
 use pulp::Simd;
 
 /// Keys per sub-block: scores for every head of a sub-block stay in L1.
@@ -123,16 +123,7 @@ pub(crate) unsafe fn chunk<S: Simd>(
             for h in 0..h_n {
                 let row = &mut sc.scores[h * SB..h * SB + sb];
                 let (m_new, sum) = softmax_row(s, row, sb, sc.m[h]);
-                let m_use = if m_new == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    m_new
-                };
-                let alpha = if sc.m[h] == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (sc.m[h] - m_use).exp()
-                };
+                let alpha = rescale(sc.m[h], m_new);
                 sc.l[h] = sc.l[h] * alpha + sum;
                 sc.m[h] = m_new;
                 if alpha != 1.0 {
@@ -181,7 +172,7 @@ pub(crate) unsafe fn merge(parts: &[f32], d: usize, out: *mut f32) -> f32 {
         if c[0] == f32::NEG_INFINITY {
             continue;
         }
-        let w = (c[0] - mx).exp();
+        let w = if c[0] == mx { 1.0 } else { (c[0] - mx).exp() };
         l += w * c[1];
         for (oo, &x) in o.iter_mut().zip(&c[2..]) {
             *oo += w * x;

@@ -167,17 +167,7 @@ fn run_nv<S: Simd, const NV: usize>(
                 let row = unsafe { core::slice::from_raw_parts_mut(sbuf.add(r * BC), n_need) };
                 let li = i - q0;
                 let (m_new, sum) = softmax_row(s, row, visible, sc.m[li]);
-                let m_old = sc.m[li];
-                let m_use = if m_new == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    m_new
-                };
-                let alpha = if m_old == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (m_old - m_use).exp()
-                };
+                let alpha = rescale(sc.m[li], m_new);
                 sc.l[li] = sc.l[li] * alpha + sum;
                 sc.m[li] = m_new;
                 if alpha != 1.0 {
@@ -261,9 +251,12 @@ fn run_nv<S: Simd, const NV: usize>(
     }
 }
 
-/// Masks `row[visible..]`, and turns `row[..visible]` into
-/// `exp(row − m_use)` where `m_new = max(m_old, max(row[..visible]))` and
-/// `m_use` is `m_new`, or 0 when that is −∞. Returns `(m_new, Σ exp)`.
+/// Masks `row[visible..]`, and turns `row[..visible]` into the softmax
+/// numerators `exp(row − m_use)`, where `m_new = max(m_old, max(row))` and
+/// `m_use` is `m_new`, or 0 when that is −∞. Returns `(m_new, Σ numerators)`.
+///
+/// A +∞ score (an f32 overflow of q·k) takes the limit: the numerators are 1
+/// for +∞ scores and 0 for the rest, rather than `exp(∞ − ∞)` = NaN.
 #[inline(always)]
 pub(crate) fn softmax_row<S: Simd>(
     s: S,
@@ -290,6 +283,18 @@ pub(crate) fn softmax_row<S: Simd>(
         }
     }
     let m_new = s.reduce_max_f32s(mx).max(m_old);
+    if m_new == f32::INFINITY {
+        let mut n = 0.0;
+        for x in head.iter_mut() {
+            *x = if *x == f32::INFINITY {
+                n += 1.0;
+                1.0
+            } else {
+                0.0
+            };
+        }
+        return (m_new, n);
+    }
     let m_use = if m_new == f32::NEG_INFINITY {
         0.0
     } else {
@@ -297,7 +302,6 @@ pub(crate) fn softmax_row<S: Simd>(
     };
     let mv = s.splat_f32s(m_use);
     let mut sum = s.splat_f32s(0.0);
-    let n = head.len();
     let (v, t) = S::as_mut_simd_f32s(head);
     for x in v.iter_mut() {
         *x = math::exp(s, s.sub_f32s(*x, mv));
@@ -309,8 +313,21 @@ pub(crate) fn softmax_row<S: Simd>(
         s.partial_store_f32s(t, x);
         total += t.iter().sum::<f32>();
     }
-    let _ = n;
     (m_new, total)
+}
+
+/// The factor `exp(m_old − m_new)` that rescales a row's running sum and
+/// output when its running max moves from `m_old` to `m_new` (0 from an
+/// empty start, 1 when the max stays, including at +∞).
+#[inline(always)]
+pub(crate) fn rescale(m_old: f32, m_new: f32) -> f32 {
+    if m_old == f32::NEG_INFINITY {
+        0.0
+    } else if m_old == m_new {
+        1.0
+    } else {
+        (m_old - m_new).exp()
+    }
 }
 
 /// `row[..d] *= f`.
