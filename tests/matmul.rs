@@ -36,6 +36,8 @@ enum Layout {
     TransposedView,
     /// A block at (1, 2) of a larger row-major matrix.
     Sub,
+    /// Every other element of every other row: no unit stride (A is packed).
+    Sparse,
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
@@ -45,6 +47,7 @@ fn layout() -> impl Strategy<Value = Layout> {
         Just(Layout::PaddedRows),
         Just(Layout::TransposedView),
         Just(Layout::Sub),
+        Just(Layout::Sparse),
     ]
 }
 
@@ -75,6 +78,14 @@ impl Mat {
                     buf[i * (cols + 3)..][..cols].copy_from_slice(&vals[i * cols..][..cols]);
                 }
             }
+            Layout::Sparse => {
+                buf = vec![f32::NAN; 4 * rows * cols];
+                for i in 0..rows {
+                    for j in 0..cols {
+                        buf[i * 4 * cols + 2 * j] = vals[i * cols + j];
+                    }
+                }
+            }
             Layout::Sub => {
                 let w = cols + 5;
                 buf = vec![f32::NAN; (rows + 2) * w];
@@ -102,6 +113,7 @@ impl Mat {
                 .unwrap()
                 .submatrix(1, 2, r, c)
                 .unwrap(),
+            Layout::Sparse => MatRef::new(&self.buf, r, c, 4 * c, 2).unwrap(),
         }
     }
 
@@ -116,6 +128,7 @@ impl Mat {
                 .unwrap()
                 .submatrix(1, 2, r, c)
                 .unwrap(),
+            Layout::Sparse => MatMut::new(&mut self.buf, r, c, 4 * c, 2).unwrap(),
         }
     }
 
@@ -721,4 +734,40 @@ fn error_paths() {
         (s.rows(), s.cols(), s.row_stride(), s.col_stride()),
         (2, 3, 4, 1)
     );
+}
+
+#[test]
+fn strided_a_with_no_unit_stride_takes_the_packed_path() {
+    // A with strides (4k, 2): packed into micro-panels (both tile shapes of
+    // the AVX-512 level and the packing code run); big enough to pack.
+    let (m, n, k) = (100, 130, 150);
+    let vals: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1999) as f32 / 1000.0 - 1.0)
+        .collect();
+    let am = Mat::new(&vals, m, k, Layout::Sparse);
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 104729) % 1999) as f32 / 1000.0 - 1.0)
+        .collect();
+    let bv = MatRef::row_major(&b, k, n).unwrap();
+    let exact = reference::matmul(None, am.view(), bv, 1.0, 0.0, Epilogue::None);
+    let ep = Ep {
+        bias: vec![],
+        kind: None,
+        use_bias: false,
+    };
+    let tol = bound(
+        &vals,
+        &b,
+        &vec![0.0; m * n],
+        (m, n, k),
+        1.0,
+        0.0,
+        &ep,
+        &exact,
+    );
+    for cfg in configs() {
+        let mut c = Mat::new(&vec![f32::NAN; m * n], m, n, Layout::RowMajor);
+        matmul(c.view_mut(), am.view(), bv, 1.0, 0.0, Epilogue::None, &cfg).unwrap();
+        check_case(cfg.isa.name(), &c, &exact, &tol);
+    }
 }

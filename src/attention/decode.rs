@@ -107,17 +107,21 @@ pub(crate) unsafe fn chunk<S: Simd>(
     sc.m.resize(h_n, f32::NEG_INFINITY);
     sc.l.clear();
     sc.l.resize(h_n, 0.0);
-    // SAFETY (pointer arithmetic below): (b, i, h) and (b, c, h / g) with
+    // SAFETY (pointer arithmetic below): (b, i, h) and (b, c, hk < H/g) with
     // c in [c0, c1) are inside the validated views; rows have d elements.
     unsafe {
         let q = |h: usize| p.q.add(p.ql.offset(b, i, h));
         let mut s0 = c0;
         while s0 < c1 {
             let sb = SB.min(c1 - s0);
+            // KV heads outer, their query heads inner: no division per
+            // (token, head), and each K row is loaded for its whole group.
             for j in 0..sb {
-                for h in 0..h_n {
-                    let k = p.k.add(p.kl.offset(b, s0 + j, h / g));
-                    sc.scores[h * SB + j] = p.scale * dot(s, q(h), k, d);
+                for hk in 0..h_n / g {
+                    let k = p.k.add(p.kl.offset(b, s0 + j, hk));
+                    for h in hk * g..(hk + 1) * g {
+                        sc.scores[h * SB + j] = p.scale * dot(s, q(h), k, d);
+                    }
                 }
             }
             for h in 0..h_n {
@@ -131,12 +135,14 @@ pub(crate) unsafe fn chunk<S: Simd>(
                 }
             }
             for j in 0..sb {
-                for h in 0..h_n {
-                    // Every key here is visible to the row, so a NaN in V
-                    // poisons it even where its weight underflowed to 0, as
-                    // in prefill.
-                    let v = p.v.add(p.vl.offset(b, s0 + j, h / g));
-                    axpy(s, sc.o.as_mut_ptr().add(h * d), sc.scores[h * SB + j], v, d);
+                for hk in 0..h_n / g {
+                    let v = p.v.add(p.vl.offset(b, s0 + j, hk));
+                    for h in hk * g..(hk + 1) * g {
+                        // Every key here is visible to the row, so a NaN in
+                        // V poisons it even where its weight underflowed to
+                        // 0, as in prefill.
+                        axpy(s, sc.o.as_mut_ptr().add(h * d), sc.scores[h * SB + j], v, d);
+                    }
                 }
             }
             s0 += sb;
