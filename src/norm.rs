@@ -132,11 +132,13 @@ unsafe fn norm_row<S: Simd>(s: S, p: &Rows, src: *const f32, dst: *mut f32) {
             (mu, q)
         };
         let n = d as f64;
-        // Squares that left f32's range (overflow to ∞, or so small they may
-        // have underflowed), or a scale beyond f32 (eps = 0 on a tiny row):
-        // redo the row in f64.
+        // Squares that overflowed f32, or a scale beyond 1e18: the variance
+        // is then tiny against eps ≈ 0, and squares of such values (≲ 1e-18)
+        // may have underflowed in f32 — redo the row in f64. (With eps of
+        // any usual size an underflowed variance is harmless: eps dominates,
+        // so a constant row stays on the fast path.)
         let raw = if p.rms { t2 / n } else { (t2 / n).max(0.0) } + p.eps as f64;
-        if !t2.is_finite() || t2 < n * 1e-36 || 1.0 / raw.sqrt() > 1e30 {
+        if !t2.is_finite() || 1.0 / raw.sqrt() > 1e18 {
             norm_row_f64(p, src, dst);
             return;
         }
