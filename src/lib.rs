@@ -43,6 +43,11 @@ pub mod norm;
 pub mod reference;
 mod threads;
 
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use attention::{AttentionOptions, HeadsMut, HeadsRef, attention, attention_with_lse};
 pub use block::{Gpt2Layer, Gpt2Weights, KvCache, StageTimes};
 pub use error::KernelError;
