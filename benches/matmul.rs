@@ -9,6 +9,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use std::time::Duration;
+use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
     Config, Epilogue, GeluKind, Isa, MatMut, MatRef, Parallelism, bias_gelu_inplace, matmul,
 };
@@ -217,45 +218,19 @@ fn bench_epilogue(c: &mut Criterion) {
     g.finish();
 }
 
-/// This core's FMA peak: 12 independent accumulators of FMAs at the best
-/// vector width, no memory traffic.
+/// This core's FMA peak (`isa::fma_peak_gflops`'s loop) as a criterion
+/// bench, so "% of peak" comes from the same run.
 fn bench_peak(c: &mut Criterion) {
-    struct Fmas(usize);
-    impl pulp::WithSimd for Fmas {
-        type Output = f32;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
-            let mut acc = [s.splat_f32s(0.0); 12];
-            let x = s.splat_f32s(black_box(0.999_999));
-            let y = s.splat_f32s(black_box(1e-7));
-            for _ in 0..self.0 {
-                for a in acc.iter_mut() {
-                    *a = s.mul_add_e_f32s(*a, x, y);
-                }
-            }
-            let mut t = s.splat_f32s(0.0);
-            for a in acc {
-                t = s.add_f32s(t, a);
-            }
-            s.reduce_sum_f32s(t)
-        }
-    }
     let iters = 100_000usize;
     let mut g = c.benchmark_group("matmul/peak");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if let Some(v4) = pulp::x86::V4::try_new() {
-            g.throughput(Throughput::Elements((iters * 12 * 16 * 2) as u64));
-            g.bench_function("fma_avx512_1t", |b| {
-                b.iter(|| pulp::Simd::vectorize(v4, Fmas(iters)))
-            });
-        }
-        if let Some(v3) = pulp::x86::V3::try_new() {
-            g.throughput(Throughput::Elements((iters * 12 * 8 * 2) as u64));
-            g.bench_function("fma_avx2_1t", |b| {
-                b.iter(|| pulp::Simd::vectorize(v3, Fmas(iters)))
-            });
-        }
+    for isa in Isa::available().into_iter().filter(|&i| i != Isa::Scalar) {
+        // fma_peak_gflops runs its loop three times (best of three).
+        g.throughput(Throughput::Elements(
+            (3 * iters * 12 * isa.f32_lanes() * 2) as u64,
+        ));
+        g.bench_function(format!("fma_{isa}_1t"), |b| {
+            b.iter(|| fma_peak_gflops(isa, iters).unwrap())
+        });
     }
     g.finish();
 }

@@ -10,6 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
     AttentionOptions, Config, HeadsMut, HeadsRef, Isa, Parallelism, attention,
 };
@@ -55,35 +56,6 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// One core's FMA peak (GFLOP/s) with 12 independent accumulators.
-fn fma_peak() -> f64 {
-    struct Fmas(usize);
-    impl pulp::WithSimd for Fmas {
-        type Output = f32;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
-            let mut acc = [s.splat_f32s(0.0); 12];
-            let x = s.splat_f32s(std::hint::black_box(0.999_999));
-            let y = s.splat_f32s(std::hint::black_box(1e-7));
-            for _ in 0..self.0 {
-                for a in acc.iter_mut() {
-                    *a = s.mul_add_e_f32s(*a, x, y);
-                }
-            }
-            acc.iter().fold(0.0, |t, &a| t + s.reduce_sum_f32s(a))
-        }
-    }
-    let lanes = Isa::detect().f32_lanes();
-    let iters = 2_000_000;
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        std::hint::black_box(pulp::Arch::new().dispatch(Fmas(iters)));
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (iters * 12 * lanes * 2) as f64 / best / 1e9
-}
-
 fn main() {
     let max_n: usize = arg("--max-n", 8192);
     let threads: usize = arg("--threads", 1);
@@ -97,7 +69,7 @@ fn main() {
             Parallelism::Serial
         },
     };
-    let peak = fma_peak() * threads as f64;
+    let peak = fma_peak_gflops(cfg.isa, 2_000_000).unwrap() * threads as f64;
     println!(
         "causal attention, B=1 H={h} D={d}, {} thread(s), isa {}; FMA peak here ≈ {peak:.0} GFLOP/s",
         threads, cfg.isa

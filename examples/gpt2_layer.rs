@@ -14,6 +14,7 @@
 
 use std::io::Write;
 use std::time::{Duration, Instant};
+use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
     AttentionOptions, Config, Epilogue, GeluKind, Gpt2Layer, Gpt2Weights, HeadsMut, HeadsRef, Isa,
     KvCache, MatMut, MatRef, Parallelism, StageTimes, attention, layer_norm, matmul, reference,
@@ -205,33 +206,6 @@ fn kernel_times(w: &Gpt2Weights, n: usize, cfg: &Config, reps: usize) -> StageTi
     }
 }
 
-fn fma_peak(threads: usize) -> f64 {
-    struct Fmas(usize);
-    impl pulp::WithSimd for Fmas {
-        type Output = f32;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, s: S) -> f32 {
-            let mut acc = [s.splat_f32s(0.0); 12];
-            let x = s.splat_f32s(std::hint::black_box(0.999_999));
-            let y = s.splat_f32s(std::hint::black_box(1e-7));
-            for _ in 0..self.0 {
-                for a in acc.iter_mut() {
-                    *a = s.mul_add_e_f32s(*a, x, y);
-                }
-            }
-            acc.iter().fold(0.0, |t, &a| t + s.reduce_sum_f32s(a))
-        }
-    }
-    let iters = 2_000_000;
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        std::hint::black_box(pulp::Arch::new().dispatch(Fmas(iters)));
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (iters * 12 * Isa::detect().f32_lanes() * 2) as f64 / best / 1e9 * threads as f64
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -261,7 +235,7 @@ fn main() {
     };
     let w = Gpt2Weights::random(D, H, MLP, 2024);
     let mut layer = Gpt2Layer::new(w.clone()).unwrap();
-    let peak = fma_peak(threads);
+    let peak = fma_peak_gflops(cfg.isa, 2_000_000).unwrap() * threads as f64;
     println!(
         "GPT-2-small layer (d={D}, {H} heads of {}, MLP {MLP}), isa {}, {threads} thread(s); FMA peak here ≈ {peak:.0} GFLOP/s",
         D / H,

@@ -237,3 +237,36 @@ pub(crate) fn dispatch<Op: WithSimd>(isa: Isa, op: Op) -> Result<Op::Output, Ker
     }
     Err(KernelError::IsaUnavailable { requested: isa })
 }
+
+/// This core's f32 FMA throughput at `isa`, in GFLOP/s, measured now: 12
+/// independent accumulators of vector FMAs (enough to hide their latency),
+/// no memory traffic, best of three runs of `iters` steps. Benches and
+/// examples divide by it to report "% of peak" from the same run.
+///
+/// # Errors
+/// [`KernelError::IsaUnavailable`] if `isa` cannot run here.
+pub fn fma_peak_gflops(isa: Isa, iters: usize) -> Result<f64, KernelError> {
+    struct Fmas(usize);
+    impl WithSimd for Fmas {
+        type Output = f32;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> f32 {
+            let mut acc = [s.splat_f32s(0.0); 12];
+            let x = s.splat_f32s(std::hint::black_box(0.999_999));
+            let y = s.splat_f32s(std::hint::black_box(1e-7));
+            for _ in 0..self.0 {
+                for a in acc.iter_mut() {
+                    *a = s.mul_add_e_f32s(*a, x, y);
+                }
+            }
+            acc.iter().fold(0.0, |t, &a| t + s.reduce_sum_f32s(a))
+        }
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        std::hint::black_box(dispatch(isa, Fmas(iters))?);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok((iters * 12 * isa.f32_lanes() * 2) as f64 / best / 1e9)
+}
