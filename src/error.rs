@@ -86,7 +86,6 @@ impl KernelError {
         }
     }
 
-    #[allow(dead_code)] // for the view constructors of the matmul/attention APIs
     pub(crate) fn bounds(arg: &'static str, msg: impl Into<String>) -> Self {
         KernelError::OutOfBounds {
             arg,
@@ -94,7 +93,6 @@ impl KernelError {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn invalid(arg: &'static str, msg: impl Into<String>) -> Self {
         KernelError::InvalidArgument {
             arg,

@@ -142,7 +142,7 @@ fn loops<
                 if PACKED_B {
                     // SAFETY: the block [pc, pc+kc) × [jc, jc+nc) lies inside
                     // B; bbuf holds ceil(nc/nr)·nr·kc floats.
-                    unsafe { pack_b::<S, NV>(s, p, pc, jc, kc, nc, bbuf.as_mut_ptr()) };
+                    unsafe { pack_b::<S, NV>(p, pc, jc, kc, nc, bbuf.as_mut_ptr()) };
                 }
                 for ir in (0..mc).step_by(MR) {
                     let m_eff = MR.min(mc - ir);
@@ -259,10 +259,8 @@ fn no_act<F>(e: &TileEpi<F>) -> TileEpi<Identity> {
 ///
 /// # Safety
 /// The block is inside B; `dst` holds `ceil(nc/NR)·NR·kc` floats.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn pack_b<S: Simd, const NV: usize>(
-    s: S,
     p: &Problem,
     pc: usize,
     jc: usize,
@@ -272,7 +270,6 @@ unsafe fn pack_b<S: Simd, const NV: usize>(
 ) {
     let lanes = S::F32_LANES;
     let nr = NV * lanes;
-    let _ = s;
     // SAFETY: reads (pc+q, jc+j) with q < kc, j < nc: inside B; writes
     // panel·kc·nr + q·nr + j < ceil(nc/nr)·nr·kc.
     unsafe {

@@ -9,7 +9,7 @@
 //! never over k, so every element is summed in the same order.
 
 mod gemm;
-pub(crate) mod gemv;
+mod gemv;
 pub(crate) mod kernel;
 pub mod view;
 
