@@ -367,12 +367,16 @@ fn peer(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
 
 #[test]
 fn large_shapes_match_the_gemm_crate() {
-    // Around the block boundaries: KC 256, MC 168/144, NC 1024.
+    // Around the block boundaries: KC 256/512/1024 (scalar and 4-lane /
+    // AVX2 / AVX-512), NC 128/256/512/1020, MC 1036/1020/1024, and column
+    // panels narrower than the 64-wide tile.
     for &(m, n, k) in &[
         (500, 1100, 300),
         (257, 1025, 513),
         (169, 1040, 1024),
+        (1037, 129, 1025),
         (1024, 520, 255),
+        (31, 257, 2049),
         (1, 1024, 1100),
         (700, 1, 600),
     ] {

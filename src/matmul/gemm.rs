@@ -2,7 +2,7 @@
 //! A blocks, run the microkernel over each tile. Generic over the SIMD level;
 //! only `kernel::blocking` and the microkernel's tile shape depend on it.
 
-use super::kernel::{Blocking, TileEpi, blocking, microkernel};
+use super::kernel::{Blocking, TileEpi, blocking, microkernel_narrowing};
 use super::{Act, Problem};
 use crate::gelu::{GeluErf, GeluTanh, Identity, VecFn};
 use aligned_vec::{AVec, ConstAlign};
@@ -36,7 +36,11 @@ fn pack_a_pays(p: &Problem, bl: &Blocking) -> bool {
 /// Whether packing B pays: B rows must be contiguous to skip it, and only
 /// small products (where the pack would rival the arithmetic) skip it.
 fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
-    p.csb != 1 || p.m > 4 * bl.mr || p.k > bl.kc
+    // B read in place stays in L1 (no conflict misses) when its whole span
+    // is contiguous and at most 32 KiB.
+    let span = (p.k.max(1) - 1).saturating_mul(p.rsb).saturating_add(p.n);
+    let fits_l1 = span <= 8192;
+    p.csb != 1 || !(fits_l1 || p.m <= 4 * bl.mr) || p.k > bl.kc
 }
 
 /// Runs the whole problem on this thread.
@@ -74,10 +78,13 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     pack_a: bool,
     pack_b: bool,
 ) {
+    let base = blocking(S::F32_LANES);
     let bl = Blocking {
         mr: MR,
         nr: NV * S::F32_LANES,
-        ..blocking(S::F32_LANES)
+        // A packed 14-row micro-panel must fit L1 too (14×512 = 28 KiB).
+        kc: if pack_a { base.kc.min(512) } else { base.kc },
+        ..base
     };
     let (mut abuf, mut bbuf) = PACK.take().unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
     if pack_a {
@@ -195,12 +202,12 @@ fn loops<
                             // by the bounds above.
                             unsafe {
                                 if last {
-                                    microkernel::<S, F, MR, NV, PACKED_A, PACKED_B>(
+                                    microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(
                                         s, kc, a, a_rs, a_cs, b, b_rs, c, p.rsc, m_eff, n_eff, &epi,
                                     )
                                 } else {
                                     let epi = no_act(&epi);
-                                    microkernel::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
+                                    microkernel_narrowing::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
                                         s, kc, a, a_rs, a_cs, b, b_rs, c, p.rsc, m_eff, n_eff, &epi,
                                     )
                                 }
@@ -219,12 +226,12 @@ fn loops<
                                 }
                                 let t = tile.as_mut_ptr();
                                 if last {
-                                    microkernel::<S, F, MR, NV, PACKED_A, PACKED_B>(
+                                    microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(
                                         s, kc, a, a_rs, a_cs, b, b_rs, t, nr, m_eff, n_eff, &epi,
                                     )
                                 } else {
                                     let epi = no_act(&epi);
-                                    microkernel::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
+                                    microkernel_narrowing::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
                                         s, kc, a, a_rs, a_cs, b, b_rs, t, nr, m_eff, n_eff, &epi,
                                     )
                                 }

@@ -30,25 +30,28 @@ pub(crate) struct Blocking {
 
 /// Per width: AVX-512 14×32 (28 of 32 zmm hold C; the driver uses 6×64 when
 /// A is read in place), AVX2 6×16 (12 of 16 ymm), 4 lanes (NEON,
-/// `Scalar128b`) 8×12 (24 of 32 q), scalar 4×4. On AVX-512, KC = 512 keeps a
-/// 14×512 A micro-panel (28 KiB) in the 48 KiB L1 and NC = 512 a 512×512
-/// packed B block (1 MiB) in this CPU's 2 MiB L2 (measured a little faster
-/// than 256/1024); the other widths use KC = 256, NC ≈ 1024.
+/// `Scalar128b`) 8×12 (24 of 32 q), scalar 4×4. On AVX-512, KC = 1024 keeps
+/// the 6×1024 in-place A micro-panel (24 KiB) in the 48 KiB L1 and fewer
+/// passes over C; NC = 128 keeps the packed 1024×128 B block (512 KiB) in
+/// half of this core's 1 MiB L2. Measured against 512/512 (which fills L2
+/// with B): 512³ level, 1024³ +2–4%, 2048³ +4–6%, GPT-2 shapes +1–3%. AVX2
+/// uses 512×256 (B block 512 KiB, +3–6% over 256×1024); the other widths
+/// KC = 256, NC ≈ 1024.
 pub(crate) const fn blocking(lanes: usize) -> Blocking {
     match lanes {
         16 => Blocking {
             mr: 14,
             nr: 32,
-            kc: 512,
+            kc: 1024,
             mc: 14 * 74,
-            nc: 512,
+            nc: 128,
         },
         8 => Blocking {
             mr: 6,
             nr: 16,
-            kc: 256,
+            kc: 512,
             mc: 6 * 170,
-            nc: 1024,
+            nc: 256,
         },
         4 => Blocking {
             mr: 8,
@@ -80,6 +83,22 @@ pub(crate) struct TileEpi<F> {
     pub bias_per_row: bool,
     /// Activation, applied on the last k-block only (`Identity` otherwise).
     pub act: F,
+}
+
+/// k-steps before the end of the loop at which the C tile is prefetched.
+const PF: usize = 64;
+
+/// Hints the cache line holding `p` into L1 (no-op off x86-64). A prefetch
+/// never faults, whatever the address.
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is baseline x86-64 (SSE) and does not fault.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// See the module docs for the contract.
@@ -132,29 +151,67 @@ pub(crate) unsafe fn microkernel<
     let full_b = PACKED_B || n_eff == NV * lanes;
     // SAFETY: all reads stay within what the contract above guarantees.
     unsafe {
-        let mut ap = a;
-        let mut bp = b;
-        for _ in 0..kc {
-            let mut bv = [zero; NV];
-            for (j, v) in bv.iter_mut().enumerate() {
-                let p = bp.add(j * lanes);
-                *v = if full_b || (j + 1) * lanes <= n_eff {
-                    (p as *const S::f32s).read_unaligned()
-                } else if j * lanes < n_eff {
-                    s.mask_load_ptr_f32s(bmask[j], p)
-                } else {
-                    zero
-                };
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let off = if PACKED_A { i } else { arow[i] };
-                let av = s.splat_f32s(*ap.add(off));
-                for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
-                    *acc_ij = s.mul_add_e_f32s(av, bj, *acc_ij);
+        // One k-step: load the B row of the tile, broadcast each A element
+        // (`$a(i)` gives its address), rank-1 update of the accumulators.
+        macro_rules! step {
+            ($bp:expr, $a:expr) => {{
+                let mut bv = [zero; NV];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    let p = $bp.add(j * lanes);
+                    *v = if full_b || (j + 1) * lanes <= n_eff {
+                        (p as *const S::f32s).read_unaligned()
+                    } else if j * lanes < n_eff {
+                        s.mask_load_ptr_f32s(bmask[j], p)
+                    } else {
+                        zero
+                    };
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = s.splat_f32s(*$a(i));
+                    for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
+                        *acc_ij = s.mul_add_e_f32s(av, bj, *acc_ij);
+                    }
+                }
+            }};
+        }
+        // The C tile's lines are prefetched PF steps before the end of the
+        // loop (~PF·MR·NV/2 cycles ahead), late enough that the B stream
+        // has not evicted them again.
+        let prefetch_c = || {
+            for i in 0..m_eff {
+                for l in 0..(NV * lanes).div_ceil(16) {
+                    prefetch(c.add(i * c_rs + l * 16));
                 }
             }
-            ap = ap.add(a_cs);
-            bp = bp.add(b_rs);
+        };
+        let pf_at = kc.saturating_sub(PF);
+        let mut bp = b;
+        if !PACKED_A && m_eff == MR {
+            // A read in place, all rows live: row i at base[i/3] + (i%3)·a_rs,
+            // so six rows need two pointers and one stride register (an
+            // addressing mode each) instead of six offsets LLVM would spill.
+            let mut base: [*const f32; MR] =
+                core::array::from_fn(|g| a.add((3 * g).min(MR - 1) * a_rs));
+            for kk in 0..kc {
+                if kk == pf_at {
+                    prefetch_c();
+                }
+                step!(bp, |i: usize| base[i / 3].add((i % 3) * a_rs));
+                for b in base.iter_mut().take(MR.div_ceil(3)) {
+                    *b = b.add(a_cs);
+                }
+                bp = bp.add(b_rs);
+            }
+        } else {
+            let mut ap = a;
+            for kk in 0..kc {
+                if kk == pf_at {
+                    prefetch_c();
+                }
+                step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
+                ap = ap.add(a_cs);
+                bp = bp.add(b_rs);
+            }
         }
         // Hand the accumulators to the epilogue through a separate array,
         // copied by a tiny constant loop LLVM fully unrolls: the epilogue
@@ -167,6 +224,57 @@ pub(crate) unsafe fn microkernel<
             }
         }
         store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
+    }
+}
+
+/// [`microkernel`] with the tile narrowed to `ceil(n_eff/lanes)` vectors when
+/// the last column panel is narrower than `NR`: a 6×64 tile on 32 columns
+/// would otherwise spend half its FMAs on padding (small products are all
+/// edge). Same contract as [`microkernel`].
+///
+/// # Safety
+/// As [`microkernel`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn microkernel_narrowing<
+    S: Simd,
+    F: VecFn,
+    const MR: usize,
+    const NV: usize,
+    const PACKED_A: bool,
+    const PACKED_B: bool,
+>(
+    s: S,
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    c: *mut f32,
+    c_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+    epi: &TileEpi<F>,
+) {
+    let nv = n_eff.div_ceil(S::F32_LANES);
+    // SAFETY: a narrower tile reads a subset of what the NV-wide one would
+    // (the first `nv` vectors of each B row) and writes the same corner.
+    unsafe {
+        match nv {
+            1 if NV > 1 => microkernel::<S, F, MR, 1, PACKED_A, PACKED_B>(
+                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+            ),
+            2 if NV > 2 => microkernel::<S, F, MR, 2, PACKED_A, PACKED_B>(
+                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+            ),
+            3 if NV > 3 => microkernel::<S, F, MR, 3, PACKED_A, PACKED_B>(
+                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+            ),
+            _ => microkernel::<S, F, MR, NV, PACKED_A, PACKED_B>(
+                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+            ),
+        }
     }
 }
 

@@ -105,7 +105,7 @@ const MIN_GEMV_ELEMS_PER_THREAD: usize = 1 << 17;
 /// `beta = 0` never reads C (NaN already in C does not leak), as in BLAS;
 /// empty m or n is a no-op.
 ///
-/// Accuracy: each element is an f32 FMA chain over k (in blocks of 256),
+/// Accuracy: each element is an f32 FMA chain over k (in blocks of at most 1024),
 /// within `2·k·ε·Σ_p |a_ip·b_pj|` of the exact product; the GELU epilogue
 /// adds its own bound (see [`crate::math`]). Threads split m and n, never
 /// k, so the result is bitwise identical for every thread count.
