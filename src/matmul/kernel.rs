@@ -85,22 +85,6 @@ pub(crate) struct TileEpi<F> {
     pub act: F,
 }
 
-/// k-steps before the end of the loop at which the C tile is prefetched.
-const PF: usize = 64;
-
-/// Hints the cache line holding `p` into L1 (no-op off x86-64). A prefetch
-/// never faults, whatever the address.
-#[inline(always)]
-fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is baseline x86-64 (SSE) and does not fault.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// See the module docs for the contract.
 ///
 /// # Safety
@@ -174,17 +158,6 @@ pub(crate) unsafe fn microkernel<
                 }
             }};
         }
-        // The C tile's lines are prefetched PF steps before the end of the
-        // loop (~PF·MR·NV/2 cycles ahead), late enough that the B stream
-        // has not evicted them again.
-        let prefetch_c = || {
-            for i in 0..m_eff {
-                for l in 0..(NV * lanes).div_ceil(16) {
-                    prefetch(c.add(i * c_rs + l * 16));
-                }
-            }
-        };
-        let pf_at = kc.saturating_sub(PF);
         let mut bp = b;
         if !PACKED_A && m_eff == MR {
             // A read in place, all rows live: row i at base[i/3] + (i%3)·a_rs,
@@ -192,10 +165,7 @@ pub(crate) unsafe fn microkernel<
             // addressing mode each) instead of six offsets LLVM would spill.
             let mut base: [*const f32; MR] =
                 core::array::from_fn(|g| a.add((3 * g).min(MR - 1) * a_rs));
-            for kk in 0..kc {
-                if kk == pf_at {
-                    prefetch_c();
-                }
+            for _ in 0..kc {
                 step!(bp, |i: usize| base[i / 3].add((i % 3) * a_rs));
                 for b in base.iter_mut().take(MR.div_ceil(3)) {
                     *b = b.add(a_cs);
@@ -204,10 +174,7 @@ pub(crate) unsafe fn microkernel<
             }
         } else {
             let mut ap = a;
-            for kk in 0..kc {
-                if kk == pf_at {
-                    prefetch_c();
-                }
+            for _ in 0..kc {
                 step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
                 ap = ap.add(a_cs);
                 bp = bp.add(b_rs);
