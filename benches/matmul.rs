@@ -16,7 +16,10 @@ use transformer_kernels::{
 
 /// (m, n, k, label)
 const SHAPES: &[(usize, usize, usize, &str)] = &[
+    (32, 32, 32, "square"),
+    (48, 48, 48, "square"),
     (64, 64, 64, "square"),
+    (96, 96, 96, "square"),
     (128, 128, 128, "square"),
     (256, 256, 256, "square"),
     (512, 512, 512, "square"),
