@@ -104,6 +104,27 @@ fn run_nv<S: Simd, const NV: usize>(
             for (pi, j0) in (0..nb).step_by(nr).enumerate() {
                 let w = nr.min(nb - j0);
                 let panel = kt.add(pi * nr * d);
+                #[cfg(target_arch = "x86_64")]
+                if transpose_avx512(nr, w, d) {
+                    // Full panel on AVX-512: 16×16 register transposes
+                    // (LLVM's own vectorisation of the loop below is a
+                    // scatter per 8 floats, ~4% of the whole kernel at D=128).
+                    for g in 0..4 {
+                        let rows: [*const f32; 16] =
+                            core::array::from_fn(|r| k_row(c0 + j0 + 16 * g + r));
+                        for dd in (0..d).step_by(16) {
+                            // SAFETY: 16 key rows with ≥ dd + 16 ≤ d elements;
+                            // the panel has rows dd..dd+16 of nr = 64 floats,
+                            // columns 16g..16g+16; AVX-512F was detected.
+                            x86::transpose16(
+                                rows.map(|r| r.add(dd)),
+                                panel.add(dd * nr + 16 * g),
+                                nr,
+                            );
+                        }
+                    }
+                    continue;
+                }
                 for j in 0..nr {
                     if j < w {
                         let kr = k_row(c0 + j0 + j);
@@ -345,5 +366,70 @@ pub(crate) unsafe fn scale_row<S: Simd>(s: S, row: *mut f32, d: usize, f: f32) {
     }
     for x in t.iter_mut() {
         *x *= f;
+    }
+}
+
+/// Whether a Kᵀ panel goes through [`x86::transpose16`]: full 64-key panels
+/// with `d` a multiple of 16, on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_avx512(nr: usize, w: usize, d: usize) -> bool {
+    nr == 64 && w == nr && d % 16 == 0 && std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    /// `dst[c·dst_stride + r] = src[r][c]` for a 16×16 block: four rounds of
+    /// shuffles (32-bit, 64-bit, then two of 128-bit lanes), 64 in all.
+    ///
+    /// # Safety
+    /// AVX-512F is available; each `src[r]` is valid for 16 reads; `dst` for
+    /// 16 rows of 16 writes at stride `dst_stride`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(src: [*const f32; 16], dst: *mut f32, dst_stride: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let r: [__m512; 16] = core::array::from_fn(|i| _mm512_loadu_ps(src[i]));
+            // t[2p], t[2p+1]: rows 2p and 2p+1 interleaved by 32-bit element.
+            let t: [__m512; 16] = core::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            // u[4q + j]: in every 128-bit lane L, column 4L + j of rows
+            // 4q..4q+4.
+            let u: [__m512; 16] = core::array::from_fn(|i| {
+                let (q, j) = (i / 4, i % 4);
+                let (a, b) = (
+                    _mm512_castps_pd(t[4 * q + (j / 2)]),
+                    _mm512_castps_pd(t[4 * q + 2 + (j / 2)]),
+                );
+                _mm512_castpd_ps(if j % 2 == 0 {
+                    _mm512_unpacklo_pd(a, b)
+                } else {
+                    _mm512_unpackhi_pd(a, b)
+                })
+            });
+            for j in 0..4 {
+                let lo01 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
+                let hi01 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
+                let lo23 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
+                let hi23 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
+                let out = [
+                    _mm512_shuffle_f32x4::<0x88>(lo01, lo23),
+                    _mm512_shuffle_f32x4::<0xDD>(lo01, lo23),
+                    _mm512_shuffle_f32x4::<0x88>(hi01, hi23),
+                    _mm512_shuffle_f32x4::<0xDD>(hi01, hi23),
+                ];
+                for (l, v) in out.into_iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((4 * l + j) * dst_stride), v);
+                }
+            }
+        }
     }
 }
