@@ -374,7 +374,7 @@ pub(crate) unsafe fn scale_row<S: Simd>(s: S, row: *mut f32, d: usize, f: f32) {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn transpose_avx512(nr: usize, w: usize, d: usize) -> bool {
-    nr == 64 && w == nr && d % 16 == 0 && std::arch::is_x86_feature_detected!("avx512f")
+    nr == 64 && w == nr && d.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(target_arch = "x86_64")]
