@@ -33,8 +33,9 @@ fn pack_a_pays(p: &Problem, bl: &Blocking) -> bool {
     p.rsa != 1 && p.csa != 1 && p.n > 2 * bl.nr && p.m * p.k >= 64 * 64
 }
 
-/// Whether packing B pays: B rows must be contiguous to skip it, and only
-/// small products (where the pack would rival the arithmetic) skip it.
+/// Whether packing B pays: B rows must be contiguous to skip it, and then
+/// it is skipped when B is small enough to stay in L1 as it is, or m so
+/// small that the pack would rival the arithmetic.
 fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
     // B read in place stays in L1 (no conflict misses) when its whole span
     // is contiguous and at most 32 KiB.
@@ -60,7 +61,8 @@ fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
     // Constant-folded: one tile shape per vector width, and on AVX-512 a
     // second for unpacked A — 14 A rows read in place need 14 address
     // registers, more than x86 has to spare (LLVM then shuffles them every
-    // k-step); 6 rows × 64 columns keeps 24 accumulators with 6 addresses.
+    // k-step); 6 rows × 64 columns keeps 24 accumulators, and its rows are
+    // addressed from two base pointers and one stride (see `microkernel`).
     match S::F32_LANES {
         16 if pack_a => run_tiles::<S, F, 14, 2>(s, p, act, pack_a, pack_b),
         16 => run_tiles::<S, F, 6, 4>(s, p, act, pack_a, pack_b),
