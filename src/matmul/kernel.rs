@@ -158,26 +158,23 @@ pub(crate) unsafe fn microkernel<
                 }
             }};
         }
-        let mut bp = b;
+        // Every pointer is formed for a step that reads it (`a + kk·a_cs`),
+        // never advanced past the last step: with a column-major A that
+        // would leave the operand, which `add` does not allow.
         if !PACKED_A && m_eff == MR {
             // A read in place, all rows live: row i at base[i/3] + (i%3)·a_rs,
             // so six rows need two pointers and one stride register (an
             // addressing mode each) instead of six offsets LLVM would spill.
-            let mut base: [*const f32; MR] =
+            let base: [*const f32; MR] =
                 core::array::from_fn(|g| a.add((3 * g).min(MR - 1) * a_rs));
-            for _ in 0..kc {
-                step!(bp, |i: usize| base[i / 3].add((i % 3) * a_rs));
-                for b in base.iter_mut().take(MR.div_ceil(3)) {
-                    *b = b.add(a_cs);
-                }
-                bp = bp.add(b_rs);
+            for kk in 0..kc {
+                let bp = b.add(kk * b_rs);
+                step!(bp, |i: usize| base[i / 3].add(kk * a_cs + (i % 3) * a_rs));
             }
         } else {
-            let mut ap = a;
-            for _ in 0..kc {
+            for kk in 0..kc {
+                let (ap, bp) = (a.add(kk * a_cs), b.add(kk * b_rs));
                 step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
-                ap = ap.add(a_cs);
-                bp = bp.add(b_rs);
             }
         }
         // Hand the accumulators to the epilogue through a separate array,
