@@ -10,7 +10,7 @@
 use super::Attn;
 use crate::gelu::Identity;
 use crate::math;
-use crate::matmul::kernel::{TileEpi, microkernel};
+use crate::matmul::kernel::{TileEpi, microkernel_narrowing};
 use pulp::Simd;
 
 /// Keys per block.
@@ -164,7 +164,7 @@ fn run_nv<S: Simd, const NV: usize>(
                 // qs); the packed panel holds d·nr floats; S has MR rows of
                 // BC ≥ j0 + nr... columns (n_eff ≤ nr, j0 + n_eff ≤ n_need ≤ BC).
                 unsafe {
-                    microkernel::<S, Identity, MR, NV, false, true>(
+                    microkernel_narrowing::<S, Identity, MR, NV, false, true>(
                         s,
                         d,
                         q_row(t),
@@ -214,7 +214,7 @@ fn run_nv<S: Simd, const NV: usize>(
                 // rows t..t+m_eff exist.
                 unsafe {
                     if common > 0 {
-                        microkernel::<S, Identity, MR, NV, false, false>(
+                        microkernel_narrowing::<S, Identity, MR, NV, false, false>(
                             s,
                             common,
                             sbuf,
@@ -232,7 +232,7 @@ fn run_nv<S: Simd, const NV: usize>(
                     for r in 0..m_eff {
                         let vis = (kv_end(t + r) - c0).min(n_need);
                         if vis > common {
-                            microkernel::<S, Identity, MR, NV, false, false>(
+                            microkernel_narrowing::<S, Identity, MR, NV, false, false>(
                                 s,
                                 vis - common,
                                 sbuf.add(r * BC + common),
