@@ -5,7 +5,7 @@
 //! BSHD storage that row is contiguous, so K and V stream from memory in
 //! order instead of one strided pass per head. Each head keeps an online
 //! softmax (running max `m`, sum `l`, unnormalised output `o`); a chunk
-//! leaves `(m, l, o)` per head, merged across chunks by `exp(m_i − M)`.
+//! leaves `(m, l, o)` per head, merged across chunks by `2^(m_i − M)` (m in log2 units).
 
 use super::Attn;
 use super::flash::{rescale, scale_row, softmax_row};
@@ -120,7 +120,7 @@ pub(crate) unsafe fn chunk<S: Simd>(
                 for hk in 0..h_n / g {
                     let k = p.k.add(p.kl.offset(b, s0 + j, hk));
                     for h in hk * g..(hk + 1) * g {
-                        sc.scores[h * SB + j] = p.scale * dot(s, q(h), k, d);
+                        sc.scores[h * SB + j] = p.scale_log2 * dot(s, q(h), k, d);
                     }
                 }
             }
@@ -178,7 +178,7 @@ pub(crate) unsafe fn merge(parts: &[f32], d: usize, out: *mut f32) -> f32 {
         if c[0] == f32::NEG_INFINITY {
             continue;
         }
-        let w = if c[0] == mx { 1.0 } else { (c[0] - mx).exp() };
+        let w = if c[0] == mx { 1.0 } else { (c[0] - mx).exp2() };
         l += w * c[1];
         for (oo, &x) in o.iter_mut().zip(&c[2..]) {
             *oo += w * x;
@@ -188,5 +188,6 @@ pub(crate) unsafe fn merge(parts: &[f32], d: usize, out: *mut f32) -> f32 {
     for x in o.iter_mut() {
         *x *= inv;
     }
-    mx + l.ln()
+    // m is in log2 units.
+    (mx + l.log2()) * core::f32::consts::LN_2
 }

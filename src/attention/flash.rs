@@ -22,6 +22,7 @@ pub(crate) const MR: usize = 6;
 #[derive(Default)]
 pub(crate) struct Scratch {
     kt: Vec<f32>,
+    vp: Vec<f32>,
     s: Vec<f32>,
     m: Vec<f32>,
     l: Vec<f32>,
@@ -65,6 +66,9 @@ fn run_nv<S: Simd, const NV: usize>(
     if sc.kt.len() < npanels * nr * d {
         sc.kt.resize(npanels * nr * d, 0.0);
     }
+    if sc.vp.len() < BC * d {
+        sc.vp.resize(BC * d, 0.0);
+    }
     if sc.s.len() < MR * BC {
         sc.s.resize(MR * BC, 0.0);
     }
@@ -72,7 +76,7 @@ fn run_nv<S: Simd, const NV: usize>(
     sc.m.resize(rows, f32::NEG_INFINITY);
     sc.l.clear();
     sc.l.resize(rows, 0.0);
-    let (qs, vs, os) = (p.ql.strides[1], p.vl.strides[1], p.ol.strides[1]);
+    let (qs, os) = (p.ql.strides[1], p.ol.strides[1]);
     // SAFETY (pointer arithmetic in this function): every (b, i, h) used is
     // inside the validated views (b < batch, i < seq, h < heads, hk < kv
     // heads), and each row has `d` contiguous elements.
@@ -94,6 +98,7 @@ fn run_nv<S: Simd, const NV: usize>(
     }
     let kv_max = kv_end(q1 - 1);
     let kt = sc.kt.as_mut_ptr();
+    let vp = sc.vp.as_mut_ptr();
     let sbuf = sc.s.as_mut_ptr();
     for c0 in (0..kv_max).step_by(BC) {
         let nb = BC.min(kv_max - c0);
@@ -139,6 +144,12 @@ fn run_nv<S: Simd, const NV: usize>(
                 }
             }
         }
+        // SAFETY: V rows c0..c0+nb exist with d elements; vp holds BC·d.
+        unsafe {
+            for j in 0..nb {
+                core::ptr::copy_nonoverlapping(v_row(c0 + j), vp.add(j * d), d);
+            }
+        }
         // First tile holding a query that sees key c0 (causal); earlier tiles
         // skip the block. Tiles start at absolute multiples of MR (q0 is one:
         // query ranges are split on tile boundaries), so the tiles, and with
@@ -153,7 +164,7 @@ fn run_nv<S: Simd, const NV: usize>(
             let m_eff = MR.min(q1 - t);
             let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
             let epi_s = TileEpi {
-                alpha: p.scale,
+                alpha: p.scale_log2,
                 c_scale: None,
                 bias: core::ptr::null(),
                 bias_per_row: false,
@@ -220,8 +231,8 @@ fn run_nv<S: Simd, const NV: usize>(
                             sbuf,
                             BC,
                             1,
-                            v_row(c0).add(d0),
-                            vs,
+                            vp.add(d0),
+                            d,
                             o_row(t).add(d0),
                             os,
                             m_eff,
@@ -238,8 +249,8 @@ fn run_nv<S: Simd, const NV: usize>(
                                 sbuf.add(r * BC + common),
                                 BC,
                                 1,
-                                v_row(c0 + common).add(d0),
-                                vs,
+                                vp.add(common * d + d0),
+                                d,
                                 o_row(t + r).add(d0),
                                 os,
                                 1,
@@ -261,8 +272,9 @@ fn run_nv<S: Simd, const NV: usize>(
         // SAFETY: output row i has d elements.
         unsafe { scale_row(s, o_row(i), d, inv) };
         if !p.lse.is_null() {
+            // m is in log2 units.
             let lse = if l > 0.0 {
-                sc.m[li] + l.ln()
+                (sc.m[li] + l.log2()) * core::f32::consts::LN_2
             } else {
                 f32::NEG_INFINITY
             };
@@ -273,7 +285,7 @@ fn run_nv<S: Simd, const NV: usize>(
 }
 
 /// Masks `row[visible..]`, and turns `row[..visible]` into the softmax
-/// numerators `exp(row − m_use)`, where `m_new = max(m_old, max(row))` and
+/// numerators `2^(row − m_use)` (row in log2 units), where `m_new = max(m_old, max(row))` and
 /// `m_use` is `m_new`, or 0 when that is −∞. Returns `(m_new, Σ numerators)`.
 ///
 /// A +∞ score (an f32 overflow of q·k) takes the limit: the numerators are 1
@@ -325,19 +337,19 @@ pub(crate) fn softmax_row<S: Simd>(
     let mut sum = s.splat_f32s(0.0);
     let (v, t) = S::as_mut_simd_f32s(head);
     for x in v.iter_mut() {
-        *x = math::exp(s, s.sub_f32s(*x, mv));
+        *x = math::exp2_nonpos(s, s.sub_f32s(*x, mv));
         sum = s.add_f32s(sum, *x);
     }
     let mut total = s.reduce_sum_f32s(sum);
     if !t.is_empty() {
-        let x = math::exp(s, s.sub_f32s(s.partial_load_f32s(t), mv));
+        let x = math::exp2_nonpos(s, s.sub_f32s(s.partial_load_f32s(t), mv));
         s.partial_store_f32s(t, x);
         total += t.iter().sum::<f32>();
     }
     (m_new, total)
 }
 
-/// The factor `exp(m_old − m_new)` that rescales a row's running sum and
+/// The factor `2^(m_old − m_new)` (log2 units) that rescales a row's running sum and
 /// output when its running max moves from `m_old` to `m_new` (0 from an
 /// empty start, 1 when the max stays, including at +∞).
 #[inline(always)]
@@ -347,7 +359,7 @@ pub(crate) fn rescale(m_old: f32, m_new: f32) -> f32 {
     } else if m_old == m_new {
         1.0
     } else {
-        (m_old - m_new).exp()
+        (m_old - m_new).exp2()
     }
 }
 

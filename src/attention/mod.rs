@@ -47,7 +47,10 @@ pub(crate) struct Attn {
     pub ol: Layout,
     /// Null, or `batch·heads·lq` floats.
     pub lse: *mut f32,
-    pub scale: f32,
+    /// `scale·log2 e`: scores, running maxima and softmax numerators are
+    /// kept in log2 units, so each numerator is one `2^x`
+    /// ([`crate::math::exp2_nonpos`]) instead of an `e^x`.
+    pub scale_log2: f32,
     pub causal: bool,
     /// Query heads per KV head.
     pub group: usize,
@@ -75,7 +78,8 @@ const MIN_KEYS_PER_CHUNK: usize = 1024;
 /// A row whose scores are all −∞ (reachable only through −∞ inputs) is all
 /// zeros, as in PyTorch.
 ///
-/// Accuracy: scores are f32 FMA chains over D; softmax uses [`crate::math::exp`]
+/// Accuracy: scores are f32 FMA chains over D, scaled by `scale·log2 e` (one
+/// more rounding than `scale` alone); softmax numerators are `2^(s − max)`
 /// (≤ 2 ULP); each output is a convex combination of V rows, within
 /// `~(D + kv_len)·ε·max|v|` of the exact value (stated per test in
 /// `tests/attention.rs`).
@@ -86,7 +90,8 @@ const MIN_KEYS_PER_CHUNK: usize = 1024;
 ///   divide `H`;
 /// - [`KernelError::Empty`] (`k`) when `kv_len = 0` with queries to answer;
 /// - [`KernelError::InvalidArgument`] (`opts`) when causal with
-///   `q_len > kv_len` (rows with nothing to see), or `scale` is not finite;
+///   `q_len > kv_len` (rows with nothing to see), or `scale` is not finite
+///   or above `f32::MAX / log2 e` in magnitude;
 /// - [`KernelError::IsaUnavailable`].
 ///
 /// Batch, heads or `q_len` = 0 is a no-op.
@@ -185,10 +190,11 @@ fn attention_impl(
         );
     }
     let scale = opts.scale.unwrap_or(1.0 / (dim.max(1) as f32).sqrt());
-    if !scale.is_finite() {
+    let scale_log2 = scale * std::f32::consts::LOG2_E;
+    if !scale_log2.is_finite() {
         return Err(KernelError::invalid(
             "opts",
-            format!("scale {scale} is not finite"),
+            format!("scale {scale} is not finite (or |scale|·log2 e overflows f32)"),
         ));
     }
     cfg.validate()?;
@@ -222,7 +228,7 @@ fn attention_impl(
         o: out.ptr(),
         ol,
         lse: lse.map_or(core::ptr::null_mut(), |l| l.as_mut_ptr()),
-        scale,
+        scale_log2,
         causal: opts.causal,
         group: heads / kv_heads,
         batch,
