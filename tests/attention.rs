@@ -579,3 +579,52 @@ fn empty_and_error_paths() {
     assert_eq!(r.row(1, 7, 3).unwrap()[0], x[512 + 3 * 128 + 7 * 16]);
     assert!(r.row(2, 0, 0).is_none());
 }
+
+#[test]
+fn long_sequences_across_query_super_blocks() {
+    // Prefill cuts a head's queries into super-blocks of ~1 MiB of Q + O
+    // rows (1024 rows at D = 128, 1638 at D = 80): these cases span 2–3 of
+    // them, against the reference and across thread counts (bitwise).
+    for &(n, h, hk, d, causal) in &[
+        (1100usize, 2usize, 1usize, 128usize, true),
+        (1100, 1, 1, 128, false),
+        (3300, 1, 1, 80, true),
+    ] {
+        let c = Case {
+            b: 1,
+            h,
+            hk,
+            lq: n,
+            lk: n,
+            d,
+            causal,
+            scale: None,
+            lay: Lay::Bshd,
+            seed: 11,
+        };
+        let t = c.tensors();
+        let (q, k, v) = c.views(&t);
+        let (want, want_lse) = reference::attention(q, k, v, &c.opts());
+        let tol = tolerance(&c);
+        for isa in Isa::available() {
+            let serial = Config {
+                isa,
+                parallelism: Parallelism::Serial,
+            };
+            let (out, lse) = run(&c, &t, &serial);
+            compare(&format!("{isa} {c:?}"), &out, &want, tol);
+            compare(&format!("{isa} lse {c:?}"), &lse, &want_lse, tol + 1e-5);
+            let par = Config {
+                isa,
+                parallelism: Parallelism::Threads(3),
+            };
+            let (out3, _) = run(&c, &t, &par);
+            assert!(
+                out.iter()
+                    .zip(&out3)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa} {c:?}: 3 threads changed bits"
+            );
+        }
+    }
+}
