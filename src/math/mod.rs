@@ -275,7 +275,7 @@ mod tests {
         xs.extend((0..=252).map(|i| -(i as f32) / 2.0));
         xs.extend([-1e-7, -1e-30, -0.0, -126.4, -126.6, -127.0, -200.0, -1e30]);
         xs.extend([f32::NEG_INFINITY, f32::NAN]);
-        while xs.len() % lanes != 0 {
+        while !xs.len().is_multiple_of(lanes) {
             xs.push(-0.25);
         }
         let mut out = vec![0.0f32; xs.len()];
