@@ -5,7 +5,8 @@
 //! BSHD storage that row is contiguous, so K and V stream from memory in
 //! order instead of one strided pass per head. Each head keeps an online
 //! softmax (running max `m`, sum `l`, unnormalised output `o`); a chunk
-//! leaves `(m, l, o)` per head, merged across chunks by `2^(m_i − M)` (m in log2 units).
+//! leaves `(m, l, o)` per head, merged across chunks by `2^(m_i − M)` (m in
+//! log2 units).
 
 use super::Attn;
 use super::flash::{rescale, scale_row, softmax_row};

@@ -46,6 +46,9 @@ pub(crate) fn run<S: Simd>(
     // too often (Kᵀ and V are packed once per (super-block, key block)) and
     // lost 5% at N = 4096. Tiles and the key-block order of every row are
     // the same whatever the split, so the results are too.
+    if q1 <= q0 {
+        return;
+    }
     let qb_max = (QB_FLOATS / p.dim.max(1)).max(MR);
     let nsb = (q1 - q0).div_ceil(qb_max);
     // Equal super-blocks (no 2-row tail paying a full pass over the keys),
@@ -305,8 +308,9 @@ fn run_nv<S: Simd, const NV: usize>(
 }
 
 /// Masks `row[visible..]`, and turns `row[..visible]` into the softmax
-/// numerators `2^(row − m_use)` (row in log2 units), where `m_new = max(m_old, max(row))` and
-/// `m_use` is `m_new`, or 0 when that is −∞. Returns `(m_new, Σ numerators)`.
+/// numerators `2^(row − m_use)` (row in log2 units), where
+/// `m_new = max(m_old, max(row))` and `m_use` is `m_new`, or 0 when that is
+/// −∞. Returns `(m_new, Σ numerators)`.
 ///
 /// A +∞ score (an f32 overflow of q·k) takes the limit: the numerators are 1
 /// for +∞ scores and 0 for the rest, rather than `exp(∞ − ∞)` = NaN.
@@ -369,9 +373,9 @@ pub(crate) fn softmax_row<S: Simd>(
     (m_new, total)
 }
 
-/// The factor `2^(m_old − m_new)` (log2 units) that rescales a row's running sum and
-/// output when its running max moves from `m_old` to `m_new` (0 from an
-/// empty start, 1 when the max stays, including at +∞).
+/// The factor `2^(m_old − m_new)` (log2 units) that rescales a row's running
+/// sum and output when its running max moves from `m_old` to `m_new` (0 from
+/// an empty start, 1 when the max stays, including at +∞).
 #[inline(always)]
 pub(crate) fn rescale(m_old: f32, m_new: f32) -> f32 {
     if m_old == f32::NEG_INFINITY {
