@@ -167,40 +167,14 @@ pub(crate) unsafe fn microkernel<
             // addressing mode each) instead of six offsets LLVM would spill.
             let base: [*const f32; MR] =
                 core::array::from_fn(|g| a.add((3 * g).min(MR - 1) * a_rs));
-            // Two steps per trip: half the loop bookkeeping (and the
-            // checks LLVM leaves in the loop) per FMA.
-            macro_rules! one {
-                ($kk:expr) => {{
-                    let kk = $kk;
-                    let bp = b.add(kk * b_rs);
-                    step!(bp, |i: usize| base[i / 3].add(kk * a_cs + (i % 3) * a_rs));
-                }};
-            }
-            let mut kk = 0;
-            while kk + 2 <= kc {
-                one!(kk);
-                one!(kk + 1);
-                kk += 2;
-            }
-            if kk < kc {
-                one!(kk);
+            for kk in 0..kc {
+                let bp = b.add(kk * b_rs);
+                step!(bp, |i: usize| base[i / 3].add(kk * a_cs + (i % 3) * a_rs));
             }
         } else {
-            macro_rules! one {
-                ($kk:expr) => {{
-                    let kk = $kk;
-                    let (ap, bp) = (a.add(kk * a_cs), b.add(kk * b_rs));
-                    step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
-                }};
-            }
-            let mut kk = 0;
-            while kk + 2 <= kc {
-                one!(kk);
-                one!(kk + 1);
-                kk += 2;
-            }
-            if kk < kc {
-                one!(kk);
+            for kk in 0..kc {
+                let (ap, bp) = (a.add(kk * a_cs), b.add(kk * b_rs));
+                step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
             }
         }
         // Hand the accumulators to the epilogue through a separate array,
