@@ -23,12 +23,16 @@ pub enum GeluKind {
 
 /// An element-wise function on vectors, applied inside a kernel's registers.
 pub(crate) trait VecFn: Copy + Send + Sync {
+    /// Whether `apply` returns its input (lets callers pick code that
+    /// would be too large to duplicate for a real activation).
+    const IDENTITY: bool = false;
     fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s;
 }
 
 #[derive(Clone, Copy)]
 pub(crate) struct Identity;
 impl VecFn for Identity {
+    const IDENTITY: bool = true;
     #[inline(always)]
     fn apply<S: Simd>(self, _s: S, x: S::f32s) -> S::f32s {
         x
@@ -356,6 +360,59 @@ pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32], cfg: &Config) -> Resul
     )
 }
 
+/// One [`MathFn`] fixed at compile time: `map` compiles a small kernel per
+/// function instead of one kernel with a run-time `match` inside its
+/// four-vector loop. That single function cost LLVM's SLP vectoriser over
+/// five minutes in the instrumented (sanitizer + coverage) fuzz build.
+#[derive(Clone, Copy)]
+struct Fixed<const ID: u8>;
+
+impl<const ID: u8> VecFn for Fixed<ID> {
+    #[inline(always)]
+    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
+        match ID {
+            0 => math::exp(s, x),
+            1 => math::erf(s, x),
+            2 => math::erfc(s, x),
+            3 => math::tanh(s, x),
+            4 => math::gelu_erf(s, x),
+            _ => math::gelu_tanh(s, x),
+        }
+    }
+}
+
+/// Runs `$body` with `$k` bound to the [`Fixed`] kernel function of `$f`.
+macro_rules! with_fixed {
+    ($f:expr, $k:ident => $body:expr) => {
+        match $f {
+            MathFn::Exp => {
+                let $k = Fixed::<0>;
+                $body
+            }
+            MathFn::Erf => {
+                let $k = Fixed::<1>;
+                $body
+            }
+            MathFn::Erfc => {
+                let $k = Fixed::<2>;
+                $body
+            }
+            MathFn::Tanh => {
+                let $k = Fixed::<3>;
+                $body
+            }
+            MathFn::GeluErf => {
+                let $k = Fixed::<4>;
+                $body
+            }
+            MathFn::GeluTanh => {
+                let $k = Fixed::<5>;
+                $body
+            }
+        }
+    };
+}
+
 /// Kernels on an explicit [`pulp::Simd`] token, for users who dispatch
 /// themselves and for tests of widths this CPU has no `Isa` for (e.g.
 /// `pulp::Scalar128b`, the 4-lane width of NEON).
@@ -404,7 +461,7 @@ pub mod generic {
                 bias: core::ptr::null(),
                 cols: 0,
             };
-            s.vectorize(Kernel { job, f });
+            with_fixed!(f, k => s.vectorize(Kernel { job, f: k }));
         }
         Ok(())
     }
@@ -427,20 +484,6 @@ pub enum MathFn {
     GeluTanh,
 }
 
-impl VecFn for MathFn {
-    #[inline(always)]
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
-        match self {
-            MathFn::Exp => math::exp(s, x),
-            MathFn::Erf => math::erf(s, x),
-            MathFn::Erfc => math::erfc(s, x),
-            MathFn::Tanh => math::tanh(s, x),
-            MathFn::GeluErf => math::gelu_erf(s, x),
-            MathFn::GeluTanh => math::gelu_tanh(s, x),
-        }
-    }
-}
-
 /// `out[i] = f(x[i])` at `cfg.isa` (serial): the vector math as a slice
 /// function, for accuracy checks and for callers who need `exp` or `erf`.
 ///
@@ -460,5 +503,5 @@ pub fn map(f: MathFn, x: &[f32], out: &mut [f32], cfg: &Config) -> Result<(), Ke
         bias: core::ptr::null(),
         cols: 0,
     };
-    dispatch(cfg.isa, Kernel { job, f })
+    with_fixed!(f, k => dispatch(cfg.isa, Kernel { job, f: k }))
 }
