@@ -187,6 +187,21 @@ pub(crate) unsafe fn microkernel<
                 out[i][j] = acc[i][j];
             }
         }
+        let plain = F::IDENTITY && epi.alpha == 1.0 && epi.bias.is_null();
+        if plain && m_eff == MR && n_eff == NV * lanes {
+            // A whole tile, `C ← acc` or `C ← acc + C` (every product
+            // without epilogue, and every k-block but the last): no masks,
+            // bounds or epilogue tests per vector. At 1024×1024×64, 17% of
+            // the kernel's samples were outside the k-loop, mostly in the
+            // general store below.
+            match epi.c_scale {
+                None => return store_full::<S, MR, NV, false>(s, &out, c, c_rs),
+                Some(1.0) => {
+                    return store_full::<S, MR, NV, true>(s, &out, c, c_rs);
+                }
+                Some(_) => {}
+            }
+        }
         store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
     }
 }
@@ -238,6 +253,34 @@ pub(crate) unsafe fn microkernel_narrowing<
             _ => microkernel::<S, F, MR, NV, PACKED_A, PACKED_B>(
                 s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
             ),
+        }
+    }
+}
+
+/// The store of a whole `MR × NV·lanes` tile: `C ← acc`, or `C ← acc + C`
+/// when `ACCUMULATE`.
+///
+/// # Safety
+/// As [`microkernel`] for `c`, with `m_eff = MR`, `n_eff = NV·lanes`.
+#[inline(always)]
+unsafe fn store_full<S: Simd, const MR: usize, const NV: usize, const ACCUMULATE: bool>(
+    s: S,
+    acc: &[[S::f32s; NV]; MR],
+    c: *mut f32,
+    c_rs: usize,
+) {
+    // SAFETY: rows < MR and columns < NV·lanes are the live tile.
+    unsafe {
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let p = c.add(i * c_rs + j * S::F32_LANES) as *mut S::f32s;
+                let v = if ACCUMULATE {
+                    s.add_f32s(v, p.read_unaligned())
+                } else {
+                    v
+                };
+                p.write_unaligned(v);
+            }
         }
     }
 }
