@@ -370,13 +370,15 @@ struct Fixed<const ID: u8>;
 impl<const ID: u8> VecFn for Fixed<ID> {
     #[inline(always)]
     fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
+        // Constant-folded: `ID` is `MathFn::X as u8`.
         match ID {
-            0 => math::exp(s, x),
-            1 => math::erf(s, x),
-            2 => math::erfc(s, x),
-            3 => math::tanh(s, x),
-            4 => math::gelu_erf(s, x),
-            _ => math::gelu_tanh(s, x),
+            id if id == MathFn::Exp as u8 => math::exp(s, x),
+            id if id == MathFn::Erf as u8 => math::erf(s, x),
+            id if id == MathFn::Erfc as u8 => math::erfc(s, x),
+            id if id == MathFn::Tanh as u8 => math::tanh(s, x),
+            id if id == MathFn::GeluErf as u8 => math::gelu_erf(s, x),
+            id if id == MathFn::GeluTanh as u8 => math::gelu_tanh(s, x),
+            _ => unreachable!("`with_fixed!` only builds Fixed<MathFn::X as u8>"),
         }
     }
 }
@@ -384,31 +386,14 @@ impl<const ID: u8> VecFn for Fixed<ID> {
 /// Runs `$body` with `$k` bound to the [`Fixed`] kernel function of `$f`.
 macro_rules! with_fixed {
     ($f:expr, $k:ident => $body:expr) => {
+        with_fixed!(@ $f, $k, $body; Exp Erf Erfc Tanh GeluErf GeluTanh)
+    };
+    (@ $f:expr, $k:ident, $body:expr; $($v:ident)*) => {
         match $f {
-            MathFn::Exp => {
-                let $k = Fixed::<0>;
+            $(MathFn::$v => {
+                let $k = Fixed::<{ MathFn::$v as u8 }>;
                 $body
-            }
-            MathFn::Erf => {
-                let $k = Fixed::<1>;
-                $body
-            }
-            MathFn::Erfc => {
-                let $k = Fixed::<2>;
-                $body
-            }
-            MathFn::Tanh => {
-                let $k = Fixed::<3>;
-                $body
-            }
-            MathFn::GeluErf => {
-                let $k = Fixed::<4>;
-                $body
-            }
-            MathFn::GeluTanh => {
-                let $k = Fixed::<5>;
-                $body
-            }
+            })*
         }
     };
 }

@@ -187,8 +187,8 @@ pub(crate) unsafe fn microkernel<
                 out[i][j] = acc[i][j];
             }
         }
-        let plain = F::IDENTITY && epi.alpha == 1.0 && epi.bias.is_null();
-        if plain && epi.c_scale.is_none() && m_eff == MR && n_eff == NV * lanes {
+        let plain = F::IDENTITY && epi.alpha == 1.0 && epi.bias.is_null() && epi.c_scale.is_none();
+        if plain && m_eff == MR && n_eff == NV * lanes {
             // A whole tile, `C ← acc` (a product without epilogue, β = 0,
             // k ≤ KC: every small and short-k one): no masks, bounds or
             // epilogue tests per vector. At 1024×1024×64, 17% of the
@@ -196,7 +196,7 @@ pub(crate) unsafe fn microkernel<
             // general store below. (`C ← acc + C` is left to it: taken
             // here too, attention's P·V at D = 128 ran 1–8% slower in 3 of
             // 4 interleaved runs.)
-            return store_full::<S, MR, NV>(s, &out, c, c_rs);
+            return store_full::<S, MR, NV>(&out, c, c_rs);
         }
         store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
     }
@@ -259,7 +259,6 @@ pub(crate) unsafe fn microkernel_narrowing<
 /// As [`microkernel`] for `c`, with `m_eff = MR`, `n_eff = NV·lanes`.
 #[inline(always)]
 unsafe fn store_full<S: Simd, const MR: usize, const NV: usize>(
-    _s: S,
     acc: &[[S::f32s; NV]; MR],
     c: *mut f32,
     c_rs: usize,
