@@ -63,7 +63,7 @@ fn case() -> impl Strategy<Value = (usize, Vec<f32>, Vec<f32>, bool)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
     #[test]
     fn matches_reference_on_every_level((_rows, x, bias, tanh) in case()) {

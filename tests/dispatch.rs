@@ -42,6 +42,16 @@ fn detect_parse_and_env_override() {
         );
     }
 
+    #[cfg(target_arch = "aarch64")]
+    {
+        // NEON is part of the aarch64 baseline: a build whose detection
+        // fell back to scalar must fail here, not pass every test at the
+        // scalar level.
+        assert!(avail.contains(&Isa::Neon), "no Neon level: {avail:?}");
+        assert_eq!(Isa::hardware_best(), Isa::Neon);
+        assert!(!avail.contains(&Isa::Avx2) && !avail.contains(&Isa::Avx512));
+    }
+
     // SAFETY: this binary has a single test, so nothing reads the
     // environment concurrently.
     unsafe { std::env::remove_var(ISA_ENV) };

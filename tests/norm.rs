@@ -83,7 +83,7 @@ fn check_rows(level: &str, x: &[f32], g: &[f32], b: Option<&[f32]>, got: &[f32],
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 
     #[test]
     fn layer_norm_matches_reference((_rows, x, g, b) in rows_case()) {

@@ -7,8 +7,8 @@
 mod common;
 use common::*;
 use transformer_kernels::{
-    AttentionOptions, Config, Epilogue, GeluKind, HeadsMut, HeadsRef, MatMut, MatRef, Parallelism,
-    attention, bias_gelu, layer_norm, matmul, reference,
+    AttentionOptions, Config, GeluKind, HeadsMut, HeadsRef, Parallelism, attention, bias_gelu,
+    layer_norm, reference,
 };
 
 fn fill(n: usize, seed: usize) -> Vec<f32> {
@@ -77,6 +77,7 @@ fn nan_in_k_or_v_poisons_exactly_the_rows_that_see_it() {
 mod mxcsr {
     use super::*;
     use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+    use transformer_kernels::{Epilogue, MatMut, MatRef, matmul};
 
     const FTZ: u32 = 1 << 15;
     const DAZ: u32 = 1 << 6;

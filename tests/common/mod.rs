@@ -18,8 +18,30 @@ pub fn ulp_f32(y: f64) -> f64 {
 }
 
 /// Every level this CPU runs, as serial configs.
+///
+/// On aarch64 the list must hold `Neon`: a build or CPU where detection
+/// silently fell back to scalar would otherwise pass every "all levels"
+/// test without running a vector instruction.
 pub fn configs() -> Vec<Config> {
-    Isa::available().into_iter().map(Config::with_isa).collect()
+    let levels = Isa::available();
+    #[cfg(target_arch = "aarch64")]
+    assert!(
+        levels.contains(&Isa::Neon),
+        "aarch64 without the Neon level: {levels:?}"
+    );
+    levels.into_iter().map(Config::with_isa).collect()
+}
+
+/// The number of cases a property test runs: `default`, or the value of
+/// `PROPTEST_CASES` when it is set (proptest's own variable, which
+/// `ProptestConfig::with_cases` would otherwise override). Emulated runs
+/// (NEON under qemu) lower it; the cases themselves and their assertions
+/// are the same.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 /// `n` points spread evenly over `[lo, hi]`, both ends included.
@@ -43,4 +65,22 @@ pub fn worst(xs: &[f32], got: &[f32], exact: impl Fn(f64) -> f64) -> (f64, f32, 
         w.2 = w.2.max(err);
     }
     w
+}
+
+/// Whether the tests run in their light form: `TK_TEST_LIGHT` set (the
+/// emulated aarch64 run sets it, where a scalar level runs ~100× slower).
+pub fn light() -> bool {
+    std::env::var_os("TK_TEST_LIGHT").is_some()
+}
+
+/// The shapes a loop-over-shapes test runs: all of `all`, or in the light
+/// form the first `n_light` (lists are ordered so that those still reach
+/// every code path the test is for). Fewer cases, the same assertions.
+pub fn shapes<T: Copy>(all: &[T], n_light: usize) -> Vec<T> {
+    let n = if light() {
+        n_light.min(all.len())
+    } else {
+        all.len()
+    };
+    all[..n].to_vec()
 }
