@@ -257,6 +257,54 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
+/// Every element of `c`'s buffer outside the view is what `untouched`
+/// (the same matrix before the call) holds there.
+fn check_padding(level: &str, c: &Mat, untouched: &Mat) {
+    for (i, (x, y)) in c.buf.iter().zip(&untouched.buf).enumerate() {
+        if y.is_nan() {
+            assert!(x.is_nan(), "{level}: padding element {i} written ({x})");
+        }
+    }
+}
+
+/// One dimension from the block boundaries of the levels (KC for k, MC
+/// for m, NC for n: 128/256/512/1020/1024/1036, each ±1), the other two
+/// small; bias + GELU in most cases.
+fn block_case() -> impl Strategy<Value = Case> {
+    let big_k = prop::sample::select(vec![255usize, 257, 511, 513, 1023, 1025, 2049]);
+    let big_m = prop::sample::select(vec![1019usize, 1021, 1025, 1037, 1100]);
+    let big_n = prop::sample::select(vec![127usize, 129, 257, 513, 1021, 1025]);
+    let small = || 1usize..=9;
+    prop_oneof![
+        (small(), 1usize..=40, big_k),
+        (big_m, small(), 1usize..=5),
+        (small(), big_n, 1usize..=5),
+    ]
+    .prop_flat_map(|(m, n, k)| {
+        (
+            Just(m),
+            Just(n),
+            Just(k),
+            vals(m * k),
+            vals(k * n),
+            vals(m * n),
+            (
+                vals(n),
+                prop::sample::select(vec![None, Some(GeluKind::Erf), Some(GeluKind::Tanh)]),
+                prop::bool::weighted(0.8),
+            )
+                .prop_map(|(bias, kind, use_bias)| Ep {
+                    bias,
+                    kind: if use_bias { kind } else { None },
+                    use_bias,
+                }),
+            prop::sample::select(vec![1.0f32, -0.5]),
+            prop::sample::select(vec![0.0f32, 1.0, 0.75]),
+            [layout(), layout(), layout()],
+        )
+    })
+}
+
 fn check_case(level: &str, c: &Mat, exact: &[f64], tol: &[f64]) {
     let got = c.values();
     for (idx, ((&g, &e), &t)) in got.iter().zip(exact).zip(tol).enumerate() {
@@ -271,7 +319,7 @@ fn check_case(level: &str, c: &Mat, exact: &[f64], tol: &[f64]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(cases(96)))]
 
     #[test]
     fn matches_reference_on_every_level((m, n, k, a, b, c0, ep, alpha, beta, lay) in case()) {
@@ -280,34 +328,55 @@ proptest! {
         let c0m = Mat::new(&c0, m, n, lay[2]);
         let exact = reference::matmul(Some(c0m.view()), am.view(), bm.view(), alpha, beta, ep.epilogue());
         let tol = bound(&a, &b, &c0, (m, n, k), alpha, beta, &ep, &exact);
-        let mut first: Option<Vec<f32>> = None;
+        // Padding around the views (NaN or zeros) must come back as it went
+        // in, on every level: the masked stores of the vector levels are
+        // where a write one lane too wide would land.
+        let untouched = Mat::new(&c0, m, n, lay[2]);
         for cfg in configs() {
             let level = format!("{} {m}x{n}x{k} {lay:?} a={alpha} b={beta} {:?}", cfg.isa, ep.epilogue());
             let mut cm = Mat::new(&c0, m, n, lay[2]);
             matmul(cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue(), &cfg).unwrap();
             check_case(&level, &cm, &exact, &tol);
+            check_padding(&level, &cm, &untouched);
             // Two threads: bitwise the same.
             let mut cp = Mat::new(&c0, m, n, lay[2]);
             let par = Config { isa: cfg.isa, parallelism: Parallelism::Threads(2) };
             matmul(cp.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue(), &par).unwrap();
             prop_assert!(bits_eq(&cp.buf, &cm.buf), "{}: threads changed the result", level);
-            if cfg.isa == Isa::Scalar {
-                first = Some(cm.buf.clone());
-            }
         }
         let mut cm = Mat::new(&c0, m, n, lay[2]);
         generic::matmul(pulp::Scalar128b, cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue()).unwrap();
-        check_case(&format!("scalar128b {m}x{n}x{k} {lay:?}"), &cm, &exact, &tol);
-        // Padding around the views is never written (it holds NaN or zeros
-        // and must come back as it went in).
+        let level = format!("scalar128b {m}x{n}x{k} {lay:?}");
+        check_case(&level, &cm, &exact, &tol);
+        check_padding(&level, &cm, &untouched);
+    }
+
+    /// The epilogue (bias, GELU) belongs to the last k-block only, and β to
+    /// the first: products with k across every level's KC (256, 512, 1024;
+    /// 512 with packed A), m across MC and n across NC, kept cheap by making
+    /// the other two dimensions small.
+    #[test]
+    fn blocks_cross_kc_mc_nc_on_every_level(
+        (m, n, k, a, b, c0, ep, alpha, beta, lay) in block_case()
+    ) {
+        let am = Mat::new(&a, m, k, lay[0]);
+        let bm = Mat::new(&b, k, n, lay[1]);
+        let c0m = Mat::new(&c0, m, n, lay[2]);
+        let exact = reference::matmul(Some(c0m.view()), am.view(), bm.view(), alpha, beta, ep.epilogue());
+        let tol = bound(&a, &b, &c0, (m, n, k), alpha, beta, &ep, &exact);
         let untouched = Mat::new(&c0, m, n, lay[2]);
-        if let Some(s) = first {
-            for (i, (x, y)) in s.iter().zip(&untouched.buf).enumerate() {
-                if y.is_nan() {
-                    prop_assert!(x.is_nan(), "padding element {} written", i);
-                }
-            }
+        for cfg in configs() {
+            let level = format!("{} {m}x{n}x{k} {lay:?} a={alpha} b={beta} {:?}", cfg.isa, ep.epilogue());
+            let mut cm = Mat::new(&c0, m, n, lay[2]);
+            matmul(cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue(), &cfg).unwrap();
+            check_case(&level, &cm, &exact, &tol);
+            check_padding(&level, &cm, &untouched);
         }
+        let mut cm = Mat::new(&c0, m, n, lay[2]);
+        generic::matmul(pulp::Scalar128b, cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue()).unwrap();
+        let level = format!("scalar128b {m}x{n}x{k} {lay:?}");
+        check_case(&level, &cm, &exact, &tol);
+        check_padding(&level, &cm, &untouched);
     }
 
     /// Small integers make every summation order exact: every level must
