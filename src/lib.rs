@@ -32,6 +32,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod arch;
 pub mod attention;
 pub mod block;
 pub mod error;

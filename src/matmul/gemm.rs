@@ -57,7 +57,14 @@ pub(crate) fn run<S: Simd>(s: S, p: &Problem) {
 #[inline(always)]
 fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
     let bl = blocking(S::F32_LANES);
-    let (pack_a, pack_b) = (pack_a_pays(p, &bl), pack_b_pays(p, &bl));
+    // NEON always packs A: the lane-form tile (`arch::aarch64`) needs each
+    // k-step's 8 A values contiguous.
+    #[cfg(target_arch = "aarch64")]
+    let always_pack_a = crate::arch::aarch64::is_neon::<S>();
+    #[cfg(not(target_arch = "aarch64"))]
+    let always_pack_a = false;
+    let pack_a = always_pack_a || pack_a_pays(p, &bl);
+    let pack_b = pack_b_pays(p, &bl);
     // Constant-folded: one tile shape per vector width, and on AVX-512 a
     // second for unpacked A — 14 A rows read in place need 14 address
     // registers, more than x86 has to spare (LLVM then shuffles them every

@@ -135,10 +135,9 @@ pub(crate) unsafe fn microkernel<
     let full_b = PACKED_B || n_eff == NV * lanes;
     // SAFETY: all reads stay within what the contract above guarantees.
     unsafe {
-        // One k-step: load the B row of the tile, broadcast each A element
-        // (`$a(i)` gives its address), rank-1 update of the accumulators.
-        macro_rules! step {
-            ($bp:expr, $a:expr) => {{
+        // The B row of the tile at `$bp`, as NV vectors.
+        macro_rules! load_b {
+            ($bp:expr) => {{
                 let mut bv = [zero; NV];
                 for (j, v) in bv.iter_mut().enumerate() {
                     let p = $bp.add(j * lanes);
@@ -150,6 +149,14 @@ pub(crate) unsafe fn microkernel<
                         zero
                     };
                 }
+                bv
+            }};
+        }
+        // One k-step: load the B row of the tile, broadcast each A element
+        // (`$a(i)` gives its address), rank-1 update of the accumulators.
+        macro_rules! step {
+            ($bp:expr, $a:expr) => {{
+                let bv = load_b!($bp);
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = s.splat_f32s(*$a(i));
                     for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
@@ -161,7 +168,19 @@ pub(crate) unsafe fn microkernel<
         // Every pointer is formed for a step that reads it (`a + kk·a_cs`),
         // never advanced past the last step: with a column-major A that
         // would leave the operand, which `add` does not allow.
-        if !PACKED_A && m_eff == MR {
+        #[cfg(target_arch = "aarch64")]
+        let lane_form = PACKED_A && MR == 8 && crate::arch::aarch64::is_neon::<S>();
+        #[cfg(not(target_arch = "aarch64"))]
+        let lane_form = false;
+        if lane_form {
+            // NEON, packed A: the 8 A values of a step are contiguous, two q
+            // loads, then 8·NV by-lane FMAs (see `arch::aarch64`).
+            #[cfg(target_arch = "aarch64")]
+            for kk in 0..kc {
+                let bv = load_b!(b.add(kk * b_rs));
+                crate::arch::aarch64::fma_8rows_lane(&mut acc, &bv, a.add(kk * a_cs));
+            }
+        } else if !PACKED_A && m_eff == MR {
             // A read in place, all rows live: row i at base[i/3] + (i%3)·a_rs,
             // so six rows need two pointers and one stride register (an
             // addressing mode each) instead of six offsets LLVM would spill.

@@ -1,0 +1,5 @@
+//! Code for one architecture that the generic (`pulp::Simd`) kernels cannot
+//! express, reached only under that architecture's SIMD token.
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64;
