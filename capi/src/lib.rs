@@ -1,0 +1,817 @@
+//! The C ABI of transformer-kernels.
+//!
+//! Conventions (the header `include/transformer_kernels.h`, generated from
+//! this file by cbindgen, is the reference):
+//! - every function returns a [`tk_status`]: `TK_OK` (0), one code per kind
+//!   of [`KernelError`], `TK_ERR_NULL_POINTER` and `TK_PANIC`; the message
+//!   of the last failure on the calling thread is [`tk_last_error`];
+//! - no panic crosses the boundary (`catch_unwind` at every entry);
+//! - sizes and strides are in **elements** (`int64_t`), never bytes; a
+//!   negative one is `TK_ERR_INVALID_ARGUMENT`; a null pointer to a view
+//!   that has elements is `TK_ERR_NULL_POINTER`;
+//! - an output that shares memory with an input is `TK_ERR_OVERLAPPING`,
+//!   except where a function documents in-place use (`out == x`);
+//! - on any error, nothing has been written.
+//!
+//! Memory safety rests on the caller: every pointer must be valid for the
+//! elements its shape and strides describe.
+
+#![allow(non_camel_case_types)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::cell::RefCell;
+use std::ffi::{CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+use transformer_kernels as tk;
+use transformer_kernels::{
+    AttentionOptions, Config, Epilogue, GeluKind, HeadsMut, HeadsRef, Isa, KernelError, MatMut,
+    MatRef, Parallelism,
+};
+
+/// Version of this ABI: bumped on any incompatible change to a type or a
+/// function signature in this header.
+pub const TK_ABI_VERSION: u32 = 1;
+
+/// What a call returned.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum tk_status {
+    /// Success.
+    TK_OK = 0,
+    /// The requested instruction set cannot run on this CPU (or build).
+    TK_ERR_ISA_UNAVAILABLE = 1,
+    /// An ISA value that names no level.
+    TK_ERR_UNKNOWN_ISA = 2,
+    /// A size disagrees with another argument.
+    TK_ERR_SHAPE_MISMATCH = 3,
+    /// A size is zero where at least one element is required.
+    TK_ERR_EMPTY = 4,
+    /// A view's extent overflows.
+    TK_ERR_OUT_OF_BOUNDS = 5,
+    /// An output view overlaps itself or an input.
+    TK_ERR_OVERLAPPING = 6,
+    /// Any other invalid argument (negative size or stride, bad option).
+    TK_ERR_INVALID_ARGUMENT = 7,
+    /// A required pointer is null.
+    TK_ERR_NULL_POINTER = 8,
+    /// A bug in the library: it panicked (the panic was caught).
+    TK_PANIC = 100,
+}
+
+/// Instruction-set level (one of the `TK_ISA_*` values). `TK_ISA_AUTO` is
+/// the best this CPU runs, lowered by the `TK_ISA` environment variable as
+/// in the Rust API (read once, at the first call that needs it). (An `int32_t`, not a C enum, so that any value a caller
+/// passes is checked rather than undefined.)
+pub type tk_isa = i32;
+/// Detect at the call.
+pub const TK_ISA_AUTO: tk_isa = 0;
+/// Portable scalar code.
+pub const TK_ISA_SCALAR: tk_isa = 1;
+/// x86-64 AVX2 + FMA.
+pub const TK_ISA_AVX2: tk_isa = 2;
+/// x86-64 AVX-512 (F/BW/CD/DQ/VL).
+pub const TK_ISA_AVX512: tk_isa = 3;
+/// aarch64 NEON.
+pub const TK_ISA_NEON: tk_isa = 4;
+
+/// Per-call settings, passed by value. A zeroed struct is valid: the best
+/// ISA and every core.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tk_config {
+    /// Instruction-set level, a `TK_ISA_*` value.
+    pub isa: tk_isa,
+    /// Thread budget: 1 = the calling thread only, n > 1 = up to n threads,
+    /// 0 = every core. Negative is `TK_ERR_INVALID_ARGUMENT`.
+    pub threads: i32,
+}
+
+/// What a matmul applies to each element of C before storing it (one of
+/// the `TK_EPILOGUE_*` values).
+pub type tk_epilogue = i32;
+/// Nothing.
+pub const TK_EPILOGUE_NONE: tk_epilogue = 0;
+/// `+ bias[j]`.
+pub const TK_EPILOGUE_BIAS: tk_epilogue = 1;
+/// `gelu(. + bias[j])`.
+pub const TK_EPILOGUE_BIAS_GELU: tk_epilogue = 2;
+
+/// Which GELU (one of the `TK_GELU_*` values).
+pub type tk_gelu = i32;
+/// Exact `0.5·x·(1 + erf(x/√2))`.
+pub const TK_GELU_ERF: tk_gelu = 0;
+/// `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))` (GPT-2's).
+pub const TK_GELU_TANH: tk_gelu = 1;
+
+/// A read-only `[batch, seq, heads, head_dim]` view: element `(b, s, h, d)`
+/// at `data[b·strides[0] + s·strides[1] + h·strides[2] + d]` (head_dim is
+/// contiguous). All in elements.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tk_heads {
+    /// First element.
+    pub data: *const f32,
+    /// Batch size.
+    pub batch: i64,
+    /// Sequence length.
+    pub seq: i64,
+    /// Number of heads.
+    pub heads: i64,
+    /// Elements per head.
+    pub head_dim: i64,
+    /// Strides of batch, seq and head.
+    pub strides: [i64; 3],
+}
+
+/// A writable `[batch, seq, heads, head_dim]` view, as [`tk_heads`];
+/// its elements must not overlap one another.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tk_heads_mut {
+    /// First element.
+    pub data: *mut f32,
+    /// Batch size.
+    pub batch: i64,
+    /// Sequence length.
+    pub seq: i64,
+    /// Number of heads.
+    pub heads: i64,
+    /// Elements per head.
+    pub head_dim: i64,
+    /// Strides of batch, seq and head.
+    pub strides: [i64; 3],
+}
+
+/// Attention options.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tk_attention_options {
+    /// Non-zero: causal mask, bottom-right aligned (query i of q_len sees
+    /// keys j ≤ i + kv_len − q_len), as for a KV-cache decode step.
+    pub causal: i32,
+    /// Non-zero: use `scale`; zero: `1/√head_dim`.
+    pub has_scale: i32,
+    /// Score scale when `has_scale` is non-zero.
+    pub scale: f32,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// An error of this layer: the status and its message.
+struct Fail(tk_status, String);
+
+impl From<KernelError> for Fail {
+    fn from(e: KernelError) -> Self {
+        let st = match e {
+            KernelError::IsaUnavailable { .. } => tk_status::TK_ERR_ISA_UNAVAILABLE,
+            KernelError::UnknownIsa { .. } => tk_status::TK_ERR_UNKNOWN_ISA,
+            KernelError::ShapeMismatch { .. } => tk_status::TK_ERR_SHAPE_MISMATCH,
+            KernelError::Empty { .. } => tk_status::TK_ERR_EMPTY,
+            KernelError::OutOfBounds { .. } => tk_status::TK_ERR_OUT_OF_BOUNDS,
+            KernelError::Overlapping { .. } => tk_status::TK_ERR_OVERLAPPING,
+            _ => tk_status::TK_ERR_INVALID_ARGUMENT,
+        };
+        Fail(st, format!("{}: {e}", e.arg()))
+    }
+}
+
+/// A view constructor's error, named after the C argument (the Rust views
+/// call their buffer `data`).
+fn named(arg: &'static str) -> impl FnOnce(KernelError) -> Fail {
+    move |e| {
+        let Fail(st, msg) = Fail::from(e);
+        match msg.strip_prefix("data: ") {
+            Some(rest) => Fail(st, format!("{arg}: {rest}")),
+            None => Fail(st, msg),
+        }
+    }
+}
+
+fn fail(st: tk_status, arg: &str, msg: impl std::fmt::Display) -> Fail {
+    Fail(st, format!("{arg}: {msg}"))
+}
+
+fn set_last_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Runs one entry point: panics become `TK_PANIC`, errors set the
+/// thread's last-error message.
+fn ffi(f: impl FnOnce() -> Result<(), Fail>) -> tk_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => tk_status::TK_OK,
+        Ok(Err(Fail(st, msg))) => {
+            set_last_error(&msg);
+            st
+        }
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(&format!("panic inside transformer-kernels: {what}"));
+            tk_status::TK_PANIC
+        }
+    }
+}
+
+/// The level a `tk_isa` names (`None`: detect).
+fn isa_arg(raw: tk_isa) -> Result<Option<Isa>, Fail> {
+    Ok(match raw {
+        TK_ISA_AUTO => None,
+        TK_ISA_SCALAR => Some(Isa::Scalar),
+        TK_ISA_AVX2 => Some(Isa::Avx2),
+        TK_ISA_AVX512 => Some(Isa::Avx512),
+        TK_ISA_NEON => Some(Isa::Neon),
+        _ => {
+            return Err(fail(
+                tk_status::TK_ERR_UNKNOWN_ISA,
+                "cfg.isa",
+                format!("{raw} is not a TK_ISA_* value"),
+            ));
+        }
+    })
+}
+
+fn from_isa(isa: Isa) -> tk_isa {
+    match isa {
+        Isa::Scalar => TK_ISA_SCALAR,
+        Isa::Avx2 => TK_ISA_AVX2,
+        Isa::Avx512 => TK_ISA_AVX512,
+        Isa::Neon => TK_ISA_NEON,
+    }
+}
+
+fn gelu_arg(raw: tk_gelu) -> Result<GeluKind, Fail> {
+    match raw {
+        TK_GELU_ERF => Ok(GeluKind::Erf),
+        TK_GELU_TANH => Ok(GeluKind::Tanh),
+        _ => Err(fail(
+            tk_status::TK_ERR_INVALID_ARGUMENT,
+            "gelu",
+            format!("{raw} is not a TK_GELU_* value"),
+        )),
+    }
+}
+
+/// `TK_ISA_AUTO`, resolved on the first call of the process (detection
+/// and the `TK_ISA` variable are read once, not on every call).
+fn auto_isa() -> Isa {
+    static AUTO: OnceLock<Isa> = OnceLock::new();
+    *AUTO.get_or_init(Isa::detect)
+}
+
+/// The Rust config of a C one.
+fn config(cfg: tk_config) -> Result<Config, Fail> {
+    let isa = match isa_arg(cfg.isa)? {
+        Some(i) => i,
+        None => auto_isa(),
+    };
+    let parallelism = match cfg.threads {
+        t if t < 0 => {
+            return Err(fail(
+                tk_status::TK_ERR_INVALID_ARGUMENT,
+                "cfg.threads",
+                format!("{t} threads: must be 0 (every core), 1 (serial) or more"),
+            ));
+        }
+        1 => Parallelism::Serial,
+        t => Parallelism::Threads(t as usize),
+    };
+    Ok(Config { isa, parallelism })
+}
+
+fn dim(arg: &'static str, v: i64) -> Result<usize, Fail> {
+    usize::try_from(v).map_err(|_| {
+        fail(
+            tk_status::TK_ERR_INVALID_ARGUMENT,
+            arg,
+            format!("{v} is negative (sizes and strides are elements, ≥ 0)"),
+        )
+    })
+}
+
+/// Number of elements from the first to the last one a strided view
+/// reaches (0 if it has none): `1 + Σ (n_i − 1)·s_i`.
+fn extent(arg: &'static str, dims: &[(usize, usize)]) -> Result<usize, Fail> {
+    if dims.iter().any(|&(n, _)| n == 0) {
+        return Ok(0);
+    }
+    let mut last = 0usize;
+    for &(n, s) in dims {
+        last = (n - 1)
+            .checked_mul(s)
+            .and_then(|o| o.checked_add(last))
+            .ok_or_else(|| fail(tk_status::TK_ERR_OUT_OF_BOUNDS, arg, "extent overflows"))?;
+    }
+    last.checked_add(1)
+        .filter(|&l| l <= isize::MAX as usize / 4)
+        .ok_or_else(|| fail(tk_status::TK_ERR_OUT_OF_BOUNDS, arg, "extent overflows"))
+}
+
+/// A slice of `len` floats at `p`; null is allowed only when `len == 0`.
+///
+/// # Safety
+/// `p` valid for `len` reads for the call (caller of the entry point).
+unsafe fn slice<'a>(arg: &'static str, p: *const f32, len: usize) -> Result<&'a [f32], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(fail(tk_status::TK_ERR_NULL_POINTER, arg, "is null"));
+    }
+    // SAFETY: non-null, valid for `len` elements (caller).
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// As [`slice`], writable.
+///
+/// # Safety
+/// `p` valid for `len` reads and writes, and not reachable through any
+/// other slice made for this call (checked by [`disjoint`] first).
+unsafe fn slice_mut<'a>(arg: &'static str, p: *mut f32, len: usize) -> Result<&'a mut [f32], Fail> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(fail(tk_status::TK_ERR_NULL_POINTER, arg, "is null"));
+    }
+    // SAFETY: non-null, valid and unaliased for `len` elements (caller).
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// Checks that the output range `[out, out + out_len)` shares no memory
+/// with any input range.
+fn disjoint(
+    out_arg: &'static str,
+    out: *const f32,
+    out_len: usize,
+    inputs: &[(&'static str, *const f32, usize)],
+) -> Result<(), Fail> {
+    if out_len == 0 {
+        return Ok(());
+    }
+    let (o0, o1) = (out as usize, out as usize + out_len * 4);
+    for &(arg, p, len) in inputs {
+        if len == 0 {
+            continue;
+        }
+        let (i0, i1) = (p as usize, p as usize + len * 4);
+        if o0 < i1 && i0 < o1 {
+            return Err(fail(
+                tk_status::TK_ERR_OVERLAPPING,
+                out_arg,
+                format!("shares memory with {arg}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sizes and strides of a matrix argument, checked.
+fn mat_dims(
+    arg: &'static str,
+    rows: i64,
+    cols: i64,
+    rs: i64,
+    cs: i64,
+) -> Result<(usize, usize, usize, usize, usize), Fail> {
+    let (r, c) = (dim(arg, rows)?, dim(arg, cols)?);
+    let (rs, cs) = (dim(arg, rs)?, dim(arg, cs)?);
+    let len = extent(arg, &[(r, rs), (c, cs)])?;
+    Ok((r, c, rs, cs, len))
+}
+
+/// Library version, e.g. `"0.1.0"` (static storage; never free it).
+#[unsafe(no_mangle)]
+pub extern "C" fn tk_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The ABI version this library implements (compare with
+/// `TK_ABI_VERSION` from the header you compiled against).
+#[unsafe(no_mangle)]
+pub extern "C" fn tk_abi_version() -> u32 {
+    TK_ABI_VERSION
+}
+
+/// The message of the last failed call on this thread (empty if none):
+/// `"argument: what is wrong"`. Valid until the next failing call on this
+/// thread; never free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn tk_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// The level `TK_ISA_AUTO` stands for: the best ISA this CPU runs, lowered
+/// by the `TK_ISA` environment variable (read once per process).
+#[unsafe(no_mangle)]
+pub extern "C" fn tk_isa_detect() -> tk_isa {
+    catch_unwind(|| from_isa(auto_isa())).unwrap_or(TK_ISA_SCALAR)
+}
+
+/// 1 if this CPU and build run `isa` (`TK_ISA_AUTO`: always), else 0
+/// (also for a value that is no `tk_isa`).
+#[unsafe(no_mangle)]
+pub extern "C" fn tk_isa_available(isa: tk_isa) -> i32 {
+    catch_unwind(|| match isa_arg(isa) {
+        Ok(None) => 1,
+        Ok(Some(i)) => i32::from(i.is_available()),
+        Err(_) => 0,
+    })
+    .unwrap_or(0)
+}
+
+/// `C ← epilogue(alpha·A·B + beta·C)`, BLAS-like, any strides.
+///
+/// A is m×k (element (i, p) at `a[i·rsa + p·csa]`), B k×n, C m×n; strides
+/// in elements. `epilogue` is a `tk_epilogue`; `bias` (n floats, contiguous)
+/// is read for `TK_EPILOGUE_BIAS` and `TK_EPILOGUE_BIAS_GELU` (may be null
+/// otherwise); `gelu` is a `tk_gelu`, read for `TK_EPILOGUE_BIAS_GELU`.
+/// `beta = 0` never reads C. Accuracy as the Rust `matmul`: within
+/// `2·k·ε·Σ|a||b|` per element, plus the GELU's own bound.
+///
+/// # Safety
+/// Each pointer valid for the elements its shape and strides reach.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tk_matmul_f32(
+    cfg: tk_config,
+    m: i64,
+    n: i64,
+    k: i64,
+    alpha: f32,
+    a: *const f32,
+    rsa: i64,
+    csa: i64,
+    b: *const f32,
+    rsb: i64,
+    csb: i64,
+    beta: f32,
+    c: *mut f32,
+    rsc: i64,
+    csc: i64,
+    epilogue: tk_epilogue,
+    bias: *const f32,
+    gelu: tk_gelu,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let (m_, k_, rsa, csa, alen) = mat_dims("a", m, k, rsa, csa)?;
+        let (_, n_, rsb, csb, blen) = mat_dims("b", k, n, rsb, csb)?;
+        let (_, _, rsc, csc, clen) = mat_dims("c", m, n, rsc, csc)?;
+        let blen_bias = match epilogue {
+            TK_EPILOGUE_NONE => 0,
+            TK_EPILOGUE_BIAS | TK_EPILOGUE_BIAS_GELU => n_,
+            e => {
+                return Err(fail(
+                    tk_status::TK_ERR_INVALID_ARGUMENT,
+                    "epilogue",
+                    format!("{e} is not a TK_EPILOGUE_* value"),
+                ));
+            }
+        };
+        let kind = if epilogue == TK_EPILOGUE_BIAS_GELU {
+            gelu_arg(gelu)?
+        } else {
+            GeluKind::Erf
+        };
+        disjoint(
+            "c",
+            c,
+            clen,
+            &[("a", a, alen), ("b", b, blen), ("bias", bias, blen_bias)],
+        )?;
+        // SAFETY: each pointer is valid for the extent of its view (the
+        // caller's contract); C overlaps none of the inputs (checked).
+        let (av, bv, cv, biasv) = unsafe {
+            (
+                slice("a", a, alen)?,
+                slice("b", b, blen)?,
+                slice_mut("c", c, clen)?,
+                slice("bias", bias, blen_bias)?,
+            )
+        };
+        let av = MatRef::new(av, m_, k_, rsa, csa).map_err(named("a"))?;
+        let bv = MatRef::new(bv, k_, n_, rsb, csb).map_err(named("b"))?;
+        let cv = MatMut::new(cv, m_, n_, rsc, csc).map_err(named("c"))?;
+        let ep = match epilogue {
+            TK_EPILOGUE_NONE => Epilogue::None,
+            TK_EPILOGUE_BIAS => Epilogue::Bias(biasv),
+            _ => Epilogue::BiasGelu(biasv, kind),
+        };
+        tk::matmul(cv, av, bv, alpha, beta, ep, &cfg)?;
+        Ok(())
+    })
+}
+
+/// Sizes of a heads view, checked: (batch, seq, heads, dim, strides, len).
+fn heads_dims(
+    arg: &'static str,
+    batch: i64,
+    seq: i64,
+    heads: i64,
+    head_dim: i64,
+    strides: [i64; 3],
+) -> Result<([usize; 4], [usize; 3], usize), Fail> {
+    let d = [
+        dim(arg, batch)?,
+        dim(arg, seq)?,
+        dim(arg, heads)?,
+        dim(arg, head_dim)?,
+    ];
+    let s = [
+        dim(arg, strides[0])?,
+        dim(arg, strides[1])?,
+        dim(arg, strides[2])?,
+    ];
+    let len = extent(arg, &[(d[0], s[0]), (d[1], s[1]), (d[2], s[2]), (d[3], 1)])?;
+    Ok((d, s, len))
+}
+
+/// `out = softmax(scale·q·kᵀ + mask)·v` per batch and head, flash-style
+/// (memory O(N), the N×N scores never exist).
+///
+/// `q` and `out` are `[B, q_len, H, D]`, `k` and `v` `[B, kv_len, H_kv, D]`
+/// with `H_kv` dividing `H` (grouped-query attention: query head h reads KV
+/// head `h / (H / H_kv)`). Any strides (a fused QKV buffer, BSHD, BHSD).
+/// `lse`, if not null, receives each row's log-sum-exp of its scaled,
+/// masked scores, `[B, H, q_len]` row-major. A decode step is `q_len = 1`
+/// against the whole cache with `causal` set. Accuracy as the Rust
+/// `attention`.
+///
+/// # Safety
+/// Each view's `data` valid for the elements its shape and strides reach;
+/// `lse` null or valid for `B·H·q_len` floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_attention_f32(
+    cfg: tk_config,
+    q: tk_heads,
+    k: tk_heads,
+    v: tk_heads,
+    out: tk_heads_mut,
+    opts: tk_attention_options,
+    lse: *mut f32,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let (qd, qs, qlen) = heads_dims("q", q.batch, q.seq, q.heads, q.head_dim, q.strides)?;
+        let (kd, ks, klen) = heads_dims("k", k.batch, k.seq, k.heads, k.head_dim, k.strides)?;
+        let (vd, vs, vlen) = heads_dims("v", v.batch, v.seq, v.heads, v.head_dim, v.strides)?;
+        let (od, os, olen) = heads_dims(
+            "out",
+            out.batch,
+            out.seq,
+            out.heads,
+            out.head_dim,
+            out.strides,
+        )?;
+        let lse_len = if lse.is_null() {
+            0
+        } else {
+            qd[0].saturating_mul(qd[2]).saturating_mul(qd[1])
+        };
+        let inputs = [
+            ("q", q.data, qlen),
+            ("k", k.data, klen),
+            ("v", v.data, vlen),
+        ];
+        disjoint("out", out.data, olen, &inputs)?;
+        disjoint("lse", lse, lse_len, &inputs)?;
+        disjoint("lse", lse, lse_len, &[("out", out.data, olen)])?;
+        let scale = if opts.has_scale != 0 {
+            Some(opts.scale)
+        } else {
+            None
+        };
+        let o = AttentionOptions {
+            causal: opts.causal != 0,
+            scale,
+        };
+        // SAFETY: each pointer is valid for its view's extent (caller);
+        // the writable ranges overlap nothing else (checked above).
+        unsafe {
+            let qv = HeadsRef::strided(slice("q", q.data, qlen)?, qd[0], qd[1], qd[2], qd[3], qs)
+                .map_err(named("q"))?;
+            let kv = HeadsRef::strided(slice("k", k.data, klen)?, kd[0], kd[1], kd[2], kd[3], ks)
+                .map_err(named("k"))?;
+            let vv = HeadsRef::strided(slice("v", v.data, vlen)?, vd[0], vd[1], vd[2], vd[3], vs)
+                .map_err(named("v"))?;
+            let ov = HeadsMut::strided(
+                slice_mut("out", out.data, olen)?,
+                od[0],
+                od[1],
+                od[2],
+                od[3],
+                os,
+            )
+            .map_err(named("out"))?;
+            if lse.is_null() {
+                tk::attention(ov, qv, kv, vv, &o, &cfg)?;
+            } else {
+                let l = slice_mut("lse", lse, lse_len)?;
+                tk::attention_with_lse(ov, qv, kv, vv, &o, l, &cfg)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// An element-wise call on `len` floats that may run in place: `out == x`
+/// is allowed, any other overlap is `TK_ERR_OVERLAPPING`.
+///
+/// # Safety
+/// `x` and `out` valid for `len` floats; `extra` ranges valid as given.
+unsafe fn elementwise(
+    x: *const f32,
+    out: *mut f32,
+    len: usize,
+    extra: &[(&'static str, *const f32, usize)],
+    run: impl FnOnce(Option<&[f32]>, &mut [f32]) -> Result<(), KernelError>,
+) -> Result<(), Fail> {
+    if std::ptr::eq(x, out) {
+        disjoint("out", out, len, extra)?;
+        // SAFETY: valid for len (caller); in place, one slice.
+        let o = unsafe { slice_mut("out", out, len)? };
+        return Ok(run(None, o)?);
+    }
+    let mut inputs = vec![("x", x, len)];
+    inputs.extend_from_slice(extra);
+    disjoint("out", out, len, &inputs)?;
+    // SAFETY: valid for len (caller); out overlaps no input (checked).
+    let (xs, o) = unsafe { (slice("x", x, len)?, slice_mut("out", out, len)?) };
+    Ok(run(Some(xs), o)?)
+}
+
+fn rows_cols(rows: i64, cols: i64) -> Result<(usize, usize, usize), Fail> {
+    let (r, c) = (dim("rows", rows)?, dim("cols", cols)?);
+    let len = r
+        .checked_mul(c)
+        .filter(|&l| l <= isize::MAX as usize / 4)
+        .ok_or_else(|| {
+            fail(
+                tk_status::TK_ERR_OUT_OF_BOUNDS,
+                "rows",
+                "rows·cols overflows",
+            )
+        })?;
+    Ok((r, c, len))
+}
+
+/// `out[r][c] = gelu(x[r][c] + bias[c])` for row-major `x` of `rows × cols`
+/// (`bias`: `cols` floats), in one pass. `out == x` runs in place.
+/// Accuracy: 4 ULP + 1e-7 of the exact formula of `gelu` (a `tk_gelu`).
+///
+/// # Safety
+/// `x`, `out` valid for `rows·cols` floats, `bias` for `cols`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_bias_gelu_f32(
+    cfg: tk_config,
+    x: *const f32,
+    bias: *const f32,
+    out: *mut f32,
+    rows: i64,
+    cols: i64,
+    gelu: tk_gelu,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let kind = gelu_arg(gelu)?;
+        let (_, c, len) = rows_cols(rows, cols)?;
+        // SAFETY: bias valid for cols floats (caller).
+        let b = unsafe { slice("bias", bias, c)? };
+        // SAFETY: x and out valid for len floats (caller).
+        unsafe {
+            elementwise(x, out, len, &[("bias", bias, c)], |x, o| match x {
+                Some(x) => tk::bias_gelu(x, b, o, kind, &cfg),
+                None => tk::bias_gelu_inplace(o, b, kind, &cfg),
+            })
+        }
+    })
+}
+
+/// `out[r][c] = x[r][c] + bias[c]` for row-major `x` of `rows × cols`.
+/// `out` must not overlap `x` (there is no in-place form).
+///
+/// # Safety
+/// As [`tk_bias_gelu_f32`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_add_bias_f32(
+    cfg: tk_config,
+    x: *const f32,
+    bias: *const f32,
+    out: *mut f32,
+    rows: i64,
+    cols: i64,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let (_, c, len) = rows_cols(rows, cols)?;
+        disjoint("out", out, len, &[("x", x, len), ("bias", bias, c)])?;
+        // SAFETY: valid for their lengths (caller); out overlaps no input
+        // (checked).
+        let (xs, b, o) = unsafe {
+            (
+                slice("x", x, len)?,
+                slice("bias", bias, c)?,
+                slice_mut("out", out, len)?,
+            )
+        };
+        Ok(tk::add_bias(xs, b, o, &cfg)?)
+    })
+}
+
+/// `out[i] = gelu(x[i])` for `n` floats. `out == x` runs in place.
+///
+/// # Safety
+/// `x`, `out` valid for `n` floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_gelu_f32(
+    cfg: tk_config,
+    x: *const f32,
+    out: *mut f32,
+    n: i64,
+    gelu: tk_gelu,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let kind = gelu_arg(gelu)?;
+        let len = dim("n", n)?;
+        // SAFETY: x and out valid for n floats (caller).
+        unsafe {
+            elementwise(x, out, len, &[], |x, o| match x {
+                Some(x) => tk::gelu(x, o, kind, &cfg),
+                None => tk::gelu_inplace(o, kind, &cfg),
+            })
+        }
+    })
+}
+
+/// Layer norm of each row of row-major `x` (`rows × cols`):
+/// `out = (x − mean)/√(var + eps)·gamma + beta`, `gamma` and `beta` of
+/// `cols` floats. `out == x` runs in place.
+///
+/// # Safety
+/// `x`, `out` valid for `rows·cols` floats, `gamma`, `beta` for `cols`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tk_layer_norm_f32(
+    cfg: tk_config,
+    x: *const f32,
+    gamma: *const f32,
+    beta: *const f32,
+    out: *mut f32,
+    rows: i64,
+    cols: i64,
+    eps: f32,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let (_, c, len) = rows_cols(rows, cols)?;
+        // SAFETY: gamma and beta valid for cols floats (caller).
+        let (g, b) = unsafe { (slice("gamma", gamma, c)?, slice("beta", beta, c)?) };
+        let extra = [("gamma", gamma, c), ("beta", beta, c)];
+        // SAFETY: x and out valid for len floats (caller).
+        unsafe {
+            elementwise(x, out, len, &extra, |x, o| match x {
+                Some(x) => tk::layer_norm(x, g, b, o, eps, &cfg),
+                None => tk::layer_norm_inplace(o, g, b, eps, &cfg),
+            })
+        }
+    })
+}
+
+/// RMS norm of each row of row-major `x` (`rows × cols`):
+/// `out = x/√(mean(x²) + eps)·gamma`. `out == x` runs in place.
+///
+/// # Safety
+/// `x`, `out` valid for `rows·cols` floats, `gamma` for `cols`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_rms_norm_f32(
+    cfg: tk_config,
+    x: *const f32,
+    gamma: *const f32,
+    out: *mut f32,
+    rows: i64,
+    cols: i64,
+    eps: f32,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let (_, c, len) = rows_cols(rows, cols)?;
+        // SAFETY: gamma valid for cols floats (caller).
+        let g = unsafe { slice("gamma", gamma, c)? };
+        // SAFETY: x and out valid for len floats (caller).
+        unsafe {
+            elementwise(x, out, len, &[("gamma", gamma, c)], |x, o| match x {
+                Some(x) => tk::rms_norm(x, g, o, eps, &cfg),
+                None => tk::rms_norm_inplace(o, g, eps, &cfg),
+            })
+        }
+    })
+}
