@@ -6,7 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(cd .. && pwd)
-cargo build --release -p transformer-kernels-capi
+# --no-build: CI has built the workspace already (with the same features,
+# so nothing is compiled twice).
+if [ "${1:-}" != "--no-build" ]; then
+    cargo build --release -p transformer-kernels-capi
+fi
 lib=${CARGO_TARGET_DIR:-$root/target}/release
 inc=include
 out=$(mktemp -d)
