@@ -59,17 +59,30 @@ fn peak_extra(n: usize, par: Parallelism) -> usize {
         causal: true,
         scale: None,
     };
-    // Warm up thread pools and per-thread scratch at this size once, so the
-    // measurement is of one steady-state call.
-    attention(
-        HeadsMut::bshd(&mut out, 1, n, h, d).unwrap(),
-        r,
-        r,
-        r,
-        &opts,
-        &cfg,
-    )
-    .unwrap();
+    // Warm up the thread pool and every worker's per-thread scratch at this
+    // size, so the measurement is of one steady-state call: a worker's
+    // first-use scratch (kept for the thread's life) inside the measured
+    // call would otherwise count, depending on which worker stole which job.
+    // Warm calls repeat until the live heap after a call has stayed the
+    // same three times in a row (every worker that ran has its scratch).
+    let (mut last, mut same) = (usize::MAX, 0);
+    for _ in 0..20 {
+        attention(
+            HeadsMut::bshd(&mut out, 1, n, h, d).unwrap(),
+            r,
+            r,
+            r,
+            &opts,
+            &cfg,
+        )
+        .unwrap();
+        let now = CURRENT.load(Ordering::SeqCst);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        if same == 3 {
+            break;
+        }
+    }
     let base = CURRENT.load(Ordering::SeqCst);
     PEAK.store(base, Ordering::SeqCst);
     attention(

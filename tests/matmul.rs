@@ -202,11 +202,14 @@ impl Ep {
     }
 }
 
-/// Dimensions: uniform in 0..=160 or from the edge list (tile and block
-/// boundaries of every level: MR 4/6/8/14, NR 4/12/16/32, KC 256).
+/// Dimensions: uniform in 0..=max or from the edge list (tile edges of
+/// every level: MR 4/6/8/14, NR 4/12/16/32/64, ±1; KC 256 ±1). The KC, MC
+/// and NC boundaries of the vector levels are crossed by
+/// `blocks_cross_kc_mc_nc_on_every_level`.
 fn dim(max: usize) -> impl Strategy<Value = usize> {
     let edges: Vec<usize> = [
-        0, 1, 2, 3, 5, 7, 11, 13, 14, 15, 16, 17, 31, 32, 33, 47, 97, 127, 128, 129, 255, 256, 257,
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 97,
+        127, 128, 129, 255, 256, 257,
     ]
     .into_iter()
     .filter(|&d| d <= max)
