@@ -115,6 +115,10 @@ typedef struct {
   float scale;
 } tk_attention_options;
 
+// An element-wise vector-math function (one of the `TK_MATH_*` values),
+// for [`tk_map_f32`].
+typedef int32_t tk_math_fn;
+
 // Detect at the call.
 #define TK_ISA_AUTO 0
 
@@ -144,6 +148,24 @@ typedef struct {
 
 // `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))` (GPT-2's).
 #define TK_GELU_TANH 1
+
+// `e^x`, ≤ 2 ULP.
+#define TK_MATH_EXP 0
+
+// `erf(x)`, ≤ 3 ULP.
+#define TK_MATH_ERF 1
+
+// `erfc(x)`, ≤ (8 + 2x²) ULP for x ≥ 0, ≤ 3 ULP below.
+#define TK_MATH_ERFC 2
+
+// `tanh(x)`, ≤ 3 ULP.
+#define TK_MATH_TANH 3
+
+// Exact-form GELU, 4 ULP + 1e-7.
+#define TK_MATH_GELU_ERF 4
+
+// tanh-form GELU, 4 ULP + 1e-7.
+#define TK_MATH_GELU_TANH 5
 
 #ifdef __cplusplus
 extern "C" {
@@ -280,6 +302,14 @@ tk_status tk_rms_norm_f32(tk_config cfg,
                           int64_t rows,
                           int64_t cols,
                           float eps);
+
+// `out[i] = f(x[i])` for `n` floats, `f` a `TK_MATH_*` value (the crate's
+// vector exp, erf, erfc, tanh and GELUs, with the bounds stated at each
+// constant). `out` must not overlap `x`.
+//
+// # Safety
+// `x`, `out` valid for `n` floats.
+tk_status tk_map_f32(tk_config cfg, tk_math_fn f, const float *x, float *out, int64_t n);
 
 #ifdef __cplusplus
 }  // extern "C"

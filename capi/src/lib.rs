@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use transformer_kernels as tk;
 use transformer_kernels::{
     AttentionOptions, Config, Epilogue, GeluKind, HeadsMut, HeadsRef, Isa, KernelError, MatMut,
-    MatRef, Parallelism,
+    MatRef, MathFn, Parallelism,
 };
 
 /// Version of this ABI: bumped on any incompatible change to a type or a
@@ -103,6 +103,22 @@ pub type tk_gelu = i32;
 pub const TK_GELU_ERF: tk_gelu = 0;
 /// `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))` (GPT-2's).
 pub const TK_GELU_TANH: tk_gelu = 1;
+
+/// An element-wise vector-math function (one of the `TK_MATH_*` values),
+/// for [`tk_map_f32`].
+pub type tk_math_fn = i32;
+/// `e^x`, ≤ 2 ULP.
+pub const TK_MATH_EXP: tk_math_fn = 0;
+/// `erf(x)`, ≤ 3 ULP.
+pub const TK_MATH_ERF: tk_math_fn = 1;
+/// `erfc(x)`, ≤ (8 + 2x²) ULP for x ≥ 0, ≤ 3 ULP below.
+pub const TK_MATH_ERFC: tk_math_fn = 2;
+/// `tanh(x)`, ≤ 3 ULP.
+pub const TK_MATH_TANH: tk_math_fn = 3;
+/// Exact-form GELU, 4 ULP + 1e-7.
+pub const TK_MATH_GELU_ERF: tk_math_fn = 4;
+/// tanh-form GELU, 4 ULP + 1e-7.
+pub const TK_MATH_GELU_TANH: tk_math_fn = 5;
 
 /// A read-only `[batch, seq, heads, head_dim]` view: element `(b, s, h, d)`
 /// at `data[b·strides[0] + s·strides[1] + h·strides[2] + d]` (head_dim is
@@ -813,5 +829,45 @@ pub unsafe extern "C" fn tk_rms_norm_f32(
                 None => tk::rms_norm_inplace(o, g, eps, &cfg),
             })
         }
+    })
+}
+
+/// `out[i] = f(x[i])` for `n` floats, `f` a `TK_MATH_*` value (the crate's
+/// vector exp, erf, erfc, tanh and GELUs, with the bounds stated at each
+/// constant). `out` must not overlap `x`.
+///
+/// # Safety
+/// `x`, `out` valid for `n` floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_map_f32(
+    cfg: tk_config,
+    f: tk_math_fn,
+    x: *const f32,
+    out: *mut f32,
+    n: i64,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let f = match f {
+            TK_MATH_EXP => MathFn::Exp,
+            TK_MATH_ERF => MathFn::Erf,
+            TK_MATH_ERFC => MathFn::Erfc,
+            TK_MATH_TANH => MathFn::Tanh,
+            TK_MATH_GELU_ERF => MathFn::GeluErf,
+            TK_MATH_GELU_TANH => MathFn::GeluTanh,
+            _ => {
+                return Err(fail(
+                    tk_status::TK_ERR_INVALID_ARGUMENT,
+                    "f",
+                    format!("{f} is not a TK_MATH_* value"),
+                ));
+            }
+        };
+        let len = dim("n", n)?;
+        disjoint("out", out, len, &[("x", x, len)])?;
+        // SAFETY: valid for n floats (caller); out overlaps x nowhere
+        // (checked).
+        let (xs, o) = unsafe { (slice("x", x, len)?, slice_mut("out", out, len)?) };
+        Ok(tk::map(f, xs, o, &cfg)?)
     })
 }

@@ -355,6 +355,32 @@ static void test_elementwise(tk_config cfg, int rows, int cols) {
     free(x); free(bias); free(out); free(gamma); free(beta);
 }
 
+/* Every TK_MATH_* function against libm on a grid, within its stated ULP. */
+static void test_map(tk_config cfg) {
+    enum { N = 4001 };
+    static float x[N], out[N];
+    for (int f = TK_MATH_EXP; f <= TK_MATH_GELU_TANH; f++) {
+        double lo = f == TK_MATH_EXP ? -87.0 : -9.0, hi = f == TK_MATH_EXP ? 88.0 : 9.0;
+        for (int i = 0; i < N; i++) x[i] = (float)(lo + (hi - lo) * i / (N - 1));
+        CHECK(tk_map_f32(cfg, f, x, out, N) == TK_OK, "map %d: %s", f, tk_last_error());
+        for (int i = 0; i < N; i++) {
+            double v = x[i], want, ulps = 3, slack = 0;
+            switch (f) {
+            case TK_MATH_EXP: want = exp(v); ulps = 2; break;
+            case TK_MATH_ERF: want = erf(v); break;
+            case TK_MATH_ERFC: want = erfc(v); ulps = v >= 0 ? 8 + 2 * v * v : 3; break;
+            case TK_MATH_TANH: want = tanh(v); break;
+            case TK_MATH_GELU_ERF: want = gelu_ref(v, TK_GELU_ERF); ulps = 4; slack = 1e-7; break;
+            default: want = gelu_ref(v, TK_GELU_TANH); ulps = 4; slack = 1e-7; break;
+            }
+            /* ULP of the f32 result's binade (subnormal floor included). */
+            double u = fabs(want) < 1.1754944e-38 ? 1.4e-45 : ldexp(1.0, ilogb((float)want) - 23);
+            CHECK(fabs(out[i] - want) <= ulps * u + slack, "map %d %s x = %g: %g, want %g", f,
+                  isa_name(cfg.isa), v, out[i], want);
+        }
+    }
+}
+
 /* ---- errors ------------------------------------------------------------ */
 
 static void expect(tk_status got, tk_status want, const char *arg, const char *what) {
@@ -437,6 +463,8 @@ static void test_errors(void) {
     expect(tk_bias_gelu_f32(cfg, a, bias, a + 1, 2, 4, TK_GELU_ERF), TK_ERR_OVERLAPPING, "out",
            "partial overlap");
     expect(tk_gelu_f32(cfg, NULL, c, 4, TK_GELU_TANH), TK_ERR_NULL_POINTER, "x", "null x");
+    expect(tk_map_f32(cfg, 17, a, c, 4), TK_ERR_INVALID_ARGUMENT, "f", "bad math fn");
+    expect(tk_map_f32(cfg, TK_MATH_EXP, a, a, 4), TK_ERR_OVERLAPPING, "out", "map in place");
     expect(tk_gelu_f32(cfg, a, c, -4, TK_GELU_TANH), TK_ERR_INVALID_ARGUMENT, "n", "negative n");
     expect(tk_add_bias_f32(cfg, a, bias, a, 2, 4), TK_ERR_OVERLAPPING, "out", "add_bias in place");
     expect(tk_layer_norm_f32(cfg, a, bias, bias, c, 2, 4, -1.0f), TK_ERR_INVALID_ARGUMENT, "eps",
@@ -488,6 +516,7 @@ int main(void) {
         tk_config two = {isa, 2};
         test_attention(two, big);
         test_decode(cfg);
+        test_map(cfg);
         for (int t = 0; t < 20; t++) {
             tk_config c2 = cfg;
             c2.threads = rand_int(0, 3) == 0 ? 0 : 1;
