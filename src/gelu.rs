@@ -5,7 +5,7 @@
 //! No temporary buffer.
 
 use crate::error::KernelError;
-use crate::isa::{Config, dispatch};
+use crate::isa::{Config, Level, Parallelism, Token, dispatch};
 use crate::math;
 use crate::threads;
 use pulp::{Simd, WithSimd};
@@ -219,16 +219,32 @@ fn launch(
     cfg: &Config,
 ) -> Result<(), KernelError> {
     cfg.validate()?;
+    run_jobs(cfg.isa, cfg.parallelism, src, dst, len, bias, cols, kind);
+    Ok(())
+}
+
+/// Runs the element-wise pass at `level` on up to `par` threads (arguments
+/// checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn run_jobs<L: Level>(
+    level: L,
+    par: Parallelism,
+    src: *const f32,
+    dst: *mut f32,
+    len: usize,
+    bias: Option<&[f32]>,
+    cols: usize,
+    kind: Option<GeluKind>,
+) {
     if len == 0 {
-        return Ok(());
+        return;
     }
     let bias_ptr = bias.map_or(core::ptr::null(), |b| b.as_ptr());
     let unit = cols.max(1); // jobs split on row boundaries
     let units = len / unit;
-    let nthreads = threads::threads_for(cfg.parallelism, len, MIN_ELEMS_PER_THREAD).min(units);
+    let nthreads = threads::threads_for(par, len, MIN_ELEMS_PER_THREAD).min(units);
     let per_job = units.div_ceil(nthreads.max(1)) * unit;
     let jobs = len.div_ceil(per_job);
-    let isa = cfg.isa;
     let run = |j: usize| {
         let start = j * per_job;
         let n = per_job.min(len - start);
@@ -244,16 +260,15 @@ fn launch(
             }
         };
         let r = match kind {
-            None => dispatch(isa, Kernel { job, f: Identity }),
-            Some(GeluKind::Erf) => dispatch(isa, Kernel { job, f: GeluErf }),
-            Some(GeluKind::Tanh) => dispatch(isa, Kernel { job, f: GeluTanh }),
+            None => level.run(Kernel { job, f: Identity }),
+            Some(GeluKind::Erf) => level.run(Kernel { job, f: GeluErf }),
+            Some(GeluKind::Tanh) => level.run(Kernel { job, f: GeluTanh }),
         };
         debug_assert!(r.is_ok(), "validated above");
     };
     // The closure captures raw pointers; wrap so it can cross threads.
     let job_fn = SendFn(run);
     threads::for_each_index(nthreads, jobs, move |j| job_fn.call(j));
-    Ok(())
 }
 
 struct SendFn<F>(F);
@@ -428,6 +443,79 @@ pub mod generic {
             GeluKind::Erf => s.vectorize(Kernel { job, f: GeluErf }),
             GeluKind::Tanh => s.vectorize(Kernel { job, f: GeluTanh }),
         }
+        Ok(())
+    }
+
+    /// [`super::bias_gelu_inplace`] on the given token, serial.
+    pub fn bias_gelu_inplace<S: Simd>(
+        s: S,
+        x: &mut [f32],
+        bias: &[f32],
+        kind: GeluKind,
+    ) -> Result<(), KernelError> {
+        let cols = check(x.len(), Some(bias), None)?;
+        let (p, n) = (x.as_mut_ptr(), x.len());
+        run_jobs(
+            Token(s),
+            Parallelism::Serial,
+            p,
+            p,
+            n,
+            Some(bias),
+            cols,
+            Some(kind),
+        );
+        Ok(())
+    }
+
+    /// [`super::gelu`] on the given token, serial.
+    pub fn gelu<S: Simd>(
+        s: S,
+        x: &[f32],
+        out: &mut [f32],
+        kind: GeluKind,
+    ) -> Result<(), KernelError> {
+        check(x.len(), None, Some(out.len()))?;
+        let (src, dst, n) = (x.as_ptr(), out.as_mut_ptr(), x.len());
+        run_jobs(
+            Token(s),
+            Parallelism::Serial,
+            src,
+            dst,
+            n,
+            None,
+            0,
+            Some(kind),
+        );
+        Ok(())
+    }
+
+    /// [`super::gelu_inplace`] on the given token, serial.
+    pub fn gelu_inplace<S: Simd>(s: S, x: &mut [f32], kind: GeluKind) -> Result<(), KernelError> {
+        let (p, n) = (x.as_mut_ptr(), x.len());
+        run_jobs(Token(s), Parallelism::Serial, p, p, n, None, 0, Some(kind));
+        Ok(())
+    }
+
+    /// [`super::add_bias`] on the given token, serial.
+    pub fn add_bias<S: Simd>(
+        s: S,
+        x: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let cols = check(x.len(), Some(bias), Some(out.len()))?;
+        let (src, dst, n) = (x.as_ptr(), out.as_mut_ptr(), x.len());
+        run_jobs(
+            Token(s),
+            Parallelism::Serial,
+            src,
+            dst,
+            n,
+            Some(bias),
+            cols,
+            None,
+        );
         Ok(())
     }
 

@@ -207,6 +207,35 @@ impl Config {
     }
 }
 
+/// Where a kernel's vector code runs: an [`Isa`] chosen at run time
+/// (validated by the entry point, so [`Level::run`] cannot fail after it), or
+/// a pulp token the caller holds ([`Token`], for the `generic` entry points
+/// and the tests of widths this CPU has no `Isa` for). A kernel generic over
+/// `Level` is instantiated for a token only where a caller uses it: the
+/// library itself compiles the `Isa` levels alone.
+pub(crate) trait Level: Copy + Send + Sync {
+    /// Runs `op` at this level.
+    fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output, KernelError>;
+}
+
+impl Level for Isa {
+    #[inline]
+    fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output, KernelError> {
+        dispatch(self, op)
+    }
+}
+
+/// A held SIMD token as a [`Level`] (holding it proves the CPU runs it).
+#[derive(Clone, Copy)]
+pub(crate) struct Token<S>(pub S);
+
+impl<S: Simd> Level for Token<S> {
+    #[inline]
+    fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output, KernelError> {
+        Ok(self.0.vectorize(op))
+    }
+}
+
 /// Runs `op` on the SIMD token of `isa`: the one place where a level becomes
 /// code. Returns `IsaUnavailable` rather than running an instruction the CPU
 /// lacks.

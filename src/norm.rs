@@ -11,7 +11,7 @@
 //! ~1e-18, or eps = 0 on such a row) are redone in f64, two passes.
 
 use crate::error::KernelError;
-use crate::isa::{Config, dispatch};
+use crate::isa::{Config, Level, Parallelism, Token};
 use crate::threads;
 use pulp::{Simd, WithSimd};
 
@@ -269,12 +269,40 @@ fn launch(
     cfg: &Config,
 ) -> Result<(), KernelError> {
     cfg.validate()?;
+    run_rows(
+        cfg.isa,
+        cfg.parallelism,
+        src,
+        dst,
+        len,
+        gamma,
+        beta,
+        eps,
+        rms,
+    );
+    Ok(())
+}
+
+/// Normalises the `len / gamma.len()` rows at `level` on up to `par`
+/// threads (arguments checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn run_rows<L: Level>(
+    level: L,
+    par: Parallelism,
+    src: *const f32,
+    dst: *mut f32,
+    len: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+    rms: bool,
+) {
     if len == 0 {
-        return Ok(());
+        return;
     }
     let d = gamma.len();
     let rows = len / d;
-    let nt = threads::threads_for(cfg.parallelism, len, MIN_ELEMS_PER_THREAD).min(rows);
+    let nt = threads::threads_for(par, len, MIN_ELEMS_PER_THREAD).min(rows);
     let per = rows.div_ceil(nt.max(1));
     let base = Rows {
         src,
@@ -286,16 +314,14 @@ fn launch(
         eps,
         rms,
     };
-    let isa = cfg.isa;
     threads::for_each_index(nt, rows.div_ceil(per), move |j| {
         let r0 = j * per;
         // SAFETY: rows [r0, r0 + n) are inside the validated buffers; jobs
         // are disjoint.
         let job = unsafe { base.rows_from(r0, per.min(rows - r0)) };
-        let r = dispatch(isa, job);
+        let r = level.run(job);
         debug_assert!(r.is_ok(), "validated");
     });
-    Ok(())
 }
 
 /// `out[r] = (x[r] − mean) / √(var + eps) · gamma + beta` for each row of
@@ -381,4 +407,108 @@ pub fn rms_norm_inplace(
     check(x.len(), gamma, None, None, eps)?;
     let p = x.as_mut_ptr();
     launch(p, p, x.len(), gamma, None, eps, true, cfg)
+}
+
+/// The norms on an explicit [`pulp::Simd`] token, serial: for callers who
+/// dispatch themselves, and for tests of widths this CPU has no `Isa` for
+/// (`pulp::Scalar128b`, the 4-lane width of NEON). Same checks and errors,
+/// except the ISA one (holding a token proves the CPU runs it).
+pub mod generic {
+    use super::*;
+
+    /// [`super::layer_norm`] on `s`.
+    pub fn layer_norm<S: Simd>(
+        s: S,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        out: &mut [f32],
+        eps: f32,
+    ) -> Result<(), KernelError> {
+        check(x.len(), gamma, Some(beta), Some(out.len()), eps)?;
+        let (src, dst, n) = (x.as_ptr(), out.as_mut_ptr(), x.len());
+        run_rows(
+            Token(s),
+            Parallelism::Serial,
+            src,
+            dst,
+            n,
+            gamma,
+            Some(beta),
+            eps,
+            false,
+        );
+        Ok(())
+    }
+
+    /// [`super::layer_norm_inplace`] on `s`.
+    pub fn layer_norm_inplace<S: Simd>(
+        s: S,
+        x: &mut [f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) -> Result<(), KernelError> {
+        check(x.len(), gamma, Some(beta), None, eps)?;
+        let (p, n) = (x.as_mut_ptr(), x.len());
+        run_rows(
+            Token(s),
+            Parallelism::Serial,
+            p,
+            p,
+            n,
+            gamma,
+            Some(beta),
+            eps,
+            false,
+        );
+        Ok(())
+    }
+
+    /// [`super::rms_norm`] on `s`.
+    pub fn rms_norm<S: Simd>(
+        s: S,
+        x: &[f32],
+        gamma: &[f32],
+        out: &mut [f32],
+        eps: f32,
+    ) -> Result<(), KernelError> {
+        check(x.len(), gamma, None, Some(out.len()), eps)?;
+        let (src, dst, n) = (x.as_ptr(), out.as_mut_ptr(), x.len());
+        run_rows(
+            Token(s),
+            Parallelism::Serial,
+            src,
+            dst,
+            n,
+            gamma,
+            None,
+            eps,
+            true,
+        );
+        Ok(())
+    }
+
+    /// [`super::rms_norm_inplace`] on `s`.
+    pub fn rms_norm_inplace<S: Simd>(
+        s: S,
+        x: &mut [f32],
+        gamma: &[f32],
+        eps: f32,
+    ) -> Result<(), KernelError> {
+        check(x.len(), gamma, None, None, eps)?;
+        let (p, n) = (x.as_mut_ptr(), x.len());
+        run_rows(
+            Token(s),
+            Parallelism::Serial,
+            p,
+            p,
+            n,
+            gamma,
+            None,
+            eps,
+            true,
+        );
+        Ok(())
+    }
 }

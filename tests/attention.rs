@@ -16,6 +16,7 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
+use transformer_kernels::attention::generic;
 use transformer_kernels::{
     AttentionOptions, Config, HeadsMut, HeadsRef, Isa, KernelError, Parallelism, attention,
     attention_with_lse, reference,
@@ -166,7 +167,19 @@ fn tolerance(c: &Case) -> f64 {
     2.0 * (2.0 * delta + (2.0 * c.lk as f64 + c.d as f64 + 16.0) * 2.0 * U)
 }
 
+/// Where a call runs: a run-time level, or the 4-lane portable token
+/// (`pulp::Scalar128b`, NEON's width) through `attention::generic`.
+#[derive(Clone, Copy)]
+enum On {
+    Cfg(Config),
+    Lanes4(Parallelism),
+}
+
 fn run(c: &Case, t: &Tensors, cfg: &Config) -> (Vec<f32>, Vec<f32>) {
+    run_on(c, t, On::Cfg(*cfg))
+}
+
+fn run_on(c: &Case, t: &Tensors, on: On) -> (Vec<f32>, Vec<f32>) {
     let (q, k, v) = c.views(t);
     let mut out = vec![f32::NAN; c.b * c.lq * c.h * c.d];
     let mut lse = vec![f32::NAN; c.b * c.h * c.lq];
@@ -175,7 +188,20 @@ fn run(c: &Case, t: &Tensors, cfg: &Config) -> (Vec<f32>, Vec<f32>) {
     } else {
         HeadsMut::bshd(&mut out, c.b, c.lq, c.h, c.d).unwrap()
     };
-    attention_with_lse(om, q, k, v, &c.opts(), &mut lse, cfg).unwrap();
+    match on {
+        On::Cfg(cfg) => attention_with_lse(om, q, k, v, &c.opts(), &mut lse, &cfg).unwrap(),
+        On::Lanes4(par) => generic::attention(
+            pulp::Scalar128b,
+            par,
+            om,
+            q,
+            k,
+            v,
+            &c.opts(),
+            Some(&mut lse),
+        )
+        .unwrap(),
+    }
     // Back to BSHD order for comparison.
     if c.lay == Lay::Bhsd {
         let mut o2 = vec![0.0; out.len()];
@@ -226,6 +252,13 @@ proptest! {
             compare(&format!("{} 2 threads {c:?}", cfg.isa), &out2, &want, tol);
             compare(&format!("{} 2 threads lse {c:?}", cfg.isa), &lse2, &want_lse, tol + 1e-5);
         }
+        // The 4-lane width in portable code: prefill tiles and decode, one
+        // thread and two.
+        for par in [Parallelism::Serial, Parallelism::Threads(2)] {
+            let (out, lse) = run_on(&c, &t, On::Lanes4(par));
+            compare(&format!("scalar128b {par:?} {c:?}"), &out, &want, tol);
+            compare(&format!("scalar128b {par:?} lse {c:?}"), &lse, &want_lse, tol + 1e-5);
+        }
     }
 }
 
@@ -267,6 +300,32 @@ fn decode_step_equals_last_row_of_full_causal() {
             seed: 0,
         };
         let tol = tolerance(&c);
+        // The decode step at the 4-lane width (split-KV on two threads).
+        let last_view = HeadsRef::bshd(&q[(lk - 1) * h * d..], 1, 1, h, d).unwrap();
+        let (want, want_lse) = reference::attention(last_view, kr, vr, &opts);
+        for par in [Parallelism::Serial, Parallelism::Threads(2)] {
+            let mut step = vec![0.0f32; h * d];
+            let mut lse = vec![f32::NAN; h];
+            generic::attention(
+                pulp::Scalar128b,
+                par,
+                HeadsMut::bshd(&mut step, 1, 1, h, d).unwrap(),
+                last_view,
+                kr,
+                vr,
+                &opts,
+                Some(&mut lse),
+            )
+            .unwrap();
+            compare(
+                &format!("scalar128b {par:?} decode lk={lk}"),
+                &step,
+                &want,
+                tol,
+            );
+            let what = format!("scalar128b {par:?} decode lse lk={lk}");
+            compare(&what, &lse, &want_lse, tol + 1e-5);
+        }
         for isa in Isa::available() {
             for par in [Parallelism::Serial, Parallelism::Threads(2)] {
                 let cfg = Config {

@@ -98,9 +98,22 @@ proptest! {
             bias_gelu(&x, &bias, &mut p, kind, &par).unwrap();
             prop_assert!(bits_eq(&p, &out), "{} threaded differs", level);
         }
+        // The 4-lane width (NEON's) in portable code: every entry point.
+        let s4 = pulp::Scalar128b;
         let mut out = vec![f32::NAN; x.len()];
-        generic::bias_gelu(pulp::Scalar128b, &x, &bias, &mut out, kind).unwrap();
+        generic::bias_gelu(s4, &x, &bias, &mut out, kind).unwrap();
         assert_close("scalar128b", kind, &summed, &out, &exact);
+        let mut inplace = x.clone();
+        generic::bias_gelu_inplace(s4, &mut inplace, &bias, kind).unwrap();
+        prop_assert!(bits_eq(&inplace, &out), "scalar128b in-place differs");
+        let mut two = vec![0.0; x.len()];
+        generic::add_bias(s4, &x, &bias, &mut two).unwrap();
+        prop_assert!(bits_eq(&two, &summed), "scalar128b add_bias differs");
+        generic::gelu_inplace(s4, &mut two, kind).unwrap();
+        prop_assert!(bits_eq(&two, &out), "scalar128b two-pass differs");
+        let mut g = vec![0.0; x.len()];
+        generic::gelu(s4, &summed, &mut g, kind).unwrap();
+        prop_assert!(bits_eq(&g, &out), "scalar128b gelu differs");
     }
 }
 

@@ -12,6 +12,7 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
+use transformer_kernels::norm::generic;
 use transformer_kernels::{
     Config, KernelError, Parallelism, layer_norm, layer_norm_inplace, reference, rms_norm,
     rms_norm_inplace,
@@ -101,6 +102,13 @@ proptest! {
             layer_norm(&x, &g, &b, &mut p, 1e-5, &par).unwrap();
             prop_assert!(p.iter().zip(&out).all(|(a, c)| a.to_bits() == c.to_bits()));
         }
+        // The 4-lane width (NEON's) in portable code, and its in-place form.
+        let mut out = vec![f32::NAN; x.len()];
+        generic::layer_norm(pulp::Scalar128b, &x, &g, &b, &mut out, 1e-5).unwrap();
+        check_rows("scalar128b", &x, &g, Some(&b), &out, &want);
+        let mut y = x.clone();
+        generic::layer_norm_inplace(pulp::Scalar128b, &mut y, &g, &b, 1e-5).unwrap();
+        prop_assert!(y.iter().zip(&out).all(|(a, c)| a.to_bits() == c.to_bits()));
     }
 
     #[test]
@@ -114,6 +122,12 @@ proptest! {
             rms_norm_inplace(&mut y, &g, 1e-5, &cfg).unwrap();
             prop_assert!(y.iter().zip(&out).all(|(a, c)| a.to_bits() == c.to_bits()));
         }
+        let mut out = vec![f32::NAN; x.len()];
+        generic::rms_norm(pulp::Scalar128b, &x, &g, &mut out, 1e-5).unwrap();
+        check_rows("scalar128b", &x, &g, None, &out, &want);
+        let mut y = x.clone();
+        generic::rms_norm_inplace(pulp::Scalar128b, &mut y, &g, 1e-5).unwrap();
+        prop_assert!(y.iter().zip(&out).all(|(a, c)| a.to_bits() == c.to_bits()));
     }
 }
 

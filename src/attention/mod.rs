@@ -19,7 +19,7 @@ pub mod view;
 pub use view::{HeadsMut, HeadsRef};
 
 use crate::error::KernelError;
-use crate::isa::{Config, dispatch};
+use crate::isa::{Config, Level, Parallelism, Token};
 use crate::threads;
 use pulp::{Simd, WithSimd};
 use std::cell::Cell;
@@ -103,7 +103,8 @@ pub fn attention(
     opts: &AttentionOptions,
     cfg: &Config,
 ) -> Result<(), KernelError> {
-    attention_impl(out, q, k, v, opts, None, cfg)
+    let isa_ok = cfg.validate();
+    attention_impl(out, q, k, v, opts, None, cfg.isa, cfg.parallelism, isa_ok)
 }
 
 /// [`attention`] that also writes each query row's log-sum-exp of its scaled,
@@ -123,17 +124,59 @@ pub fn attention_with_lse(
     lse: &mut [f32],
     cfg: &Config,
 ) -> Result<(), KernelError> {
-    attention_impl(out, q, k, v, opts, Some(lse), cfg)
+    let isa_ok = cfg.validate();
+    attention_impl(
+        out,
+        q,
+        k,
+        v,
+        opts,
+        Some(lse),
+        cfg.isa,
+        cfg.parallelism,
+        isa_ok,
+    )
 }
 
-fn attention_impl(
+/// Attention on an explicit [`pulp::Simd`] token: for callers who dispatch
+/// themselves, and for tests of widths this CPU has no `Isa` for
+/// (`pulp::Scalar128b` runs the 4-lane NEON schedule in portable code).
+pub mod generic {
+    use super::*;
+
+    /// [`super::attention_with_lse`] (or [`super::attention`] when `lse` is
+    /// `None`) on `simd`, with up to `parallelism` threads (the prefill
+    /// query split and the split-KV decode, as on the run-time levels). Same
+    /// checks and errors, except the ISA one: holding a token proves the
+    /// CPU runs it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention<S: Simd>(
+        simd: S,
+        parallelism: Parallelism,
+        out: HeadsMut<'_>,
+        q: HeadsRef<'_>,
+        k: HeadsRef<'_>,
+        v: HeadsRef<'_>,
+        opts: &AttentionOptions,
+        lse: Option<&mut [f32]>,
+    ) -> Result<(), KernelError> {
+        attention_impl(out, q, k, v, opts, lse, Token(simd), parallelism, Ok(()))
+    }
+}
+
+/// Validates, then runs at `level` on up to `par` threads. `isa_ok` is the
+/// entry point's ISA check, reported after the shape errors.
+#[allow(clippy::too_many_arguments)]
+fn attention_impl<L: Level>(
     mut out: HeadsMut<'_>,
     q: HeadsRef<'_>,
     k: HeadsRef<'_>,
     v: HeadsRef<'_>,
     opts: &AttentionOptions,
     lse: Option<&mut [f32]>,
-    cfg: &Config,
+    level: L,
+    par: Parallelism,
+    isa_ok: Result<(), KernelError>,
 ) -> Result<(), KernelError> {
     let (ql, kl, vl, ol) = (q.layout, k.layout, v.layout, out.layout);
     let shape = |arg, msg: String| Err(KernelError::shape(arg, msg));
@@ -197,7 +240,7 @@ fn attention_impl(
             format!("scale {scale} is not finite (or |scale|·log2 e overflows f32)"),
         ));
     }
-    cfg.validate()?;
+    isa_ok?;
     if batch == 0 || heads == 0 || lq == 0 {
         return Ok(());
     }
@@ -237,11 +280,11 @@ fn attention_impl(
         lk,
         dim,
     };
-    let nt = cfg.parallelism.threads();
+    let nt = par.threads();
     if lq <= DECODE_MAX_Q {
-        run_decode(cfg, &p, nt)
+        run_decode(level, &p, nt)
     } else {
-        run_prefill(cfg, &p, nt)
+        run_prefill(level, &p, nt)
     }
 }
 
@@ -255,7 +298,7 @@ thread_local! {
 /// Prefill: work items are (batch, head, query range); a head's queries are
 /// split only when there are fewer heads than about two per thread, at
 /// boundaries that balance the causal triangle (later queries see more keys).
-fn run_prefill(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
+fn run_prefill<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError> {
     let heads_total = p.batch * p.heads;
     let flops = 4.0 * p.lq as f64 * p.lk as f64 * p.dim as f64 * heads_total as f64;
     let nt = if flops < 4e6 { 1 } else { nt.max(1) };
@@ -274,21 +317,17 @@ fn run_prefill(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
         })
         .collect();
     let p = *p;
-    let isa = cfg.isa;
     let run = |j: usize| {
         let (b, h, q0, q1) = items[j];
         let mut sc = SCRATCH.take().unwrap_or_default();
-        let r = dispatch(
-            isa,
-            PrefillOp {
-                p,
-                b,
-                h,
-                q0,
-                q1,
-                sc: &mut sc,
-            },
-        );
+        let r = level.run(PrefillOp {
+            p,
+            b,
+            h,
+            q0,
+            q1,
+            sc: &mut sc,
+        });
         SCRATCH.set(Some(sc));
         debug_assert!(r.is_ok(), "validated");
     };
@@ -347,7 +386,7 @@ impl WithSimd for PrefillOp<'_> {
 /// Decode: jobs are (batch, query position, key chunk) with every head in
 /// the job; the keys are split into about as many chunks as threads, and the
 /// partial results merged per row.
-fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
+fn run_decode<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError> {
     let positions = p.batch * p.lq;
     let kv_end = |i: usize| {
         if p.causal {
@@ -374,7 +413,6 @@ fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
     };
     let partp = SendPtr(parts.as_mut_ptr());
     let pp = *p;
-    let isa = cfg.isa;
     threads::for_each_index(nt, jobs, move |j| {
         let (pos, c) = (j / per_row, j % per_row);
         let (b, i) = (pos / pp.lq, pos % pp.lq);
@@ -402,19 +440,16 @@ fn run_decode(cfg: &Config, p: &Attn, nt: usize) -> Result<(), KernelError> {
             return;
         }
         let mut sc = DECODE_SCRATCH.take().unwrap_or_default();
-        let r = dispatch(
-            isa,
-            DecodeOp {
-                p: pp,
-                b,
-                i,
-                c0,
-                c1,
-                sc: &mut sc,
-                parts: base,
-                part_stride,
-            },
-        );
+        let r = level.run(DecodeOp {
+            p: pp,
+            b,
+            i,
+            c0,
+            c1,
+            sc: &mut sc,
+            parts: base,
+            part_stride,
+        });
         DECODE_SCRATCH.set(Some(sc));
         debug_assert!(r.is_ok(), "validated");
     });
