@@ -21,11 +21,23 @@ const U: f64 = 1.0 / (1u64 << 24) as f64;
 fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let cfg = config(u)?;
     let hostile = u.ratio(1, 4)?;
-    let b = u.int_in_range(0..=2usize)?;
+    // Mostly small; 1 in 8 long: several 256-key blocks in prefill, or a
+    // decode (q_len ≤ 4) long enough to split its keys over two threads.
+    let long = u.ratio(1, 8)?;
+    let b = u.int_in_range(if long { 1..=1 } else { 0..=2usize })?;
     let h = u.int_in_range(0..=4usize)?;
     let hk = u.int_in_range(0..=4usize)?;
-    let lq = u.int_in_range(0..=24usize)?;
-    let lk = u.int_in_range(0..=48usize)?;
+    let (lq, lk) = if long {
+        if bool::arbitrary(u)? {
+            let lq = u.int_in_range(1..=4usize)?;
+            (lq, u.int_in_range(2048..=2600usize)?)
+        } else {
+            let lq = u.int_in_range(200..=300usize)?;
+            (lq, lq + u.int_in_range(0..=300usize)?)
+        }
+    } else {
+        (u.int_in_range(0..=24usize)?, u.int_in_range(0..=48usize)?)
+    };
     let d = u.int_in_range(0..=20usize)?;
     let causal = bool::arbitrary(u)?;
     let scale = if u.ratio(1, 4)? {
@@ -95,7 +107,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                     "b={b} h={h} hk={hk} lq={lq} lk={lk} d={d} causal={causal} scale={scale:?} bhsd={bhsd} cfg={cfg:?}\nq={q:?}\nk={k:?}\nv={v:?}"
                 );
             }
-            let (want, _) = reference::attention(qr, kr, vr, &opts);
+            let (want, want_lse) = reference::attention(qr, kr, vr, &opts);
             let sc = scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
             // The property tests' bound (tests/attention.rs), with the fuzz
             // inputs' magnitudes: |q|, |k|, |v| ≤ 4, so Σ_d |q·k| ≤ 16·d and
@@ -121,6 +133,16 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                         }
                     }
                 }
+            }
+            // The log-sum-exp, [b, h, q_len]: scores off by δ each, the log
+            // of the sum by lk·u more, relative to its magnitude.
+            for (r, (&g, &w)) in lse[PAD..PAD + lse_len].iter().zip(&want_lse).enumerate() {
+                let (g, w) = (g as f64, w);
+                assert!(
+                    (g - w).abs() <= tol + 1e-5 * (1.0 + w.abs()),
+                    "{:?} lse[{r}]: {g} vs {w}",
+                    cfg.isa
+                );
             }
         }
     }

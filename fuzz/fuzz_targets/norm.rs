@@ -1,5 +1,5 @@
-//! layer_norm / rms_norm with fuzzer-chosen shapes (valid or not), eps,
-//! ISA, threads and values. Invalid: `Err`, output untouched. Valid finite
+//! layer_norm / rms_norm and their in-place forms with fuzzer-chosen shapes
+//! (valid or not), eps, ISA, threads and values. Invalid: `Err`, output untouched. Valid finite
 //! rows of moderate spread: within the property tests' bound of the f64
 //! reference; canaries intact.
 #![no_main]
@@ -9,7 +9,7 @@ mod common;
 use arbitrary::{Arbitrary, Unstructured};
 use common::*;
 use libfuzzer_sys::fuzz_target;
-use transformer_kernels::{layer_norm, reference, rms_norm};
+use transformer_kernels::{layer_norm, layer_norm_inplace, reference, rms_norm, rms_norm_inplace};
 
 fuzz_target!(|data: &[u8]| {
     let _ = run(&mut Unstructured::new(data));
@@ -42,11 +42,19 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let x = values(u, xlen, hostile)?;
     let g = values(u, glen, hostile)?;
     let b = values(u, glen, hostile)?;
+    // In place (x copied into out first) when the lengths allow, half the time.
+    let in_place = olen == xlen && bool::arbitrary(u)?;
     let mut out = padded(olen, 5.0);
-    let res = if rms {
-        rms_norm(&x, &g, &mut out[PAD..PAD + olen], eps, &cfg)
-    } else {
-        layer_norm(&x, &g, &b, &mut out[PAD..PAD + olen], eps, &cfg)
+    if in_place {
+        out[PAD..PAD + olen].copy_from_slice(&x);
+    }
+    let before = out.clone();
+    let o = &mut out[PAD..PAD + olen];
+    let res = match (rms, in_place) {
+        (true, false) => rms_norm(&x, &g, o, eps, &cfg),
+        (true, true) => rms_norm_inplace(o, &g, eps, &cfg),
+        (false, false) => layer_norm(&x, &g, &b, o, eps, &cfg),
+        (false, true) => layer_norm_inplace(o, &g, &b, eps, &cfg),
     };
     check_canaries(&out, "norm out");
     let valid = cfg.isa.is_available()
@@ -58,8 +66,10 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         Err(e) => {
             assert!(!valid, "valid call refused: {e}");
             assert!(
-                out[PAD..PAD + olen].iter().all(|&v| v == 5.0),
-                "out written on Err"
+                out.iter()
+                    .zip(&before)
+                    .all(|(a, c)| a.to_bits() == c.to_bits()),
+                "out written on Err (in place: {in_place})"
             );
         }
         Ok(()) => {
