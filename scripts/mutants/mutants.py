@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""The curated mutants every change must still kill.
+
+Each mutant is one small source patch: a plausible bug in a hot spot. The
+script copies the checkout (tracked files) to a scratch directory, checks
+that the unmutated copy passes the targeted tests, then for each mutant
+applies its patch to the scratch copy, runs the test files named for it and
+reports KILLED (a test failed) or SURVIVED. The checkout is never touched.
+
+    python3 scripts/mutants/mutants.py            # all mutants
+    python3 scripts/mutants/mutants.py NAME ...   # some of them
+    python3 scripts/mutants/mutants.py --list
+
+Builds use the `mutants` profile (release at opt-level 1, incremental) in a
+target directory of their own, so a run does not disturb `target/`. Not in
+CI (each mutant rebuilds the crate): run it before resolving an issue that
+touches a kernel, and paste its table into scripts/mutants/README.md.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+# (name, file, old text (must occur exactly once), new text, test files)
+MUTANTS = [
+    ("gelu_on_every_k_block", "src/matmul/gemm.rs",
+     "                                if last {\n                                    microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(\n                                        s, kc, a, a_rs, a_cs, b, b_rs, c,",
+     "                                if true {\n                                    microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(\n                                        s, kc, a, a_rs, a_cs, b, b_rs, c,",
+     ["matmul"]),
+    ("beta_on_every_k_block", "src/matmul/gemm.rs",
+     "let c_scale = if first {", "let c_scale = if true {", ["matmul"]),
+    ("store_mask_one_lane_wide", "src/matmul/kernel.rs",
+     "let mask = s.mask_between_m32s(0, (n_eff - col).min(lanes) as u32);",
+     "let mask = s.mask_between_m32s(0, (n_eff - col + 1).min(lanes) as u32);",
+     ["matmul"]),
+    ("narrowed_tile_too_narrow", "src/matmul/kernel.rs",
+     "let nv = n_eff.div_ceil(S::F32_LANES);", "let nv = n_eff / S::F32_LANES;",
+     ["matmul"]),
+    ("gemv_beta_ignored", "src/matmul/gemv.rs",
+     "v = s.mul_add_e_f32s(old, beta, v);", "v = s.add_f32s(old, v);",
+     ["matmul"]),
+    ("causal_bound_plus_one", "src/attention/flash.rs",
+     "(i + p.lk - p.lq + 1).min(p.lk)", "(i + p.lk - p.lq + 2).min(p.lk)",
+     ["attention"]),
+    ("causal_top_left", "src/attention/flash.rs",
+     "(i + p.lk - p.lq + 1).min(p.lk)", "(i + 1).min(p.lk)",
+     ["attention"]),
+    ("decode_causal_minus_one", "src/attention/mod.rs",
+     "(i + p.lk - p.lq + 1).min(p.lk)", "(i + p.lk - p.lq).min(p.lk)",
+     ["attention"]),
+    ("key_range_one_short", "src/attention/flash.rs",
+     "let kv_max = kv_end(q1 - 1);", "let kv_max = kv_end(q1 - 1) - 1;",
+     ["attention"]),
+    ("online_rescale_skipped", "src/attention/flash.rs",
+     "                if alpha != 1.0 {\n                    // SAFETY: output row i has d elements.\n                    unsafe { scale_row(s, o_row(i), d, alpha) };",
+     "                if false {\n                    // SAFETY: output row i has d elements.\n                    unsafe { scale_row(s, o_row(i), d, alpha) };",
+     ["attention"]),
+    ("split_kv_weights_swapped", "src/attention/decode.rs",
+     "let w = if c[0] == mx { 1.0 } else { (c[0] - mx).exp2() };",
+     "let w = if c[0] == mx { 1.0 } else { (mx - c[0]).exp2() };",
+     ["attention"]),
+    ("lse_natural_not_log2", "src/attention/flash.rs",
+     "(sc.m[li] + l.log2()) * core::f32::consts::LN_2",
+     "(sc.m[li] + l.ln()) * core::f32::consts::LN_2",
+     ["attention"]),
+    ("decode_lse_log2_units", "src/attention/decode.rs",
+     "(mx + l.log2()) * core::f32::consts::LN_2", "(mx + l.log2())",
+     ["attention"]),
+    ("gqa_head_modulo", "src/attention/flash.rs",
+     "let hk = h / p.group;", "let hk = h % (p.heads / p.group);",
+     ["attention"]),
+    ("scale_in_natural_units", "src/attention/mod.rs",
+     "let scale_log2 = scale * std::f32::consts::LOG2_E;",
+     "let scale_log2 = scale;",
+     ["attention"]),
+    ("chan_merge_sign", "src/norm.rs",
+     "                    + nv as f64\n", "                    - nv as f64\n",
+     ["norm"]),
+    ("f64_fallback_only_for_tiny", "src/norm.rs",
+     "if !t2.is_finite() || 1.0 / raw.sqrt() > 1e18 {",
+     "if 1.0 / raw.sqrt() > 1e18 {",
+     ["norm"]),
+    ("layer_norm_beta_dropped", "src/norm.rs",
+     "s.mul_add_e_f32s(t, g, ld(p.beta, i))", "s.mul_f32s(t, g)",
+     ["norm"]),
+    ("exp_ln2_lo_dropped", "src/math/mod.rs",
+     "const LN2_LO: f32 = -2.121_944_4e-4;", "const LN2_LO: f32 = 0.0;",
+     ["math"]),
+    ("tanh_gelu_cubic_coefficient", "src/math/mod.rs",
+     "const K1: f32 = 0.044_715;", "const K1: f32 = 0.044_75;",
+     ["math", "bias_gelu"]),
+    ("gpt2_mlp_erf_for_tanh", "src/block.rs",
+     "Epilogue::BiasGelu(&w.b_up, GeluKind::Tanh)",
+     "Epilogue::BiasGelu(&w.b_up, GeluKind::Erf)",
+     ["block"]),
+]
+
+
+def sh(cmd, cwd, env=None, quiet=True):
+    r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    return r.returncode, r.stdout
+
+
+def run_tests(work, env, tests):
+    args = ["cargo", "test", "--no-fail-fast", "--profile", "mutants"]
+    for t in tests:
+        args += ["--test", t]
+    rc, out = sh(args, work, env)
+    failed = [l.split()[1] for l in out.splitlines()
+              if l.startswith("test ") and l.rstrip().endswith("FAILED")]
+    return rc, out, failed
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = sys.argv[1:]
+    if argv == ["--list"]:
+        for m in MUTANTS:
+            print(f"{m[0]:32} {m[1]:28} tests: {', '.join(m[4])}")
+        return 0
+    chosen = [m for m in MUTANTS if not argv or m[0] in argv]
+    base = os.environ.get("TK_MUTANTS_DIR") or os.path.join(tempfile.gettempdir(), "tk-mutants")
+    work = os.path.join(base, "src")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    files = subprocess.run(["git", "ls-files"], cwd=root, stdout=subprocess.PIPE,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        os.makedirs(os.path.dirname(os.path.join(work, f)) or work, exist_ok=True)
+        shutil.copy2(os.path.join(root, f), os.path.join(work, f))
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(base, "target"),
+               CARGO_TERM_COLOR="never")
+    env.pop("TK_ISA", None)
+
+    tests = sorted({t for m in chosen for t in m[4]})
+    print(f"baseline: cargo test --profile mutants --test {' --test '.join(tests)}", flush=True)
+    t0 = time.time()
+    rc, out, failed = run_tests(work, env, tests)
+    if rc != 0:
+        print(out[-4000:])
+        print("the unmutated copy fails its tests: fix that first")
+        return 2
+    print(f"baseline passes ({time.time() - t0:.0f} s)\n", flush=True)
+
+    rows, survived = [], 0
+    for name, path, old, new, mtests in chosen:
+        p = os.path.join(work, path)
+        orig = open(p).read()
+        if orig.count(old) != 1:
+            print(f"{name}: patch does not apply ({orig.count(old)} matches in {path})")
+            rows.append((name, path, "NOT APPLIED", ""))
+            survived += 1
+            continue
+        open(p, "w").write(orig.replace(old, new))
+        t0 = time.time()
+        rc, out, failed = run_tests(work, env, mtests)
+        open(p, "w").write(orig)
+        if rc == 0:
+            verdict, by = "SURVIVED", ""
+            survived += 1
+        elif failed:
+            verdict, by = "KILLED", ", ".join(f"{t}" for t in failed)
+        else:
+            verdict, by = "KILLED", "build or crash: " + (out.strip().splitlines() or ["?"])[-1][:80]
+        rows.append((name, path, verdict, by))
+        print(f"{name:32} {verdict:9} {time.time() - t0:5.0f} s  {by}", flush=True)
+
+    print("\n| mutant | file | result | killed by |\n|---|---|---|---|")
+    for name, path, verdict, by in rows:
+        print(f"| `{name}` | `{path}` | {verdict} | {by} |")
+    print(f"\n{len(rows) - survived} of {len(rows)} killed")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
