@@ -122,7 +122,9 @@ pub fn attention(
     let (lk, hk_n) = (k.seq(), k.heads());
     assert!(hk_n > 0 && h_n % hk_n == 0 && (!opts.causal || lq <= lk));
     let group = h_n / hk_n;
-    let scale = opts.scale.unwrap_or(1.0 / (d as f32).sqrt()) as f64;
+    // The default scale in f64, not the kernels' f32 expression: a wrong
+    // default there must not be copied here.
+    let scale = opts.scale.map_or(1.0 / (d as f64).sqrt(), |s| s as f64);
     let mut out = vec![0.0f64; b_n * lq * h_n * d];
     let mut lse = vec![0.0f64; b_n * h_n * lq];
     for b in 0..b_n {
