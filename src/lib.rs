@@ -3,15 +3,15 @@
 //! Hand-tuned SIMD CPU kernels for the hot loops of a transformer, chosen at
 //! run time for the CPU at hand (AVX-512, AVX2+FMA, NEON, scalar):
 //!
-//! - [`matmul`]: packed, cache- and register-blocked f32 matmul with fused
+//! - [`mod@matmul`]: packed, cache- and register-blocked f32 matmul with fused
 //!   epilogues (bias, bias + GELU) and a streamed matrix-vector path;
-//! - [`attention`]: flash-style causal / non-causal multi-head attention
+//! - [`mod@attention`]: flash-style causal / non-causal multi-head attention
 //!   with GQA, KV-cache decode (split-KV) and strided layouts;
 //! - [`layer_norm`], [`rms_norm`]: row norms, one pass for the statistics;
 //! - [`block`]: a GPT-2 decoder layer with KV cache built from the above;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
-//! - [`reference`]: naive scalar (f64) oracles for every kernel.
+//! - [`mod@reference`]: naive scalar (f64) oracles for every kernel.
 //!
 //! Every kernel takes a [`Config`] (ISA level and thread budget), checks its
 //! arguments and returns a [`KernelError`] naming the argument at fault

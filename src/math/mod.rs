@@ -240,7 +240,7 @@ pub fn tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// the absolute bound below about x = −2. `q` is the [`erfc`] fit evaluated
 /// in log2 units — `t·2^(log2 e·(P(u) − x²/2))` with `t = ½/(1 + z/2)`, the
 /// `log2 e` folded into P's coefficients and the halving into t — so one lean
-/// [`exp2_nonpos`] replaces the exp with its Cody–Waite split: a quarter
+/// `exp2_nonpos` replaces the exp with its Cody–Waite split: a quarter
 /// fewer multiply-class operations, which is what the MLP's fused epilogue
 /// pays per element.
 #[inline(always)]
