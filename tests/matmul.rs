@@ -235,7 +235,21 @@ type Case = (
 );
 
 fn case() -> impl Strategy<Value = Case> {
-    (dim(160), dim(160), dim(260)).prop_flat_map(|(m, n, k)| {
+    case_with(
+        (dim(160), dim(160), dim(260)),
+        vec![1.0f32, 0.0, -0.5, 2.25],
+        0.5,
+    )
+}
+
+/// Values, epilogue (a bias with probability `p_bias`, then no GELU, erf
+/// or tanh), alpha from `alphas`, beta and layouts, for shapes from `dims`.
+fn case_with(
+    dims: impl Strategy<Value = (usize, usize, usize)>,
+    alphas: Vec<f32>,
+    p_bias: f64,
+) -> impl Strategy<Value = Case> {
+    dims.prop_flat_map(move |(m, n, k)| {
         (
             Just(m),
             Just(n),
@@ -245,15 +259,15 @@ fn case() -> impl Strategy<Value = Case> {
             vals(m * n),
             (
                 vals(n),
-                prop::option::of(prop_oneof![Just(GeluKind::Erf), Just(GeluKind::Tanh)]),
-                any::<bool>(),
+                prop::sample::select(vec![None, Some(GeluKind::Erf), Some(GeluKind::Tanh)]),
+                prop::bool::weighted(p_bias),
             )
                 .prop_map(|(bias, kind, use_bias)| Ep {
                     bias,
                     kind: if use_bias { kind } else { None },
                     use_bias,
                 }),
-            prop::sample::select(vec![1.0f32, 0.0, -0.5, 2.25]),
+            prop::sample::select(alphas.clone()),
             prop::sample::select(vec![0.0f32, 1.0, 0.75]),
             [layout(), layout(), layout()],
         )
@@ -278,34 +292,87 @@ fn block_case() -> impl Strategy<Value = Case> {
     let big_m = prop::sample::select(vec![1019usize, 1021, 1025, 1037, 1100]);
     let big_n = prop::sample::select(vec![127usize, 129, 257, 513, 1021, 1025]);
     let small = || 1usize..=9;
-    prop_oneof![
+    let dims = prop_oneof![
         (small(), 1usize..=40, big_k),
         (big_m, small(), 1usize..=5),
         (small(), big_n, 1usize..=5),
-    ]
-    .prop_flat_map(|(m, n, k)| {
-        (
-            Just(m),
-            Just(n),
-            Just(k),
-            vals(m * k),
-            vals(k * n),
-            vals(m * n),
-            (
-                vals(n),
-                prop::sample::select(vec![None, Some(GeluKind::Erf), Some(GeluKind::Tanh)]),
-                prop::bool::weighted(0.8),
-            )
-                .prop_map(|(bias, kind, use_bias)| Ep {
-                    bias,
-                    kind: if use_bias { kind } else { None },
-                    use_bias,
-                }),
-            prop::sample::select(vec![1.0f32, -0.5]),
-            prop::sample::select(vec![0.0f32, 1.0, 0.75]),
-            [layout(), layout(), layout()],
+    ];
+    case_with(dims, vec![1.0f32, -0.5], 0.8)
+}
+
+/// One case on every level and `Scalar128b`: within the bound of the f64
+/// reference, padding around C untouched (on every level: the masked stores
+/// of the vector levels are where a write one lane too wide would land),
+/// and with `threads` the two-thread result bitwise equal.
+fn check_every_level((m, n, k, a, b, c0, ep, alpha, beta, lay): Case, threads: bool) {
+    let am = Mat::new(&a, m, k, lay[0]);
+    let bm = Mat::new(&b, k, n, lay[1]);
+    let c0m = Mat::new(&c0, m, n, lay[2]);
+    let exact = reference::matmul(
+        Some(c0m.view()),
+        am.view(),
+        bm.view(),
+        alpha,
+        beta,
+        ep.epilogue(),
+    );
+    let tol = bound(&a, &b, &c0, (m, n, k), alpha, beta, &ep, &exact);
+    let untouched = Mat::new(&c0, m, n, lay[2]);
+    for cfg in configs() {
+        let level = format!(
+            "{} {m}x{n}x{k} {lay:?} a={alpha} b={beta} {:?}",
+            cfg.isa,
+            ep.epilogue()
+        );
+        let mut cm = Mat::new(&c0, m, n, lay[2]);
+        matmul(
+            cm.view_mut(),
+            am.view(),
+            bm.view(),
+            alpha,
+            beta,
+            ep.epilogue(),
+            &cfg,
         )
-    })
+        .unwrap();
+        check_case(&level, &cm, &exact, &tol);
+        check_padding(&level, &cm, &untouched);
+        if threads {
+            let mut cp = Mat::new(&c0, m, n, lay[2]);
+            let par = Config {
+                isa: cfg.isa,
+                parallelism: Parallelism::Threads(2),
+            };
+            matmul(
+                cp.view_mut(),
+                am.view(),
+                bm.view(),
+                alpha,
+                beta,
+                ep.epilogue(),
+                &par,
+            )
+            .unwrap();
+            assert!(
+                bits_eq(&cp.buf, &cm.buf),
+                "{level}: threads changed the result"
+            );
+        }
+    }
+    let mut cm = Mat::new(&c0, m, n, lay[2]);
+    generic::matmul(
+        pulp::Scalar128b,
+        cm.view_mut(),
+        am.view(),
+        bm.view(),
+        alpha,
+        beta,
+        ep.epilogue(),
+    )
+    .unwrap();
+    let level = format!("scalar128b {m}x{n}x{k} {lay:?}");
+    check_case(&level, &cm, &exact, &tol);
+    check_padding(&level, &cm, &untouched);
 }
 
 fn check_case(level: &str, c: &Mat, exact: &[f64], tol: &[f64]) {
@@ -325,33 +392,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(96)))]
 
     #[test]
-    fn matches_reference_on_every_level((m, n, k, a, b, c0, ep, alpha, beta, lay) in case()) {
-        let am = Mat::new(&a, m, k, lay[0]);
-        let bm = Mat::new(&b, k, n, lay[1]);
-        let c0m = Mat::new(&c0, m, n, lay[2]);
-        let exact = reference::matmul(Some(c0m.view()), am.view(), bm.view(), alpha, beta, ep.epilogue());
-        let tol = bound(&a, &b, &c0, (m, n, k), alpha, beta, &ep, &exact);
-        // Padding around the views (NaN or zeros) must come back as it went
-        // in, on every level: the masked stores of the vector levels are
-        // where a write one lane too wide would land.
-        let untouched = Mat::new(&c0, m, n, lay[2]);
-        for cfg in configs() {
-            let level = format!("{} {m}x{n}x{k} {lay:?} a={alpha} b={beta} {:?}", cfg.isa, ep.epilogue());
-            let mut cm = Mat::new(&c0, m, n, lay[2]);
-            matmul(cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue(), &cfg).unwrap();
-            check_case(&level, &cm, &exact, &tol);
-            check_padding(&level, &cm, &untouched);
-            // Two threads: bitwise the same.
-            let mut cp = Mat::new(&c0, m, n, lay[2]);
-            let par = Config { isa: cfg.isa, parallelism: Parallelism::Threads(2) };
-            matmul(cp.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue(), &par).unwrap();
-            prop_assert!(bits_eq(&cp.buf, &cm.buf), "{}: threads changed the result", level);
-        }
-        let mut cm = Mat::new(&c0, m, n, lay[2]);
-        generic::matmul(pulp::Scalar128b, cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue()).unwrap();
-        let level = format!("scalar128b {m}x{n}x{k} {lay:?}");
-        check_case(&level, &cm, &exact, &tol);
-        check_padding(&level, &cm, &untouched);
+    fn matches_reference_on_every_level(c in case()) {
+        check_every_level(c, true);
     }
 
     /// The epilogue (bias, GELU) belongs to the last k-block only, and β to
@@ -359,27 +401,8 @@ proptest! {
     /// 512 with packed A), m across MC and n across NC, kept cheap by making
     /// the other two dimensions small.
     #[test]
-    fn blocks_cross_kc_mc_nc_on_every_level(
-        (m, n, k, a, b, c0, ep, alpha, beta, lay) in block_case()
-    ) {
-        let am = Mat::new(&a, m, k, lay[0]);
-        let bm = Mat::new(&b, k, n, lay[1]);
-        let c0m = Mat::new(&c0, m, n, lay[2]);
-        let exact = reference::matmul(Some(c0m.view()), am.view(), bm.view(), alpha, beta, ep.epilogue());
-        let tol = bound(&a, &b, &c0, (m, n, k), alpha, beta, &ep, &exact);
-        let untouched = Mat::new(&c0, m, n, lay[2]);
-        for cfg in configs() {
-            let level = format!("{} {m}x{n}x{k} {lay:?} a={alpha} b={beta} {:?}", cfg.isa, ep.epilogue());
-            let mut cm = Mat::new(&c0, m, n, lay[2]);
-            matmul(cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue(), &cfg).unwrap();
-            check_case(&level, &cm, &exact, &tol);
-            check_padding(&level, &cm, &untouched);
-        }
-        let mut cm = Mat::new(&c0, m, n, lay[2]);
-        generic::matmul(pulp::Scalar128b, cm.view_mut(), am.view(), bm.view(), alpha, beta, ep.epilogue()).unwrap();
-        let level = format!("scalar128b {m}x{n}x{k} {lay:?}");
-        check_case(&level, &cm, &exact, &tol);
-        check_padding(&level, &cm, &untouched);
+    fn blocks_cross_kc_mc_nc_on_every_level(c in block_case()) {
+        check_every_level(c, false);
     }
 
     /// Small integers make every summation order exact: every level must
