@@ -10,6 +10,9 @@
 //! - [`layer_norm`], [`rms_norm`]: row norms, one pass for the statistics;
 //! - [`block`]: a GPT-2 decoder layer with KV cache built from the above;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
+//!   [`silu`], [`swiglu`] (and the matmul epilogue [`Epilogue::SiluMul`]);
+//! - [`mod@rope`]: rotary position embeddings in place on strided head views
+//!   (half-split and interleaved, partial rotary, Llama 3 scaling);
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
 //! - [`mod@reference`]: naive scalar (f64) oracles for every kernel.
 //!
@@ -42,6 +45,7 @@ pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod reference;
+pub mod rope;
 mod threads;
 
 /// The README's example, compiled and run as a doctest.
@@ -50,9 +54,16 @@ mod threads;
 pub struct ReadmeDoctests;
 
 pub use attention::{AttentionOptions, HeadsMut, HeadsRef, attention, attention_with_lse};
-pub use block::{Gpt2Layer, Gpt2Weights, KvCache, StageTimes};
+pub use block::{
+    Gpt2Layer, Gpt2Weights, KvCache, LlamaDims, LlamaLayer, LlamaStageTimes, LlamaWeights,
+    StageTimes, WeightLayout,
+};
 pub use error::KernelError;
-pub use gelu::{GeluKind, MathFn, add_bias, bias_gelu, bias_gelu_inplace, gelu, gelu_inplace, map};
+pub use gelu::{
+    GeluKind, MathFn, add_bias, bias_gelu, bias_gelu_inplace, gelu, gelu_inplace, map, silu,
+    silu_inplace, swiglu, swiglu_inplace,
+};
 pub use isa::{Config, ISA_ENV, Isa, Parallelism};
 pub use matmul::{Epilogue, MatMut, MatRef, matmul};
 pub use norm::{layer_norm, layer_norm_inplace, rms_norm, rms_norm_inplace};
+pub use rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable, rope};

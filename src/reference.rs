@@ -38,6 +38,26 @@ pub fn gelu(x: f64, kind: GeluKind) -> f64 {
     }
 }
 
+/// SiLU in f64: `x / (1 + e^(−x))`; `silu(−∞) = −0.0`, `silu(+∞) = +∞`.
+pub fn silu(x: f64) -> f64 {
+    if x == f64::NEG_INFINITY {
+        return -0.0;
+    }
+    x / (1.0 + (-x).exp())
+}
+
+/// `silu(gate[i])·up[i]` in f64 (SwiGLU given both projections).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f64> {
+    assert_eq!(gate.len(), up.len(), "gate and up lengths");
+    gate.iter()
+        .zip(up)
+        .map(|(&g, &u)| silu(g as f64) * u as f64)
+        .collect()
+}
+
 /// `gelu(x[r][c] + bias[c])` for row-major `x` with rows of `bias.len()`,
 /// the bias added in f32 (as the kernel's contract says) and GELU in f64.
 ///
@@ -74,10 +94,11 @@ pub fn matmul(
 ) -> Vec<f64> {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     assert_eq!(b.rows(), k, "b rows");
-    let (bias, kind) = match epilogue {
-        Epilogue::None => (None, None),
-        Epilogue::Bias(b) => (Some(b), None),
-        Epilogue::BiasGelu(b, kind) => (Some(b), Some(kind)),
+    let (bias, kind, mul) = match epilogue {
+        Epilogue::None => (None, None, None),
+        Epilogue::Bias(b) => (Some(b), None, None),
+        Epilogue::BiasGelu(b, kind) => (Some(b), Some(kind), None),
+        Epilogue::SiluMul(u) => (None, None, Some(u)),
     };
     let mut out = vec![0.0f64; m * n];
     for i in 0..m {
@@ -98,6 +119,9 @@ pub fn matmul(
             }
             if let Some(kind) = kind {
                 v = gelu(v, kind);
+            }
+            if let Some(u) = mul {
+                v = silu(v) * u.get(i, j).unwrap() as f64;
             }
             out[i * n + j] = v;
         }
@@ -261,5 +285,137 @@ pub fn gpt2_layer(w: &crate::block::Gpt2Weights, x: &[f32], n: usize) -> Vec<f32
     let h2 = to32(layer_norm(&x1, &w.ln2_g, &w.ln2_b, w.eps));
     let up = mm(&h2, n, d, &w.w_up, mlp, &w.b_up, Some(GeluKind::Tanh));
     let down = mm(&up, n, mlp, &w.w_down, d, &w.b_down, None);
+    x1.iter().zip(&down).map(|(a, b)| a + b).collect()
+}
+
+/// The `rotary_dim/2` RoPE frequencies of `p` in f64, written out from the
+/// formulas in [`crate::rope`] (independently of the kernels' code).
+pub fn rope_frequencies(p: &crate::rope::RopeParams) -> Vec<f64> {
+    use crate::rope::RopeScaling;
+    let half = p.rotary_dim / 2;
+    let mut out = Vec::with_capacity(half);
+    for i in 0..half {
+        let base = 1.0 / p.theta.powf((2 * i) as f64 / p.rotary_dim as f64);
+        let w = match p.scaling {
+            RopeScaling::None => base,
+            RopeScaling::Linear { factor } => base / factor,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_positions,
+            } => {
+                let wavelen = 2.0 * std::f64::consts::PI / base;
+                let lo_wavelen = original_max_positions as f64 / low_freq_factor;
+                let hi_wavelen = original_max_positions as f64 / high_freq_factor;
+                if wavelen > lo_wavelen {
+                    base / factor
+                } else if wavelen < hi_wavelen {
+                    base
+                } else {
+                    let smooth = (original_max_positions as f64 / wavelen - low_freq_factor)
+                        / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * base / factor + smooth * base
+                }
+            }
+        };
+        out.push(w);
+    }
+    out
+}
+
+/// RoPE in f64 over a `[batch, seq, heads, head_dim]` view: token `(b, s)`
+/// at position `positions[b·seq + s]`. Returns the rotated heads in `[batch,
+/// seq, heads, head_dim]` order (elements past `rotary_dim` copied).
+///
+/// # Panics
+/// On `positions.len() != batch·seq` or `rotary_dim > head_dim`.
+pub fn rope(x: HeadsRef<'_>, p: &crate::rope::RopeParams, positions: &[usize]) -> Vec<f64> {
+    use crate::rope::RopeLayout;
+    let (bn, sn, hn, d) = (x.batch(), x.seq(), x.heads(), x.head_dim());
+    let r = p.rotary_dim;
+    assert!(positions.len() == bn * sn && r <= d && r.is_multiple_of(2));
+    let freqs = rope_frequencies(p);
+    let mut out = Vec::with_capacity(bn * sn * hn * d);
+    for b in 0..bn {
+        for s in 0..sn {
+            let pos = positions[b * sn + s] as f64;
+            for h in 0..hn {
+                let v: Vec<f64> = x.row(b, s, h).unwrap().iter().map(|&e| e as f64).collect();
+                let mut o = v.clone();
+                for (i, &w) in freqs.iter().enumerate() {
+                    let (ia, ib) = match p.layout {
+                        RopeLayout::HalfSplit => (i, i + r / 2),
+                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                    };
+                    let (sn_, cs) = (pos * w).sin_cos();
+                    o[ia] = v[ia] * cs - v[ib] * sn_;
+                    o[ib] = v[ib] * cs + v[ia] * sn_;
+                }
+                out.extend(o);
+            }
+        }
+    }
+    out
+}
+
+/// One Llama-family layer (see [`crate::block::LlamaLayer`]) over `n`
+/// tokens at positions `0..n`, composed from the reference kernels above;
+/// each stage runs in f64 and hands f32 to the next, as the kernels do.
+/// Returns the new residual stream, `[n, d]`.
+///
+/// # Panics
+/// On inconsistent weights or `x.len() != n·d`.
+pub fn llama_layer(w: &crate::block::LlamaWeights, x: &[f32], n: usize) -> Vec<f32> {
+    let dm = &w.dims;
+    let (d, hd, ffn, hq, hk) = (dm.d, dm.head_dim, dm.ffn, dm.heads, dm.kv_heads);
+    let wq = dm.qkv_width();
+    assert_eq!(x.len(), n * d);
+    let to32 = |v: Vec<f64>| v.into_iter().map(|y| y as f32).collect::<Vec<f32>>();
+    let mm = |a: &[f32], k: usize, wt: &[f32], out: usize, ep: Epilogue<'_>| {
+        let b = match w.layout {
+            crate::block::WeightLayout::InOut => MatRef::row_major(wt, k, out).unwrap(),
+            crate::block::WeightLayout::OutIn => MatRef::row_major(wt, out, k).unwrap().t(),
+        };
+        to32(matmul(
+            None,
+            MatRef::row_major(a, n, k).unwrap(),
+            b,
+            1.0,
+            0.0,
+            ep,
+        ))
+    };
+    let h1 = to32(rms_norm(x, &w.attn_norm, dm.eps));
+    let qkv = mm(&h1, d, &w.w_qkv, wq, Epilogue::None);
+    let positions: Vec<usize> = (0..n).collect();
+    let st = [n * wq, wq, hd];
+    let q = to32(rope(
+        HeadsRef::strided(&qkv, 1, n, hq, hd, st).unwrap(),
+        &dm.rope,
+        &positions,
+    ));
+    let k = to32(rope(
+        HeadsRef::strided(&qkv[hq * hd..], 1, n, hk, hd, st).unwrap(),
+        &dm.rope,
+        &positions,
+    ));
+    let (att, _) = attention(
+        HeadsRef::bshd(&q, 1, n, hq, hd).unwrap(),
+        HeadsRef::bshd(&k, 1, n, hk, hd).unwrap(),
+        HeadsRef::strided(&qkv[(hq + hk) * hd..], 1, n, hk, hd, st).unwrap(),
+        &AttentionOptions {
+            causal: true,
+            scale: None,
+        },
+    );
+    let att = to32(att);
+    let proj = mm(&att, hq * hd, &w.w_o, d, Epilogue::None);
+    let x1: Vec<f32> = x.iter().zip(&proj).map(|(a, b)| a + b).collect();
+    let h2 = to32(rms_norm(&x1, &w.ffn_norm, dm.eps));
+    let up = mm(&h2, d, &w.w_up, ffn, Epilogue::None);
+    let gate = mm(&h2, d, &w.w_gate, ffn, Epilogue::None);
+    let g = to32(swiglu(&gate, &up));
+    let down = mm(&g, ffn, &w.w_down, d, Epilogue::None);
     x1.iter().zip(&down).map(|(a, b)| a + b).collect()
 }

@@ -192,6 +192,8 @@ fn run_nv<S: Simd, const NV: usize>(
                 bias: core::ptr::null(),
                 bias_per_row: false,
                 act: Identity,
+                mul: core::ptr::null(),
+                mul_rs: 0,
             };
             for (pi, j0) in (0..n_need).step_by(nr).enumerate() {
                 // SAFETY: Q rows t..t+m_eff exist (d contiguous each, stride
@@ -236,6 +238,8 @@ fn run_nv<S: Simd, const NV: usize>(
                 bias: core::ptr::null(),
                 bias_per_row: false,
                 act: Identity,
+                mul: core::ptr::null(),
+                mul_rs: 0,
             };
             // Keys every row of the tile sees go through the tile kernel;
             // the few diagonal keys only later rows see go row by row, so a

@@ -16,6 +16,7 @@
 //! | [`erf`] | `x·P(x²)` for \|x\| < 1 (Cephes), `1 − erfc` above | ≤ 3 ULP |
 //! | [`tanh`] | odd polynomial for \|x\| < 0.625 (Cephes), `1 − 2/(e^{2x}+1)` above | ≤ 3 ULP |
 //! | [`gelu_erf`], [`gelu_tanh`] | below | ≤ 4 ULP + 1e-7 absolute |
+//! | [`silu`] | `x / (1 + exp(−x))` | ≤ 4 ULP + 3e-37 absolute |
 //!
 //! Special values: NaN → NaN everywhere; `exp(−∞) = 0`, `exp(+∞) = +∞`,
 //! `exp(x) = 0` for x < −87.5 (results that would be subnormal are flushed);
@@ -290,6 +291,22 @@ pub fn gelu_tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
         s.less_than_f32s(x, s.splat_f32s(-20.0)),
         s.splat_f32s(-0.0),
         g,
+    )
+}
+
+/// SiLU (swish) `x·σ(x) = x / (1 + e^{−x})` per lane: one [`exp`] (2 ULP,
+/// relative), one add and one division, so ≤ 4 ULP wherever the result is
+/// a normal f32. For x < −88.7, `e^{−x}` overflows to +∞ and the result is
+/// −0.0 (the exact value is below 2.6e-37 in magnitude); `silu(−∞) = −0.0`
+/// by a final select (∞/∞ would be NaN); `silu(+∞) = +∞`, NaN → NaN.
+#[inline(always)]
+pub fn silu<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    let e = exp(s, s.neg_f32s(x));
+    let y = s.div_f32s(x, s.add_f32s(e, s.splat_f32s(1.0)));
+    s.select_f32s(
+        s.less_than_f32s(x, s.splat_f32s(-100.0)),
+        s.splat_f32s(-0.0),
+        y,
     )
 }
 

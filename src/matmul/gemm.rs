@@ -4,7 +4,7 @@
 
 use super::kernel::{Blocking, TileEpi, blocking, microkernel_narrowing};
 use super::{Act, Problem};
-use crate::gelu::{GeluErf, GeluTanh, Identity, VecFn};
+use crate::gelu::{Identity, VecFn};
 use aligned_vec::{AVec, ConstAlign};
 use pulp::Simd;
 use std::cell::Cell;
@@ -49,8 +49,7 @@ fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
 pub(crate) fn run<S: Simd>(s: S, p: &Problem) {
     match p.act {
         Act::None => run_act(s, p, Identity),
-        Act::GeluErf => run_act(s, p, GeluErf),
-        Act::GeluTanh => run_act(s, p, GeluTanh),
+        act => run_act(s, p, act),
     }
 }
 
@@ -137,7 +136,9 @@ fn loops<
 ) {
     let nr = bl.nr;
     let unit_c = p.csc == 1;
+    let unit_u = p.csu == 1;
     let mut tile = [0.0f32; 14 * 32];
+    let mut utile = [0.0f32; 14 * 32];
     debug_assert!(MR * nr <= tile.len());
     // pc → ic → (pack A once) → jc → (pack B) → ir → jr: each element of A
     // and B is packed once per product (A again only when m > MC), the A
@@ -196,12 +197,30 @@ fn loops<
                         } else {
                             core::ptr::null()
                         };
+                        let (mul, mul_rs) = if !last || p.mul.is_null() {
+                            (core::ptr::null(), 0)
+                        } else if unit_u {
+                            // SAFETY: element (i0, j0) of U exists (U is m×n).
+                            (unsafe { p.mul.add(i0 * p.rsu + j0) }, p.rsu)
+                        } else {
+                            // Strided U: gathered into a row-major tile.
+                            for i in 0..m_eff {
+                                for j in 0..n_eff {
+                                    // SAFETY: (i0 + i, j0 + j) is inside U.
+                                    utile[i * nr + j] =
+                                        unsafe { *p.mul.add((i0 + i) * p.rsu + (j0 + j) * p.csu) };
+                                }
+                            }
+                            (utile.as_ptr(), nr)
+                        };
                         let epi = TileEpi {
                             alpha: p.alpha,
                             c_scale,
                             bias,
                             bias_per_row: p.bias_per_row,
                             act,
+                            mul,
+                            mul_rs,
                         };
                         // SAFETY: (i0, j0) is inside C; the tile's live corner
                         // m_eff × n_eff is inside C.
@@ -266,6 +285,8 @@ fn no_act<F>(e: &TileEpi<F>) -> TileEpi<Identity> {
         bias: core::ptr::null(),
         bias_per_row: false,
         act: Identity,
+        mul: core::ptr::null(),
+        mul_rs: 0,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Matrix-vector products (decode: m = 1; n = 1 maps here by transposing):
 //! no packing, the matrix streamed once.
 //!
-//! `y[j] = act(alpha·Σ_p x[p]·B[p][j] + beta·y[j] + bias[j·bias_stride])`
+//! `y[j] = act(alpha·Σ_p x[p]·B[p][j] + beta·y[j] + bias[j·bias_stride])·u[j]`
 //! for j in a column range, with either B rows contiguous (`csb = 1`: rows
 //! streamed, accumulators for a column chunk kept in L1) or B columns
 //! contiguous (`rsb = 1`: blocked dot products).
@@ -167,11 +167,12 @@ unsafe fn cols_dot<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut [
     }
 }
 
-/// `y[j+c] = act(alpha·acc[c] + beta·y[j+c] + bias)`, vectorised over acc.
+/// `y[j+c] = act(alpha·acc[c] + beta·y[j+c] + bias)·u[j+c]`, vectorised
+/// over acc.
 ///
 /// # Safety
-/// Elements `j..j+acc.len()` of y (stride incy) and of bias (stride
-/// bias_stride, if not null) exist.
+/// Elements `j..j+acc.len()` of y (stride incy), of bias (stride
+/// bias_stride, if not null) and of u (stride incu, if not null) exist.
 #[inline(always)]
 unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize, acc: &mut [f32]) {
     let lanes = S::F32_LANES;
@@ -180,6 +181,7 @@ unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize, acc: &mut 
     let beta = s.splat_f32s(g.beta);
     let unit_y = g.incy == 1;
     let unit_bias = g.bias_stride == 1;
+    let unit_mul = g.incu == 1;
     // SAFETY: see the function's contract; vectors cover [c, c+w) ⊂ [0, n).
     unsafe {
         let y = g.y.add(j * g.incy);
@@ -187,6 +189,11 @@ unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize, acc: &mut 
             core::ptr::null()
         } else {
             g.bias.add(j * g.bias_stride)
+        };
+        let mul = if g.mul.is_null() {
+            core::ptr::null()
+        } else {
+            g.mul.add(j * g.incu)
         };
         let mut c = 0;
         let mut tmp = [0.0f32; 16];
@@ -219,7 +226,18 @@ unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize, acc: &mut 
                 };
                 v = s.add_f32s(v, bv);
             }
-            let v = act.apply(s, v);
+            let mut v = act.apply(s, v);
+            if !mul.is_null() {
+                let uv = if unit_mul {
+                    s.mask_load_ptr_f32s(mask, mul.add(c))
+                } else {
+                    for (q, t) in tmp.iter_mut().enumerate().take(w) {
+                        *t = *mul.add((c + q) * g.incu);
+                    }
+                    s.mask_load_ptr_f32s(mask, tmp.as_ptr())
+                };
+                v = s.mul_f32s(v, uv);
+            }
             if unit_y {
                 s.mask_store_ptr_f32s(mask, y.add(c), v);
             } else {

@@ -83,6 +83,10 @@ pub(crate) struct TileEpi<F> {
     pub bias_per_row: bool,
     /// Activation, applied on the last k-block only (`Identity` otherwise).
     pub act: F,
+    /// Null, or the tile of U (unit column stride, rows `mul_rs` apart)
+    /// multiplied in after `act`. Only on the last k-block.
+    pub mul: *const f32,
+    pub mul_rs: usize,
 }
 
 /// See the module docs for the contract.
@@ -92,7 +96,8 @@ pub(crate) struct TileEpi<F> {
 /// unpacked, all `MR` rows when packed), `b` for `kc` rows of the tile (`NR`
 /// floats when packed, `n_eff` when not), `c` for `m_eff` rows of `n_eff`
 /// floats at stride `c_rs`, `bias` (if not null) for `n_eff` (per column) or
-/// `m_eff` (per row) floats. `1 ≤ m_eff ≤ MR`, `1 ≤ n_eff ≤ NR`.
+/// `m_eff` (per row) floats, `epi.mul` (if not null) for `m_eff` rows of
+/// `n_eff` floats at stride `epi.mul_rs`. `1 ≤ m_eff ≤ MR`, `1 ≤ n_eff ≤ NR`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn microkernel<
@@ -206,7 +211,11 @@ pub(crate) unsafe fn microkernel<
                 out[i][j] = acc[i][j];
             }
         }
-        let plain = F::IDENTITY && epi.alpha == 1.0 && epi.bias.is_null() && epi.c_scale.is_none();
+        let plain = F::IDENTITY
+            && epi.alpha == 1.0
+            && epi.bias.is_null()
+            && epi.mul.is_null()
+            && epi.c_scale.is_none();
         if plain && m_eff == MR && n_eff == NV * lanes {
             // A whole tile, `C ← acc` (a product without epilogue, β = 0,
             // k ≤ KC: every small and short-k one): no masks, bounds or
@@ -293,7 +302,8 @@ unsafe fn store_full<S: Simd, const MR: usize, const NV: usize>(
     }
 }
 
-/// The epilogue: `C ← act(alpha·acc + c_scale·C + bias)` on the live corner.
+/// The epilogue: `C ← act(alpha·acc + c_scale·C + bias)·U` on the live
+/// corner (no `·U` when `epi.mul` is null).
 ///
 /// # Safety
 /// As [`microkernel`] for `c` and `bias`.
@@ -357,7 +367,10 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
                     };
                     v = s.add_f32s(v, bv);
                 }
-                let v = epi.act.apply(s, v);
+                let mut v = epi.act.apply(s, v);
+                if !epi.mul.is_null() {
+                    v = s.mul_f32s(v, load(epi.mul.add(i * epi.mul_rs + col)));
+                }
                 if full {
                     (crow.add(col) as *mut S::f32s).write_unaligned(v);
                 } else {

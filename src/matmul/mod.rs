@@ -16,7 +16,8 @@ pub mod view;
 pub use view::{MatMut, MatRef};
 
 use crate::error::KernelError;
-use crate::gelu::{GeluErf, GeluKind, GeluTanh, Identity};
+pub(crate) use crate::gelu::Act;
+use crate::gelu::{GeluKind, Identity};
 use crate::isa::{Config, dispatch};
 use crate::threads;
 use pulp::{Simd, WithSimd};
@@ -32,13 +33,11 @@ pub enum Epilogue<'a> {
     Bias(&'a [f32]),
     /// `gelu(· + bias[j])`.
     BiasGelu(&'a [f32], GeluKind),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Act {
-    None,
-    GeluErf,
-    GeluTanh,
+    /// `silu(·) ⊙ U`: element (i, j) multiplied by `U[i][j]` after SiLU —
+    /// the SwiGLU gate fused into the gate projection, `C ← silu(x·W_gate)
+    /// ⊙ (x·W_up)` given the up projection `U` (same shape as C, any
+    /// strides). The `[m, n]` gate product is never written.
+    SiluMul(MatRef<'a>),
 }
 
 /// A validated product in raw-pointer form (A: m×k, B: k×n, C: m×n).
@@ -62,6 +61,10 @@ pub(crate) struct Problem {
     pub bias: *const f32,
     pub bias_per_row: bool,
     pub act: Act,
+    /// Null, or an m×n matrix multiplied in after the activation.
+    pub mul: *const f32,
+    pub rsu: usize,
+    pub csu: usize,
 }
 
 // SAFETY: a Problem is only built by `matmul` from borrows that outlive the
@@ -85,6 +88,9 @@ pub(crate) struct Gemv {
     pub bias: *const f32,
     pub bias_stride: usize,
     pub act: Act,
+    /// Null, or n floats at stride `incu` multiplied in after `act`.
+    pub mul: *const f32,
+    pub incu: usize,
 }
 
 // SAFETY: as for Problem; threads get disjoint column ranges of y.
@@ -112,7 +118,8 @@ const MIN_GEMV_ELEMS_PER_THREAD: usize = 1 << 17;
 ///
 /// # Errors
 /// - [`KernelError::ShapeMismatch`] naming `b` (`b.rows() != a.cols()`),
-///   `c` (`c` not m×n) or `bias` (length not n);
+///   `c` (`c` not m×n), `bias` (length not n) or `epilogue` (`SiluMul`'s U
+///   not m×n);
 /// - [`KernelError::IsaUnavailable`] if `cfg.isa` cannot run here.
 pub fn matmul(
     c: MatMut<'_>,
@@ -160,12 +167,20 @@ fn validate(
             format!("c is {}x{} but a·b is {m}x{n}", c.rows(), c.cols()),
         ));
     }
-    let (bias, act) = match epilogue {
-        Epilogue::None => (None, Act::None),
-        Epilogue::Bias(b) => (Some(b), Act::None),
-        Epilogue::BiasGelu(b, GeluKind::Erf) => (Some(b), Act::GeluErf),
-        Epilogue::BiasGelu(b, GeluKind::Tanh) => (Some(b), Act::GeluTanh),
+    let (bias, act, mul) = match epilogue {
+        Epilogue::None => (None, Act::None, None),
+        Epilogue::Bias(b) => (Some(b), Act::None, None),
+        Epilogue::BiasGelu(b, kind) => (Some(b), Act::gelu(kind), None),
+        Epilogue::SiluMul(u) => (None, Act::Silu, Some(u)),
     };
+    if let Some(u) = mul
+        && (u.rows() != m || u.cols() != n)
+    {
+        return Err(KernelError::shape(
+            "epilogue",
+            format!("SiluMul's U is {}x{} but c is {m}x{n}", u.rows(), u.cols()),
+        ));
+    }
     if let Some(bias) = bias
         && bias.len() != n
     {
@@ -195,6 +210,9 @@ fn validate(
         bias: bias.map_or(core::ptr::null(), |b| b.as_ptr()),
         bias_per_row: false,
         act,
+        mul: mul.map_or(core::ptr::null(), |u| u.ptr()),
+        rsu: mul.map_or(0, |u| u.row_stride()),
+        csu: mul.map_or(0, |u| u.col_stride()),
     }))
 }
 
@@ -251,6 +269,13 @@ impl WithSimd for Op {
                     bias: p.bias,
                     bias_stride: 1,
                     act: p.act,
+                    // SAFETY: row i of U exists (when U does).
+                    mul: if p.mul.is_null() {
+                        p.mul
+                    } else {
+                        unsafe { p.mul.add(i * p.rsu) }
+                    },
+                    incu: p.csu,
                 };
                 gemv_act(s, &g, 0, p.n);
             }
@@ -309,6 +334,8 @@ fn as_gemv(p: &Problem) -> Option<Gemv> {
             bias: p.bias,
             bias_stride: 1,
             act: p.act,
+            mul: p.mul,
+            incu: p.csu,
         }
     } else if p.n == 1 {
         // Cᵀ (1×m) = bᵀ (1×k) · Aᵀ (k×m); the one bias value is broadcast.
@@ -326,6 +353,8 @@ fn as_gemv(p: &Problem) -> Option<Gemv> {
             bias: p.bias,
             bias_stride: 0,
             act: p.act,
+            mul: p.mul,
+            incu: p.rsu,
         }
     } else {
         return None;
@@ -351,8 +380,7 @@ impl WithSimd for GemvOp {
 fn gemv_act<S: Simd>(s: S, g: &Gemv, j0: usize, j1: usize) {
     match g.act {
         Act::None => gemv::run(s, g, Identity, j0, j1),
-        Act::GeluErf => gemv::run(s, g, GeluErf, j0, j1),
-        Act::GeluTanh => gemv::run(s, g, GeluTanh, j0, j1),
+        act => gemv::run(s, g, act, j0, j1),
     }
 }
 
@@ -387,6 +415,11 @@ fn split(p: &Problem, nt: usize, bl: kernel::Blocking) -> Vec<Problem> {
                     } else {
                         p.bias.add(j0)
                     },
+                    mul: if p.mul.is_null() {
+                        p.mul
+                    } else {
+                        p.mul.add(j0 * p.csu)
+                    },
                     ..*p
                 }
             });
@@ -395,12 +428,17 @@ fn split(p: &Problem, nt: usize, bl: kernel::Blocking) -> Vec<Problem> {
         let step = p.m.div_ceil(nt).next_multiple_of(bl.mr);
         for i0 in (0..p.m).step_by(step) {
             let h = step.min(p.m - i0);
-            // SAFETY: row i0 of A and C exist; the bias is per column.
+            // SAFETY: row i0 of A, C and U exist; the bias is per column.
             out.push(unsafe {
                 Problem {
                     m: h,
                     a: p.a.add(i0 * p.rsa),
                     c: p.c.add(i0 * p.rsc),
+                    mul: if p.mul.is_null() {
+                        p.mul
+                    } else {
+                        p.mul.add(i0 * p.rsu)
+                    },
                     ..*p
                 }
             });

@@ -1,6 +1,7 @@
-//! A GPT-2-style pre-norm decoder layer built from this crate's kernels
-//! alone — the proof that the crate can serve as a transformer's kernel
-//! backend:
+//! Decoder layers built from this crate's kernels alone — the proof that the
+//! crate can serve as a transformer's kernel backend: a GPT-2 layer
+//! ([`Gpt2Layer`], below) and a Llama-family layer ([`LlamaLayer`]: RMSNorm,
+//! RoPE, grouped-query attention, SwiGLU). The GPT-2 layer:
 //!
 //! ```text
 //! x ─ LN1 ─ x·W_qkv + b ([S, 3, H, D]) ─ causal attention (strided views of
@@ -19,6 +20,22 @@ use crate::isa::Config;
 use crate::matmul::{Epilogue, MatMut, MatRef, matmul};
 use crate::norm::layer_norm;
 use std::time::{Duration, Instant};
+
+/// A deterministic source of `n` values uniform in `offset ± scale`
+/// (xorshift64), for the `random` weight constructors.
+fn uniform_source(seed: u64) -> impl FnMut(usize, f32, f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move |n, scale, offset| {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                offset + scale * ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+            })
+            .collect()
+    }
+}
 
 /// The weights of one layer.
 #[derive(Debug, Clone)]
@@ -62,17 +79,7 @@ impl Gpt2Weights {
     /// Deterministic pseudo-random weights (uniform, scaled by 1/√fan-in, LN
     /// scales near 1), for tests, benches and examples.
     pub fn random(d: usize, heads: usize, mlp: usize, seed: u64) -> Self {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut uniform = |n: usize, scale: f32, offset: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    offset + scale * ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
-                })
-                .collect()
-        };
+        let mut uniform = uniform_source(seed);
         let (sd, sm) = (1.0 / (d as f32).sqrt(), 1.0 / (mlp as f32).sqrt());
         Gpt2Weights {
             d,
@@ -131,7 +138,7 @@ impl Gpt2Weights {
 }
 
 /// Keys and values of every token seen so far, `[max_len, heads, head_dim]`
-/// each.
+/// each (`heads` = the KV heads of a grouped-query model).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     k: Vec<f32>,
@@ -364,3 +371,6 @@ impl Gpt2Layer {
         Ok(())
     }
 }
+
+mod llama;
+pub use llama::{LlamaDims, LlamaLayer, LlamaStageTimes, LlamaWeights, WeightLayout};

@@ -1,0 +1,206 @@
+//! The Llama layer built from the kernels equals the same layer composed
+//! from the reference kernels (`reference::llama_layer`), for prefill with
+//! and without a cache, chunked prefill and every decode step, in both
+//! weight orientations; decoding token by token gives the prefill's hidden
+//! states.
+//!
+//! Tolerance 1e-5 absolute on a residual stream of magnitude ≤ ~2, as for
+//! the GPT-2 layer (`tests/block.rs`, which says why a bound stacked from
+//! the kernels' worst cases would be too loose): the errors seen are
+//! rounding-sized (printed with `--nocapture`). It still sees what matters:
+//! the wrong pair layout, frequency scaling left out, or gate and up
+//! swapped each change the output by ≥ 100× the tolerance (asserted below).
+
+mod common;
+use common::*;
+use transformer_kernels::{
+    Config, KernelError, LlamaDims, LlamaLayer, LlamaWeights, Parallelism, RopeLayout, RopeParams,
+    RopeScaling, WeightLayout, reference,
+};
+
+const TOL: f32 = 1e-5;
+
+fn input(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Small dims with GQA (6 query heads over 2 KV heads), partial rotary,
+/// head_dim not a multiple of 16, and Llama 3 scaling.
+fn dims(layout: RopeLayout) -> LlamaDims {
+    LlamaDims {
+        d: 48,
+        heads: 6,
+        kv_heads: 2,
+        head_dim: 12,
+        ffn: 100,
+        eps: 1e-5,
+        rope: RopeParams {
+            rotary_dim: 8,
+            theta: 10_000.0,
+            layout,
+            scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_positions: 32,
+            },
+        },
+    }
+}
+
+fn cfgs() -> Vec<Config> {
+    configs()
+        .into_iter()
+        .chain([Config {
+            parallelism: Parallelism::Threads(2),
+            ..Config::default()
+        }])
+        .collect()
+}
+
+#[test]
+fn prefill_chunks_and_decode_match_reference() {
+    for (rl, wl) in [
+        (RopeLayout::HalfSplit, WeightLayout::InOut),
+        (RopeLayout::Interleaved, WeightLayout::OutIn),
+    ] {
+        let dm = dims(rl);
+        let w = LlamaWeights::random(dm, wl, 5);
+        let d = dm.d;
+        for cfg in cfgs() {
+            for n in shapes(&[9usize, 1, 33], 1) {
+                let x0 = input(n, d, 3 + n as u64);
+                let want = reference::llama_layer(&w, &x0, n);
+                let mut layer = LlamaLayer::new(w.clone(), 64).unwrap();
+                let what = format!("{} {rl:?} {wl:?} n={n}", cfg.isa);
+
+                let mut x = x0.clone();
+                layer.forward(&mut x, None, &cfg, None).unwrap();
+                let e = max_diff(&x, &want);
+                println!("{what}: prefill max diff {e:.2e}");
+                assert!(e <= TOL, "{what}: prefill max diff {e}");
+
+                // Chunked prefill through a cache: chunks of 4 tokens.
+                let mut cache = layer.new_cache(64);
+                let mut xc = x0.clone();
+                for chunk in xc.chunks_mut(4 * d) {
+                    layer.forward(chunk, Some(&mut cache), &cfg, None).unwrap();
+                }
+                assert_eq!(cache.len(), n);
+                let e = max_diff(&xc, &want);
+                assert!(e <= TOL, "{what}: chunked prefill max diff {e}");
+
+                // Token by token: step t is row t of the reference.
+                let mut cache = layer.new_cache(64);
+                let mut xt = x0.clone();
+                for row in xt.chunks_mut(d) {
+                    layer.forward(row, Some(&mut cache), &cfg, None).unwrap();
+                }
+                let e = max_diff(&xt, &want);
+                assert!(e <= TOL, "{what}: decode max diff {e}");
+                let e = max_diff(&xt, &x);
+                assert!(e <= TOL, "{what}: decode vs prefill max diff {e}");
+            }
+        }
+    }
+}
+
+/// The tolerance is tight enough to see the bugs that matter.
+#[test]
+fn tolerance_sees_plausible_bugs() {
+    let dm = dims(RopeLayout::HalfSplit);
+    let w = LlamaWeights::random(dm, WeightLayout::InOut, 5);
+    let (n, d) = (12, dm.d);
+    let x0 = input(n, d, 77);
+    let want = reference::llama_layer(&w, &x0, n);
+    let mut bugs: Vec<(&str, LlamaWeights)> = Vec::new();
+    let mut other_layout = w.clone();
+    other_layout.dims.rope.layout = RopeLayout::Interleaved;
+    bugs.push(("interleaved pairs", other_layout));
+    let mut swapped = w.clone();
+    std::mem::swap(&mut swapped.w_gate, &mut swapped.w_up);
+    bugs.push(("gate and up swapped", swapped));
+    let mut no_scaling = w.clone();
+    no_scaling.dims.rope.scaling = RopeScaling::None;
+    bugs.push(("no frequency scaling", no_scaling));
+    for (what, wb) in bugs {
+        let got = reference::llama_layer(&wb, &x0, n);
+        let e = max_diff(&got, &want);
+        assert!(e >= 100.0 * TOL, "{what}: only {e} from the right layer");
+    }
+}
+
+#[test]
+fn bad_weights_and_inputs_are_errors() {
+    let dm = dims(RopeLayout::HalfSplit);
+    let w = LlamaWeights::random(dm, WeightLayout::InOut, 1);
+    let mut bad = w.clone();
+    bad.w_up.pop();
+    let e = LlamaLayer::new(bad, 16).unwrap_err();
+    assert!(
+        matches!(e, KernelError::ShapeMismatch { arg: "weights", .. }),
+        "{e}"
+    );
+    let mut bad = w.clone();
+    bad.dims.kv_heads = 4; // does not divide 6
+    assert_eq!(LlamaLayer::new(bad, 16).unwrap_err().arg(), "weights");
+    let mut bad = w.clone();
+    bad.dims.rope.rotary_dim = 14; // > head_dim 12
+    assert_eq!(LlamaLayer::new(bad, 16).unwrap_err().arg(), "rotary_dim");
+
+    let mut layer = LlamaLayer::new(w, 4).unwrap();
+    let cfg = Config::default();
+    let mut x = vec![0.5f32; 47];
+    assert_eq!(
+        layer.forward(&mut x, None, &cfg, None).unwrap_err().arg(),
+        "x"
+    );
+    // Past the RoPE table: 5 tokens, 4 positions.
+    let mut x = vec![0.5f32; 5 * 48];
+    let orig = x.clone();
+    let e = layer.forward(&mut x, None, &cfg, None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            KernelError::OutOfBounds {
+                arg: "positions",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(x, orig);
+    // A cache of the wrong shape (GPT-style: one KV head per query head).
+    let mut cache = transformer_kernels::KvCache::new(4, 6, 12);
+    let mut x = vec![0.5f32; 48];
+    let e = layer
+        .forward(&mut x, Some(&mut cache), &cfg, None)
+        .unwrap_err();
+    assert_eq!(e.arg(), "cache");
+    // A full cache.
+    let mut cache = layer.new_cache(1);
+    layer.forward(&mut x, Some(&mut cache), &cfg, None).unwrap();
+    assert_eq!(
+        layer
+            .forward(&mut x, Some(&mut cache), &cfg, None)
+            .unwrap_err()
+            .arg(),
+        "cache"
+    );
+}
