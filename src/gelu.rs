@@ -239,20 +239,30 @@ unsafe fn run_span_mul<S: Simd, F: VecFn>(
 ) {
     let lanes = S::F32_LANES;
     let mut i = 0;
+    // No closure holds the activation: a closure is compiled without the
+    // caller's target features, and one this large is not inlined (it ran
+    // 7–10× slower than this form on AVX2 and AVX-512).
+    #[inline(always)]
+    unsafe fn one<S: Simd, F: VecFn>(s: S, f: F, src: *const f32, mul: *const f32) -> S::f32s {
+        // SAFETY: the caller passes pointers valid for one vector each.
+        unsafe {
+            let x = (src as *const S::f32s).read_unaligned();
+            let u = (mul as *const S::f32s).read_unaligned();
+            s.mul_f32s(f.apply(s, x), u)
+        }
+    }
     // SAFETY (whole block): full vectors cover [i, i + lanes) ⊂ [0, n); the
     // tail is masked to n - i lanes.
     unsafe {
-        let load = |p: *const f32| (p as *const S::f32s).read_unaligned();
-        let one = |i: usize| s.mul_f32s(f.apply(s, load(src.add(i))), load(mul.add(i)));
         while i + 2 * lanes <= n {
-            let v0 = one(i);
-            let v1 = one(i + lanes);
+            let v0 = one(s, f, src.add(i), mul.add(i));
+            let v1 = one(s, f, src.add(i + lanes), mul.add(i + lanes));
             (dst.add(i) as *mut S::f32s).write_unaligned(v0);
             (dst.add(i + lanes) as *mut S::f32s).write_unaligned(v1);
             i += 2 * lanes;
         }
         while i + lanes <= n {
-            let v = one(i);
+            let v = one(s, f, src.add(i), mul.add(i));
             (dst.add(i) as *mut S::f32s).write_unaligned(v);
             i += lanes;
         }

@@ -503,17 +503,98 @@ impl WithSimd for Job<'_> {
                 }
                 RowSource::PerToken(rows) => &rows[t * r..(t + 1) * r],
             };
-            for h in 0..l.heads {
-                // SAFETY: (b, sq, h) is inside the view (t < batch·seq, h <
-                // heads) and the head vector has dim ≥ r elements there.
-                unsafe {
-                    let v = self.x.add(l.offset(b, sq, h));
-                    if self.interleaved {
-                        rotate_interleaved(s, v, row.as_ptr(), r);
-                    } else {
-                        rotate_half_split(s, v, row.as_ptr(), r);
+            // SAFETY (every call below): (b, sq, h) is inside the view for
+            // h < heads (t < batch·seq), each head vector has dim ≥ r
+            // elements, and `row` holds r floats.
+            let x0 = unsafe { self.x.add(l.offset(b, sq, 0)) };
+            let (hs, cs) = (l.strides[2], row.as_ptr());
+            let (lanes, cl) = (S::F32_LANES, S::C32_LANES);
+            // The common head sizes: the token's cos/sin stay in registers
+            // across its heads (reloading them per head cost ~2× in L2).
+            unsafe {
+                if self.interleaved {
+                    match (r / 2).is_multiple_of(cl).then_some(r / 2 / cl) {
+                        Some(1) => heads_interleaved::<S, 1>(s, x0, hs, l.heads, cs),
+                        Some(2) => heads_interleaved::<S, 2>(s, x0, hs, l.heads, cs),
+                        Some(4) => heads_interleaved::<S, 4>(s, x0, hs, l.heads, cs),
+                        Some(8) => heads_interleaved::<S, 8>(s, x0, hs, l.heads, cs),
+                        _ => {
+                            (0..l.heads).for_each(|h| rotate_interleaved(s, x0.add(h * hs), cs, r))
+                        }
+                    }
+                } else {
+                    match (r / 2).is_multiple_of(lanes).then_some(r / 2 / lanes) {
+                        Some(1) => heads_half_split::<S, 1>(s, x0, hs, l.heads, cs),
+                        Some(2) => heads_half_split::<S, 2>(s, x0, hs, l.heads, cs),
+                        Some(4) => heads_half_split::<S, 4>(s, x0, hs, l.heads, cs),
+                        Some(8) => heads_half_split::<S, 8>(s, x0, hs, l.heads, cs),
+                        _ => (0..l.heads).for_each(|h| rotate_half_split(s, x0.add(h * hs), cs, r)),
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Half-split rotation of `heads` head vectors `hs` apart, rotary dim
+/// `2·NV·lanes`, the cos/sin row loaded once.
+///
+/// # Safety
+/// `x + h·hs` valid for `2·NV·lanes` reads and writes for `h < heads`;
+/// `cs` for `2·NV·lanes` reads.
+#[inline(always)]
+unsafe fn heads_half_split<S: Simd, const NV: usize>(
+    s: S,
+    x: *mut f32,
+    hs: usize,
+    heads: usize,
+    cs: *const f32,
+) {
+    let lanes = S::F32_LANES;
+    let h = NV * lanes;
+    // SAFETY: offsets below 2h from `cs` and from each head's start.
+    unsafe {
+        let ld = |p: *const f32| (p as *const S::f32s).read_unaligned();
+        let c: [S::f32s; NV] = core::array::from_fn(|j| ld(cs.add(j * lanes)));
+        let sn: [S::f32s; NV] = core::array::from_fn(|j| ld(cs.add(h + j * lanes)));
+        for hh in 0..heads {
+            let v = x.add(hh * hs);
+            for j in 0..NV {
+                let (pa, pb) = (v.add(j * lanes), v.add(h + j * lanes));
+                let (a, b) = (ld(pa), ld(pb));
+                let na = s.mul_add_e_f32s(a, c[j], s.neg_f32s(s.mul_f32s(b, sn[j])));
+                let nb = s.mul_add_e_f32s(b, c[j], s.mul_f32s(a, sn[j]));
+                (pa as *mut S::f32s).write_unaligned(na);
+                (pb as *mut S::f32s).write_unaligned(nb);
+            }
+        }
+    }
+}
+
+/// Interleaved rotation of `heads` head vectors `hs` apart, rotary dim
+/// `2·NV·C32_LANES`, the cos/sin row loaded once.
+///
+/// # Safety
+/// As [`heads_half_split`] for `2·NV·C32_LANES` floats.
+#[inline(always)]
+unsafe fn heads_interleaved<S: Simd, const NV: usize>(
+    s: S,
+    x: *mut f32,
+    hs: usize,
+    heads: usize,
+    cs: *const f32,
+) {
+    let cl = S::C32_LANES;
+    // SAFETY: pairs below NV·cl from `cs` and from each head's start.
+    unsafe {
+        let w: [S::c32s; NV] = core::array::from_fn(|j| {
+            ((cs as *const c32).add(j * cl) as *const S::c32s).read_unaligned()
+        });
+        for hh in 0..heads {
+            let v = x.add(hh * hs) as *mut c32;
+            for (j, &wj) in w.iter().enumerate() {
+                let p = v.add(j * cl) as *mut S::c32s;
+                p.write_unaligned(s.mul_c32s(p.read_unaligned(), wj));
             }
         }
     }

@@ -52,15 +52,17 @@ impl Layout {
         if mutable {
             // Sorted by stride, each dimension must step past the whole
             // extent of the smaller ones (head_dim: stride 1, extent dim).
-            let mut dims: Vec<(usize, usize)> = ext
-                .iter()
-                .zip(self.strides)
-                .filter(|(n, _)| **n > 1)
-                .map(|(n, s)| (s, *n))
-                .collect();
-            dims.sort();
+            // (stride, extent) of the dimensions with more than one
+            // element, sorted; a fixed array (views are made per call).
+            let mut dims = [(0usize, 1usize); 3];
+            for (d, (&n, s)) in dims.iter_mut().zip(ext.iter().zip(self.strides)) {
+                if n > 1 {
+                    *d = (s, n);
+                }
+            }
+            dims.sort_unstable();
             let mut span = self.dim;
-            for (s, n) in dims {
+            for (s, n) in dims.into_iter().filter(|&(_, n)| n > 1) {
                 if s < span {
                     return Err(KernelError::Overlapping {
                         arg: "data",
