@@ -1,0 +1,405 @@
+//! One Llama-family layer run from this crate's kernels with deterministic
+//! random weights: prefill N tokens, then T decode steps against the KV
+//! cache. Two shapes:
+//!
+//! - `smollm2-135m`: d 576, 9 query / 3 KV heads of 64, MLP 1536, RMS eps
+//!   1e-5, RoPE θ 100 000, half-split pairs;
+//! - `llama-3.2-1b`: d 2048, 32 query / 8 KV heads of 64, MLP 8192, θ 500 000
+//!   with Llama 3 frequency scaling.
+//!
+//! Prints the time per stage (norms, QKV, RoPE, attention, out proj,
+//! gate + up + SwiGLU, down), tokens/s for prefill and decode, each
+//! matmul's GFLOP/s against this core's FMA peak, the layer's total against
+//! the same kernels timed alone, and the largest difference from the f64
+//! reference composition on the first tokens. `--sweep` repeats the prefill
+//! for N = 128 … 4096 and writes the per-stage shares as an SVG.
+//!
+//! `cargo run --release --example llama_layer -- [--config smollm2-135m|llama-3.2-1b] [--tokens 512] [--decode 32] [--threads 1] [--sweep] [--svg llama_layer_sweep.svg]`
+
+use std::time::{Duration, Instant};
+use transformer_kernels::isa::fma_peak_gflops;
+use transformer_kernels::{
+    AttentionOptions, Config, Epilogue, HeadsMut, HeadsRef, Isa, LlamaDims, LlamaLayer,
+    LlamaStageTimes, LlamaWeights, MatMut, MatRef, Parallelism, Positions, RopeTable, WeightLayout,
+    attention, matmul, reference, rms_norm,
+};
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn input(n: usize, d: usize) -> Vec<f32> {
+    (0..n * d)
+        .map(|i| ((i * 2654435761) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn stages(t: &LlamaStageTimes) -> [(&'static str, Duration); 7] {
+    [
+        ("RMS norms (2)", t.norms),
+        ("QKV projection", t.qkv),
+        ("RoPE (Q and K)", t.rope),
+        ("attention", t.attention),
+        ("out proj + residual", t.out_proj),
+        ("gate + up + SwiGLU", t.gate_up),
+        ("down + residual", t.down),
+    ]
+}
+
+fn prefill_times(layer: &mut LlamaLayer, n: usize, cfg: &Config, reps: usize) -> LlamaStageTimes {
+    let d = layer.weights().dims.d;
+    let x0 = input(n, d);
+    let mut best: Option<LlamaStageTimes> = None;
+    for _ in 0..reps {
+        let mut x = x0.clone();
+        let mut t = LlamaStageTimes::default();
+        layer.forward(&mut x, None, cfg, Some(&mut t)).unwrap();
+        if best.is_none_or(|b| t.total() < b.total()) {
+            best = Some(t);
+        }
+    }
+    best.unwrap()
+}
+
+/// `[k, nn]` weight `wt` stored in `layout`'s orientation, as a view.
+fn wview(layout: WeightLayout, wt: &[f32], k: usize, nn: usize) -> MatRef<'_> {
+    match layout {
+        WeightLayout::InOut => MatRef::row_major(wt, k, nn).unwrap(),
+        WeightLayout::OutIn => MatRef::row_major(wt, nn, k).unwrap().t(),
+    }
+}
+
+/// The layer's kernels on the same shapes, each timed alone (best of
+/// `reps`), with the weights in the same orientation.
+fn kernel_times(w: &LlamaWeights, n: usize, cfg: &Config, reps: usize) -> LlamaStageTimes {
+    let dm = w.dims;
+    let (d, hd, f, hq, hk, wq) = (
+        dm.d,
+        dm.head_dim,
+        dm.ffn,
+        dm.heads,
+        dm.kv_heads,
+        dm.qkv_width(),
+    );
+    let x = input(n, d);
+    let mut res = x.clone();
+    let (mut h, mut qkv, mut att, mut up, mut gate) = (
+        vec![0.0; n * d],
+        vec![0.0; n * wq],
+        vec![0.0; n * hq * hd],
+        vec![0.0; n * f],
+        vec![0.0; n * f],
+    );
+    let best = |f: &mut dyn FnMut()| {
+        (0..reps)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let lay = w.layout;
+    let (w_qkv, w_o, w_up, w_gate, w_down) = (&w.w_qkv, &w.w_o, &w.w_up, &w.w_gate, &w.w_down);
+    let norm = best(&mut || rms_norm(&x, &w.attn_norm, &mut h, dm.eps, cfg).unwrap());
+    let mm = |c: &mut [f32],
+              a: &[f32],
+              b: MatRef,
+              (m, k, nn): (usize, usize, usize),
+              beta: f32,
+              ep: Epilogue| {
+        matmul(
+            MatMut::row_major(c, m, nn).unwrap(),
+            MatRef::row_major(a, m, k).unwrap(),
+            b,
+            1.0,
+            beta,
+            ep,
+            cfg,
+        )
+        .unwrap()
+    };
+    let qkv_t = best(&mut || {
+        mm(
+            &mut qkv,
+            &h,
+            wview(lay, w_qkv, d, wq),
+            (n, d, wq),
+            0.0,
+            Epilogue::None,
+        )
+    });
+    let table = RopeTable::new(&dm.rope, n).unwrap();
+    let st = [n * wq, wq, hd];
+    let rope_t = best(&mut || {
+        let q = HeadsMut::strided(&mut qkv, 1, n, hq, hd, st).unwrap();
+        table.apply(q, Positions::Start(0), cfg).unwrap();
+        let k = HeadsMut::strided(&mut qkv[hq * hd..], 1, n, hk, hd, st).unwrap();
+        table.apply(k, Positions::Start(0), cfg).unwrap();
+    });
+    let attn_t = best(&mut || {
+        let q = HeadsRef::strided(&qkv, 1, n, hq, hd, st).unwrap();
+        let k = HeadsRef::strided(&qkv[hq * hd..], 1, n, hk, hd, st).unwrap();
+        let v = HeadsRef::strided(&qkv[(hq + hk) * hd..], 1, n, hk, hd, st).unwrap();
+        let opts = AttentionOptions {
+            causal: true,
+            scale: None,
+        };
+        let out = HeadsMut::bshd(&mut att, 1, n, hq, hd).unwrap();
+        attention(out, q, k, v, &opts, cfg).unwrap()
+    });
+    let out_t = best(&mut || {
+        mm(
+            &mut res,
+            &att,
+            wview(lay, w_o, hq * hd, d),
+            (n, hq * hd, d),
+            1.0,
+            Epilogue::None,
+        )
+    });
+    let gate_t = best(&mut || {
+        mm(
+            &mut up,
+            &h,
+            wview(lay, w_up, d, f),
+            (n, d, f),
+            0.0,
+            Epilogue::None,
+        );
+        let u = MatRef::row_major(&up, n, f).unwrap();
+        mm(
+            &mut gate,
+            &h,
+            wview(lay, w_gate, d, f),
+            (n, d, f),
+            0.0,
+            Epilogue::SiluMul(u),
+        );
+    });
+    let down_t = best(&mut || {
+        mm(
+            &mut res,
+            &gate,
+            wview(lay, w_down, f, d),
+            (n, f, d),
+            1.0,
+            Epilogue::None,
+        )
+    });
+    LlamaStageTimes {
+        norms: norm * 2,
+        qkv: qkv_t,
+        rope: rope_t,
+        attention: attn_t,
+        out_proj: out_t,
+        gate_up: gate_t,
+        down: down_t,
+    }
+}
+
+fn main() {
+    let which: String = arg("--config", "smollm2-135m".to_string());
+    let dims = match which.as_str() {
+        "smollm2-135m" => LlamaDims::smollm2_135m(),
+        "llama-3.2-1b" => LlamaDims::llama_3_2_1b(),
+        other => {
+            eprintln!("unknown --config {other}: smollm2-135m or llama-3.2-1b");
+            std::process::exit(2);
+        }
+    };
+    let n: usize = arg("--tokens", 512);
+    let steps: usize = arg("--decode", 32);
+    let threads: usize = arg("--threads", 1);
+    let cfg = Config {
+        isa: Isa::detect(),
+        parallelism: if threads > 1 {
+            Parallelism::Threads(threads)
+        } else {
+            Parallelism::Serial
+        },
+    };
+    let (d, hd, f) = (dims.d, dims.head_dim, dims.ffn);
+    let (hq, hk) = (dims.heads, dims.kv_heads);
+    // PyTorch / GGUF orientation: [out, in], read through transposed views.
+    let w = LlamaWeights::random(dims, WeightLayout::OutIn, 2024);
+    let max_pos = n.max(4096) + steps;
+    let mut layer = LlamaLayer::new(w.clone(), max_pos).unwrap();
+    let peak = fma_peak_gflops(cfg.isa, 2_000_000).unwrap() * threads as f64;
+    println!(
+        "{which} layer (d={d}, {hq} query / {hk} KV heads of {hd}, MLP {f}, RoPE θ {}, {:?}), weights [out, in], isa {}, {threads} thread(s); FMA peak here ≈ {peak:.0} GFLOP/s",
+        dims.rope.theta, dims.rope.scaling, cfg.isa
+    );
+
+    let probe = n.clamp(1, 4);
+    let x0 = input(probe, d);
+    let want = reference::llama_layer(&w, &x0, probe);
+    let mut x = x0.clone();
+    layer.forward(&mut x, None, &cfg, None).unwrap();
+    let err = x
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("max |layer − reference| on the first {probe} tokens: {err:.2e}");
+
+    let t = prefill_times(&mut layer, n, &cfg, 3);
+    let k = kernel_times(&w, n, &cfg, 3);
+    let total = t.total();
+    println!(
+        "\nprefill of {n} tokens: {:.2} ms, {:.0} tokens/s",
+        ms(total),
+        n as f64 / total.as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>9} {:>7} {:>9} {:>7} {:>12}",
+        "stage", "ms", "share", "GFLOP/s", "% peak", "alone (ms)"
+    );
+    let flops = [
+        0.0,
+        2.0 * (n * d * dims.qkv_width()) as f64,
+        0.0,
+        2.0 * (n * n * hq * hd) as f64, // causal: half of 4·n²·H·D
+        2.0 * (n * hq * hd * d) as f64,
+        4.0 * (n * d * f) as f64,
+        2.0 * (n * f * d) as f64,
+    ];
+    for (((name, dt), fl), (_, alone)) in stages(&t).iter().zip(flops).zip(stages(&k)) {
+        let g = fl / dt.as_secs_f64() / 1e9;
+        let (gs, pct) = if fl > 0.0 {
+            (format!("{g:.1}"), format!("{:.0}%", 100.0 * g / peak))
+        } else {
+            (String::new(), String::new())
+        };
+        println!(
+            "{name:<22} {:>9.3} {:>6.1}% {gs:>9} {pct:>7} {:>12.3}",
+            ms(*dt),
+            100.0 * dt.as_secs_f64() / total.as_secs_f64(),
+            ms(alone)
+        );
+    }
+    println!(
+        "layer total {:.3} ms vs the kernels alone {:.3} ms: glue overhead {:+.1}%; RoPE {:.2}% of the layer",
+        ms(total),
+        ms(k.total()),
+        100.0 * (total.as_secs_f64() / k.total().as_secs_f64() - 1.0),
+        100.0 * t.rope.as_secs_f64() / total.as_secs_f64()
+    );
+
+    let mut cache = layer.new_cache(n + steps);
+    let mut x = input(n, d);
+    layer.forward(&mut x, Some(&mut cache), &cfg, None).unwrap();
+    let mut dt = LlamaStageTimes::default();
+    for _ in 0..steps {
+        let mut tok = input(1, d);
+        layer
+            .forward(&mut tok, Some(&mut cache), &cfg, Some(&mut dt))
+            .unwrap();
+    }
+    if steps > 0 {
+        let per = dt.total().as_secs_f64() / steps as f64;
+        println!(
+            "\ndecode: {steps} steps after {n} tokens: {:.3} ms/token, {:.0} tokens/s, attention share {:.1}%, RoPE share {:.2}%",
+            per * 1e3,
+            1.0 / per,
+            100.0 * dt.attention.as_secs_f64() / dt.total().as_secs_f64(),
+            100.0 * dt.rope.as_secs_f64() / dt.total().as_secs_f64()
+        );
+    }
+
+    if flag("--sweep") {
+        let svg: String = arg("--svg", "llama_layer_sweep.svg".to_string());
+        println!("\nsweep (prefill, ms per stage):");
+        println!(
+            "{:>6} {:>7} {:>8} {:>7} {:>9} {:>8} {:>9} {:>8} {:>9} {:>7}",
+            "N", "norms", "QKV", "RoPE", "attention", "out", "gate+up", "down", "total", "attn %"
+        );
+        let mut rows = Vec::new();
+        let mut nn = 128;
+        while nn <= 4096 {
+            let t = prefill_times(&mut layer, nn, &cfg, if nn <= 1024 { 3 } else { 1 });
+            println!(
+                "{nn:>6} {:>7.2} {:>8.2} {:>7.2} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>9.2} {:>6.1}%",
+                ms(t.norms),
+                ms(t.qkv),
+                ms(t.rope),
+                ms(t.attention),
+                ms(t.out_proj),
+                ms(t.gate_up),
+                ms(t.down),
+                ms(t.total()),
+                100.0 * t.attention.as_secs_f64() / t.total().as_secs_f64()
+            );
+            rows.push((nn, t));
+            nn *= 2;
+        }
+        std::fs::write(&svg, chart(&which, &rows)).expect("write svg");
+        println!("wrote {svg}");
+    }
+}
+
+/// Stacked bars: share of each stage per N.
+fn chart(title: &str, rows: &[(usize, LlamaStageTimes)]) -> String {
+    let (w, h, m) = (700.0, 440.0, 60.0);
+    let colors = [
+        "#8c564b", "#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd",
+    ];
+    let bw = (w - 2.0 * m - 170.0) / rows.len() as f64;
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n<text x='{}' y='22' text-anchor='middle' font-size='14'>{title} layer prefill: share of time per stage</text>\n",
+        (w - 170.0) / 2.0
+    );
+    for (i, (n, t)) in rows.iter().enumerate() {
+        let x = m + i as f64 * bw;
+        let mut y = h - m;
+        let total = t.total().as_secs_f64();
+        for (j, (_, d)) in stages(t).iter().enumerate() {
+            let hh = (h - 2.0 * m) * d.as_secs_f64() / total;
+            y -= hh;
+            s += &format!(
+                "<rect x='{:.1}' y='{y:.1}' width='{:.1}' height='{hh:.1}' fill='{}'/>\n",
+                x + 4.0,
+                bw - 8.0,
+                colors[j]
+            );
+        }
+        s += &format!(
+            "<text x='{:.1}' y='{}' text-anchor='middle'>{n}</text>\n<text x='{:.1}' y='{}' text-anchor='middle' font-size='10'>{:.0} ms</text>\n",
+            x + bw / 2.0,
+            h - m + 16.0,
+            x + bw / 2.0,
+            h - m + 30.0,
+            total * 1e3
+        );
+    }
+    for (j, (name, _)) in stages(&rows[0].1).iter().enumerate() {
+        let y = m + 20.0 * j as f64;
+        s += &format!(
+            "<rect x='{}' y='{y}' width='12' height='12' fill='{}'/><text x='{}' y='{}'>{name}</text>\n",
+            w - m - 160.0,
+            colors[j],
+            w - m - 142.0,
+            y + 10.0
+        );
+    }
+    s += &format!(
+        "<text x='{}' y='{}' text-anchor='middle'>tokens N (bar label: total time)</text>\n</svg>\n",
+        (w - 170.0) / 2.0,
+        h - 12.0
+    );
+    s
+}
