@@ -303,10 +303,13 @@ unsafe fn store_full<S: Simd, const MR: usize, const NV: usize>(
 }
 
 /// The epilogue: `C ← act(alpha·acc + c_scale·C + bias)·U` on the live
-/// corner (no `·U` when `epi.mul` is null).
+/// corner (no `·U` when `epi.mul` is null), in three passes over the tile:
+/// the affine part, the activation on all `MR × NV` vectors at once (they
+/// are independent, so their long exp/division chains overlap instead of
+/// running one after another between loads and stores), and the stores.
 ///
 /// # Safety
-/// As [`microkernel`] for `c` and `bias`.
+/// As [`microkernel`] for `c`, `bias` and `epi.mul`.
 #[inline(always)]
 unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     s: S,
@@ -319,62 +322,73 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
 ) {
     let lanes = S::F32_LANES;
     let alpha = s.splat_f32s(epi.alpha);
+    let mut v = *acc;
     // SAFETY: every access is to row i < m_eff and columns < n_eff (full
     // vectors only when all their lanes are < n_eff, masked otherwise).
     // Constant trip counts with the live-corner test inside: indexing `acc`
     // with data-dependent bounds would keep it in memory (no SROA) and make
     // the k-loop store every accumulator on every step.
     unsafe {
+        let live = |i: usize, j: usize| i < m_eff && j * lanes < n_eff;
+        let mask = |j: usize| s.mask_between_m32s(0, (n_eff - j * lanes).min(lanes) as u32);
+        let full = |j: usize| (j + 1) * lanes <= n_eff;
+        let load = |p: *const f32, j: usize| {
+            if full(j) {
+                (p as *const S::f32s).read_unaligned()
+            } else {
+                s.mask_load_ptr_f32s(mask(j), p)
+            }
+        };
         #[allow(clippy::needless_range_loop)]
         for i in 0..MR {
-            if i >= m_eff {
-                break;
-            }
-            let crow = c.add(i * c_rs);
             for j in 0..NV {
-                let v = acc[i][j];
-                let col = j * lanes;
-                if col >= n_eff {
-                    break;
+                if !live(i, j) {
+                    continue;
                 }
-                let full = col + lanes <= n_eff;
-                let mask = s.mask_between_m32s(0, (n_eff - col).min(lanes) as u32);
-                let load = |p: *const f32| {
-                    if full {
-                        (p as *const S::f32s).read_unaligned()
-                    } else {
-                        s.mask_load_ptr_f32s(mask, p)
-                    }
-                };
-                let mut v = if epi.alpha == 1.0 {
-                    v
-                } else {
-                    s.mul_f32s(v, alpha)
-                };
+                let col = j * lanes;
+                let mut x = v[i][j];
+                if epi.alpha != 1.0 {
+                    x = s.mul_f32s(x, alpha);
+                }
                 if let Some(cs) = epi.c_scale {
-                    let old = load(crow.add(col));
-                    v = if cs == 1.0 {
-                        s.add_f32s(v, old)
+                    let old = load(c.add(i * c_rs + col), j);
+                    x = if cs == 1.0 {
+                        s.add_f32s(x, old)
                     } else {
-                        s.mul_add_e_f32s(old, s.splat_f32s(cs), v)
+                        s.mul_add_e_f32s(old, s.splat_f32s(cs), x)
                     };
                 }
                 if !epi.bias.is_null() {
                     let bv = if epi.bias_per_row {
                         s.splat_f32s(*epi.bias.add(i))
                     } else {
-                        load(epi.bias.add(col))
+                        load(epi.bias.add(col), j)
                     };
-                    v = s.add_f32s(v, bv);
+                    x = s.add_f32s(x, bv);
                 }
-                let mut v = epi.act.apply(s, v);
+                v[i][j] = x;
+            }
+        }
+        if !F::IDENTITY {
+            // Dead rows and columns too: harmless values, never stored.
+            epi.act.apply_tile(s, &mut v);
+        }
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..MR {
+            for j in 0..NV {
+                if !live(i, j) {
+                    continue;
+                }
+                let col = j * lanes;
+                let mut x = v[i][j];
                 if !epi.mul.is_null() {
-                    v = s.mul_f32s(v, load(epi.mul.add(i * epi.mul_rs + col)));
+                    x = s.mul_f32s(x, load(epi.mul.add(i * epi.mul_rs + col), j));
                 }
-                if full {
-                    (crow.add(col) as *mut S::f32s).write_unaligned(v);
+                let p = c.add(i * c_rs + col);
+                if full(j) {
+                    (p as *mut S::f32s).write_unaligned(x);
                 } else {
-                    s.mask_store_ptr_f32s(mask, crow.add(col), v);
+                    s.mask_store_ptr_f32s(mask(j), p, x);
                 }
             }
         }
