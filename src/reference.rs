@@ -289,7 +289,7 @@ pub fn gpt2_layer(w: &crate::block::Gpt2Weights, x: &[f32], n: usize) -> Vec<f32
 }
 
 /// The `rotary_dim/2` RoPE frequencies of `p` in f64, written out from the
-/// formulas in [`crate::rope`] (independently of the kernels' code).
+/// formulas in [`mod@crate::rope`] (independently of the kernels' code).
 pub fn rope_frequencies(p: &crate::rope::RopeParams) -> Vec<f64> {
     use crate::rope::RopeScaling;
     let half = p.rotary_dim / 2;

@@ -346,6 +346,37 @@ pub fn rope(
     Ok(())
 }
 
+/// The in-call [`rope`] on an explicit [`pulp::Simd`] token, serial (for
+/// callers who dispatch themselves, and tests of the 4-lane width).
+pub mod generic {
+    use super::*;
+
+    /// As [`super::rope`], on `simd`, one thread.
+    ///
+    /// # Errors
+    /// As [`super::rope`], without the ISA one.
+    pub fn rope<S: Simd>(
+        simd: S,
+        mut x: HeadsMut<'_>,
+        params: &RopeParams,
+        positions: Positions<'_>,
+    ) -> Result<(), KernelError> {
+        params.validate()?;
+        check(&x, params, positions, None)?;
+        let rows = rows_for(params, &x.layout, positions);
+        run(
+            Token(simd),
+            Parallelism::Serial,
+            x.ptr(),
+            x.layout,
+            params,
+            positions,
+            RowSource::PerToken(&rows),
+        );
+        Ok(())
+    }
+}
+
 /// cos/sin rows for every token of the view, token-major (`b·seq + s`).
 fn rows_for(params: &RopeParams, l: &Layout, positions: Positions<'_>) -> Vec<f32> {
     let freqs = params.frequencies();

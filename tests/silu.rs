@@ -18,8 +18,10 @@ const EPS: f64 = f32::EPSILON as f64;
 /// the result is normal, and beyond it (flushed to −0.0 below x ≈ −88.7).
 #[test]
 fn silu_within_4_ulp_on_a_dense_grid() {
+    // 2²⁰ points per range; 2¹⁶ in the light (emulated) run.
+    let points = if light() { 1 << 16 } else { 1 << 20 };
     for (lo, hi) in [(-120.0f32, 120.0f32), (-4.0, 4.0), (-1e-3, 1e-3)] {
-        let xs = grid(lo, hi, (1 << 20) + 1);
+        let xs = grid(lo, hi, points + 1);
         let mut outs: Vec<(String, Vec<f32>)> = Vec::new();
         for cfg in configs() {
             let mut out = vec![0.0; xs.len()];
@@ -382,4 +384,56 @@ fn silu_mul_shape_error_names_the_epilogue() {
         "{e}"
     );
     assert_eq!(c, [5.0; 4], "nothing written on error");
+}
+
+/// Shapes large enough for two threads: C split by columns (n ≥ m), by
+/// rows (m > n), and the matrix-vector path split by columns (m = 1). The
+/// U pointer must follow each part: bitwise equal to one thread, and to
+/// the reference within the matmul bound.
+#[test]
+fn silu_mul_threads_split_u_with_c() {
+    let f = |i: usize| ((i.wrapping_mul(2654435761) % 2001) as f32 / 1000.0 - 1.0) * 0.1;
+    for (m, n, k) in [
+        (64usize, 600usize, 700usize),
+        (300, 120, 700),
+        (1, 70_000, 64),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(f).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| f(i + 7)).collect();
+        let u: Vec<f32> = (0..m * n).map(|i| f(i + 13) * 10.0).collect(); // |u| ≤ 1
+        let av = MatRef::row_major(&a, m, k).unwrap();
+        let bv = MatRef::row_major(&b, k, n).unwrap();
+        let uv = MatRef::row_major(&u, m, n).unwrap();
+        let want = reference::matmul(None, av, bv, 1.0, 0.0, Epilogue::SiluMul(uv));
+        for isa in configs().into_iter().map(|c| c.isa) {
+            let mut outs = Vec::new();
+            for par in [Parallelism::Serial, Parallelism::Threads(2)] {
+                let cfg = Config {
+                    isa,
+                    parallelism: par,
+                };
+                let mut c = vec![f32::NAN; m * n];
+                let cm = MatMut::row_major(&mut c, m, n).unwrap();
+                matmul(cm, av, bv, 1.0, 0.0, Epilogue::SiluMul(uv), &cfg).unwrap();
+                outs.push(c);
+            }
+            assert_eq!(
+                outs[0], outs[1],
+                "{isa} {m}x{n}x{k}: 2 threads differ from 1"
+            );
+            for (idx, (&g, &w)) in outs[1].iter().zip(&want).enumerate() {
+                let (i, j) = (idx / n, idx % n);
+                let mag: f64 = (0..k)
+                    .map(|p| (a[i * k + p] * b[p * n + j]).abs() as f64)
+                    .sum();
+                let tol = 1.1 * 2.0 * (k + 2) as f64 * EPS * mag * u[idx].abs() as f64
+                    + 5.0 * ulp_f32(w)
+                    + 1e-37;
+                assert!(
+                    (g as f64 - w).abs() <= tol,
+                    "{isa} {m}x{n}x{k}: ({i}, {j}): {g} vs {w}"
+                );
+            }
+        }
+    }
 }

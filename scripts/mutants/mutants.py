@@ -104,9 +104,11 @@ MUTANTS = [
     ("swiglu_up_dropped", "src/gelu.rs",
      "s.mul_f32s(f.apply(s, x), u)", "s.add_f32s(f.apply(s, x), s.sub_f32s(u, u))",
      ["silu"]),
-    ("silu_mul_every_k_block", "src/matmul/gemm.rs",
+    # (U on every k-block is guarded twice, in `loops` and in `no_act`, so
+    # no single edit makes it; this one puts U on the first block instead.)
+    ("silu_mul_on_first_k_block", "src/matmul/gemm.rs",
      "let (mul, mul_rs) = if !last || p.mul.is_null() {",
-     "let (mul, mul_rs) = if p.mul.is_null() {",
+     "let (mul, mul_rs) = if !first || p.mul.is_null() {",
      ["silu"]),
     ("silu_mul_strided_u_transposed", "src/matmul/gemm.rs",
      "*p.mul.add((i0 + i) * p.rsu + (j0 + j) * p.csu)",
