@@ -19,26 +19,6 @@ use transformer_kernels::{
 
 const TOL: f32 = 1e-5;
 
-fn input(n: usize, d: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n * d)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn prefill_and_decode_match_reference_composition() {
     let (d, h, mlp) = (64, 4, 256);
@@ -48,7 +28,7 @@ fn prefill_and_decode_match_reference_composition() {
         ..Config::default()
     }]) {
         for n in [1usize, 5, 17, 40] {
-            let x0 = input(n, d, 11 + n as u64);
+            let x0 = layer_input(n, d, 11 + n as u64);
             let want = reference::gpt2_layer(&w, &x0, n);
             // Prefill without a cache (K/V read straight from the fused buffer).
             let mut layer = Gpt2Layer::new(w.clone()).unwrap();
@@ -94,7 +74,7 @@ fn chunked_prefill_then_decode() {
     // first), then 3 decode steps: same as prefilling all 15.
     let (d, h, mlp) = (64, 4, 256);
     let w = Gpt2Weights::random(d, h, mlp, 3);
-    let x0 = input(15, d, 5);
+    let x0 = layer_input(15, d, 5);
     let want = reference::gpt2_layer(&w, &x0, 15);
     let cfg = Config::default();
     let mut layer = Gpt2Layer::new(w).unwrap();

@@ -20,26 +20,6 @@ use transformer_kernels::{
 
 const TOL: f32 = 1e-5;
 
-fn input(n: usize, d: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n * d)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// Small dims with GQA (6 query heads over 2 KV heads), partial rotary,
 /// head_dim not a multiple of 16, and Llama 3 scaling.
 fn dims(layout: RopeLayout) -> LlamaDims {
@@ -85,7 +65,7 @@ fn prefill_chunks_and_decode_match_reference() {
         let d = dm.d;
         for cfg in cfgs() {
             for n in shapes(&[9usize, 1, 33], 1) {
-                let x0 = input(n, d, 3 + n as u64);
+                let x0 = layer_input(n, d, 3 + n as u64);
                 let want = reference::llama_layer(&w, &x0, n);
                 let mut layer = LlamaLayer::new(w.clone(), 64).unwrap();
                 let what = format!("{} {rl:?} {wl:?} n={n}", cfg.isa);
@@ -127,7 +107,7 @@ fn tolerance_sees_plausible_bugs() {
     let dm = dims(RopeLayout::HalfSplit);
     let w = LlamaWeights::random(dm, WeightLayout::InOut, 5);
     let (n, d) = (12, dm.d);
-    let x0 = input(n, d, 77);
+    let x0 = layer_input(n, d, 77);
     let want = reference::llama_layer(&w, &x0, n);
     let mut bugs: Vec<(&str, LlamaWeights)> = Vec::new();
     let mut other_layout = w.clone();

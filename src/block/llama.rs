@@ -308,27 +308,7 @@ impl LlamaLayer {
         let (d, hd, ffn) = (dm.d, dm.head_dim, dm.ffn);
         let (hq, hk) = (dm.heads, dm.kv_heads);
         let wq = dm.qkv_width();
-        if !x.len().is_multiple_of(d) {
-            return Err(KernelError::shape(
-                "x",
-                format!(
-                    "x has {} elements, not a whole number of rows of {d}",
-                    x.len()
-                ),
-            ));
-        }
-        let n = x.len() / d;
-        if let Some(c) = &cache
-            && (c.heads != hk || c.head_dim != hd || c.len + n > c.max_len)
-        {
-            return Err(KernelError::shape(
-                "cache",
-                format!(
-                    "cache holds {} of {} tokens of {}x{}; the layer needs {hk}x{hd} and {n} more",
-                    c.len, c.max_len, c.heads, c.head_dim
-                ),
-            ));
-        }
+        let n = super::check_tokens(x, d, cache.as_deref(), hk, hd)?;
         let pos0 = cache.as_ref().map_or(0, |c| c.len);
         if pos0 + n > self.table.max_positions() {
             return Err(KernelError::bounds(
@@ -401,13 +381,7 @@ impl LlamaLayer {
             }
             Some(c) => {
                 let kvw = hk * hd;
-                for i in 0..n {
-                    let row = &self.qkv[i * wq..(i + 1) * wq];
-                    let at = (c.len + i) * kvw;
-                    c.k[at..at + kvw].copy_from_slice(&row[k_at..v_at]);
-                    c.v[at..at + kvw].copy_from_slice(&row[v_at..]);
-                }
-                c.len += n;
+                c.append(&self.qkv, wq, k_at, v_at, n);
                 let len = c.len;
                 let k = HeadsRef::bshd(&c.k[..len * kvw], 1, len, hk, hd)?;
                 let v = HeadsRef::bshd(&c.v[..len * kvw], 1, len, hk, hd)?;

@@ -173,6 +173,53 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+
+    /// Appends `n` tokens whose keys and values are the `heads·head_dim`
+    /// floats at `k_at` and `v_at` of each `row`-float row of `src` (a fused
+    /// QKV buffer). The caller has checked the room ([`check_tokens`]).
+    fn append(&mut self, src: &[f32], row: usize, k_at: usize, v_at: usize, n: usize) {
+        let w = self.heads * self.head_dim;
+        for i in 0..n {
+            let r = &src[i * row..(i + 1) * row];
+            let at = (self.len + i) * w;
+            self.k[at..at + w].copy_from_slice(&r[k_at..k_at + w]);
+            self.v[at..at + w].copy_from_slice(&r[v_at..v_at + w]);
+        }
+        self.len += n;
+    }
+}
+
+/// The layers' input checks: `x` whole rows of `d` (returns their number),
+/// and a cache (if any) of `heads × head_dim` with room for them.
+fn check_tokens(
+    x: &[f32],
+    d: usize,
+    cache: Option<&KvCache>,
+    heads: usize,
+    hd: usize,
+) -> Result<usize, KernelError> {
+    if !x.len().is_multiple_of(d) {
+        return Err(KernelError::shape(
+            "x",
+            format!(
+                "x has {} elements, not a whole number of rows of {d}",
+                x.len()
+            ),
+        ));
+    }
+    let n = x.len() / d;
+    if let Some(c) = cache
+        && (c.heads != heads || c.head_dim != hd || c.len + n > c.max_len)
+    {
+        return Err(KernelError::shape(
+            "cache",
+            format!(
+                "cache holds {} of {} tokens of {}x{}; the layer needs {heads}x{hd} and {n} more",
+                c.len, c.max_len, c.heads, c.head_dim
+            ),
+        ));
+    }
+    Ok(n)
 }
 
 /// Wall time per stage, accumulated over calls.
@@ -248,27 +295,7 @@ impl Gpt2Layer {
     ) -> Result<(), KernelError> {
         let (d, heads, mlp) = (self.w.d, self.w.heads, self.w.mlp);
         let hd = d / heads;
-        if !x.len().is_multiple_of(d) {
-            return Err(KernelError::shape(
-                "x",
-                format!(
-                    "x has {} elements, not a whole number of rows of {d}",
-                    x.len()
-                ),
-            ));
-        }
-        let n = x.len() / d;
-        if let Some(c) = &cache
-            && (c.heads != heads || c.head_dim != hd || c.len + n > c.max_len)
-        {
-            return Err(KernelError::shape(
-                "cache",
-                format!(
-                    "cache holds {} of {} tokens of {}x{}; the layer needs {heads}x{hd} and {n} more",
-                    c.len, c.max_len, c.heads, c.head_dim
-                ),
-            ));
-        }
+        let n = check_tokens(x, d, cache.as_deref(), heads, hd)?;
         if n == 0 {
             return Ok(());
         }
@@ -314,13 +341,7 @@ impl Gpt2Layer {
                 attention(out, q, k, v, &opts, cfg)?;
             }
             Some(c) => {
-                for i in 0..n {
-                    let row = &self.qkv[i * 3 * d..(i + 1) * 3 * d];
-                    let at = (c.len + i) * d;
-                    c.k[at..at + d].copy_from_slice(&row[d..2 * d]);
-                    c.v[at..at + d].copy_from_slice(&row[2 * d..]);
-                }
-                c.len += n;
+                c.append(&self.qkv, 3 * d, d, 2 * d, n);
                 let len = c.len;
                 let k = HeadsRef::bshd(&c.k[..len * d], 1, len, heads, hd)?;
                 let v = HeadsRef::bshd(&c.v[..len * d], 1, len, heads, hd)?;

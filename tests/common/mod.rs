@@ -84,3 +84,26 @@ pub fn shapes<T: Copy>(all: &[T], n_light: usize) -> Vec<T> {
     };
     all[..n].to_vec()
 }
+
+/// `n × d` deterministic values in [−1, 1) (xorshift64 from `seed`), the
+/// layers' test inputs.
+pub fn layer_input(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The largest absolute difference between two equal-length slices.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
