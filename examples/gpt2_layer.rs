@@ -12,6 +12,9 @@
 //!
 //! `cargo run --release --example gpt2_layer -- [--tokens 512] [--decode 32] [--threads 1] [--sweep] [--svg gpt2_layer_sweep.svg]`
 
+#[path = "common/chart.rs"]
+mod chart;
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 use transformer_kernels::isa::fma_peak_gflops;
@@ -370,55 +373,10 @@ fn main() {
 
 /// Stacked bars: share of each stage per N.
 fn chart(rows: &[(usize, StageTimes)]) -> String {
-    let (w, h, m) = (680.0, 420.0, 60.0);
-    let colors = [
-        "#8c564b", "#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd",
-    ];
-    let bw = (w - 2.0 * m - 160.0) / rows.len() as f64;
-    let mut s = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n<text x='{}' y='22' text-anchor='middle' font-size='14'>GPT-2-small layer prefill: share of time per stage</text>\n",
-        (w - 160.0) / 2.0
-    );
-    for (i, (n, t)) in rows.iter().enumerate() {
-        let x = m + i as f64 * bw;
-        let mut y = h - m;
-        let total = t.total().as_secs_f64();
-        for (j, (_, d)) in stages(t).iter().enumerate() {
-            let hh = (h - 2.0 * m) * d.as_secs_f64() / total;
-            y -= hh;
-            s += &format!(
-                "<rect x='{:.1}' y='{y:.1}' width='{:.1}' height='{hh:.1}' fill='{}'/>\n",
-                x + 4.0,
-                bw - 8.0,
-                colors[j]
-            );
-        }
-        s += &format!(
-            "<text x='{:.1}' y='{}' text-anchor='middle'>{n}</text>\n",
-            x + bw / 2.0,
-            h - m + 16.0
-        );
-        s += &format!(
-            "<text x='{:.1}' y='{}' text-anchor='middle' font-size='10'>{:.0} ms</text>\n",
-            x + bw / 2.0,
-            h - m + 30.0,
-            total * 1e3
-        );
-    }
-    for (j, (name, _)) in stages(&rows[0].1).iter().enumerate() {
-        let y = m + 20.0 * j as f64;
-        s += &format!(
-            "<rect x='{}' y='{y}' width='12' height='12' fill='{}'/><text x='{}' y='{}'>{name}</text>\n",
-            w - m - 150.0,
-            colors[j],
-            w - m - 132.0,
-            y + 10.0
-        );
-    }
-    s += &format!(
-        "<text x='{}' y='{}' text-anchor='middle'>tokens N (bar label: total time)</text>\n</svg>\n",
-        (w - 160.0) / 2.0,
-        h - 8.0
-    );
-    s
+    let names: Vec<&str> = stages(&rows[0].1).iter().map(|(n, _)| *n).collect();
+    let rows: Vec<(usize, Vec<Duration>)> = rows
+        .iter()
+        .map(|(n, t)| (*n, stages(t).iter().map(|(_, d)| *d).collect()))
+        .collect();
+    chart::stacked_shares("GPT-2-small layer prefill", &names, &rows)
 }

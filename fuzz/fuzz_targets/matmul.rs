@@ -106,11 +106,18 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         bc
     };
     let bias = values(u, blen_bias, hostile)?;
-    let ep = match u.int_in_range(0..=3u8)? {
+    // SwiGLU's U: any view, usually (not always) C's shape.
+    let (ur, uc, urs, ucs, ulen) = view_shape(u, m, n)?;
+    let uvals = values(u, ulen, hostile)?;
+    let Ok(uview) = MatRef::new(&uvals, ur, uc, urs, ucs) else {
+        return Ok(());
+    };
+    let ep = match u.int_in_range(0..=4u8)? {
         0 => Epilogue::None,
         1 => Epilogue::Bias(&bias),
         2 => Epilogue::BiasGelu(&bias, GeluKind::Erf),
-        _ => Epilogue::BiasGelu(&bias, GeluKind::Tanh),
+        3 => Epilogue::BiasGelu(&bias, GeluKind::Tanh),
+        _ => Epilogue::SiluMul(uview),
     };
 
     let (Ok(av), Ok(bv)) = (
@@ -145,6 +152,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let bias_len_ok = match ep {
         Epilogue::None => true,
         Epilogue::Bias(b) | Epilogue::BiasGelu(b, _) => b.len() == bc,
+        Epilogue::SiluMul(uv) => uv.rows() == ar && uv.cols() == bc,
     };
     let valid = cfg.isa.is_available() && br == ac && cr == ar && cc == bc && bias_len_ok;
     let got = &cbuf[PAD..PAD + clen];
@@ -163,6 +171,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                 .chain(&b)
                 .chain(&c0)
                 .chain(&bias)
+                .chain(&uvals)
                 .all(|v| v.is_finite() && v.abs() < 1e6);
             if !finite {
                 return Ok(());
@@ -183,8 +192,8 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                         0.0
                     };
                     let bterm = match ep {
-                        Epilogue::None => 0.0,
                         Epilogue::Bias(b) | Epilogue::BiasGelu(b, _) => b[j].abs() as f64,
+                        _ => 0.0,
                     };
                     let s = if alpha == 0.0 {
                         0.0
@@ -198,6 +207,13 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                     let w = want[i * cc + j];
                     let tol = match ep {
                         Epilogue::BiasGelu(..) => 1.13 * t + 4.0 * ulp(w) + 1e-7,
+                        // silu is 1.1-Lipschitz and within 4 ULP + 3e-37;
+                        // then one rounded product with U.
+                        Epilogue::SiluMul(uv) => {
+                            let uij = (uv.get(i, j).unwrap() as f64).abs();
+                            let sil = if uij > 0.0 { w.abs() / uij } else { 0.0 };
+                            uij * (1.1 * t + 4.0 * ulp(sil) + 3e-37) + ulp(w)
+                        }
                         _ => t,
                     };
                     let g = cview.get(i, j).unwrap() as f64;
