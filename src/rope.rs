@@ -541,7 +541,8 @@ impl WithSimd for Job<'_> {
             let (hs, cs) = (l.strides[2], row.as_ptr());
             let (lanes, cl) = (S::F32_LANES, S::C32_LANES);
             // The common head sizes: the token's cos/sin stay in registers
-            // across its heads (reloading them per head cost ~2× in L2).
+            // across its heads (measured: 25–31% faster at 32 heads × 128
+            // for 128 tokens, no change at 9 + 3 heads × 64).
             unsafe {
                 if self.interleaved {
                     match (r / 2).is_multiple_of(cl).then_some(r / 2 / cl) {
