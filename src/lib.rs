@@ -11,6 +11,8 @@
 //! - [`block`]: a GPT-2 decoder layer with KV cache built from the above;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
 //!   [`silu`], [`swiglu`] (and the matmul epilogue [`Epilogue::SiluMul`]);
+//! - [`mod@quant`]: bf16, f16 and GGUF Q8_0/Q4_0 weights for
+//!   [`matmul_weights`] (widened in registers, or while packing);
 //! - [`mod@rope`]: rotary position embeddings in place on strided head views
 //!   (half-split and interleaved, partial rotary, Llama 3 scaling);
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
@@ -44,6 +46,7 @@ pub mod isa;
 pub mod math;
 pub mod matmul;
 pub mod norm;
+pub mod quant;
 pub mod reference;
 pub mod rope;
 mod threads;
@@ -64,6 +67,10 @@ pub use gelu::{
     silu_inplace, swiglu, swiglu_inplace,
 };
 pub use isa::{Config, ISA_ENV, Isa, Parallelism};
-pub use matmul::{Epilogue, MatMut, MatRef, matmul};
+pub use matmul::{Epilogue, MatMut, MatRef, matmul, matmul_weights};
 pub use norm::{layer_norm, layer_norm_inplace, rms_norm, rms_norm_inplace};
+pub use quant::{
+    BlockQ4_0, BlockQ8_0, OwnedWeights, WeightFormat, WeightsRef, bf16, f16, quantize_q4_0,
+    quantize_q8_0,
+};
 pub use rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable, rope};

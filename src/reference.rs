@@ -419,3 +419,85 @@ pub fn llama_layer(w: &crate::block::LlamaWeights, x: &[f32], n: usize) -> Vec<f
     let down = mm(&g, ffn, &w.w_down, d, Epilogue::None);
     x1.iter().zip(&down).map(|(a, b)| a + b).collect()
 }
+
+/// An IEEE half's value, from its definition: `(−1)^s · 2^(e−15) · (1 +
+/// m/1024)` for `0 < e < 31`, `(−1)^s · 2^−14 · m/1024` for `e = 0`, ±∞ or
+/// NaN for `e = 31`.
+pub fn f16_value(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let e = i32::from((bits >> 10) & 0x1f);
+    let m = f64::from(bits & 0x3ff);
+    sign * match e {
+        0 => 2f64.powi(-14) * m / 1024.0,
+        31 if m == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => 2f64.powi(e - 15) * (1.0 + m / 1024.0),
+    }
+}
+
+/// A bfloat16's value: the f32 whose top 16 bits these are.
+pub fn bf16_value(bits: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(bits) << 16))
+}
+
+/// The 32 values of a Q8_0 block: `d · qs[e]`.
+pub fn q8_0_values(b: &crate::quant::BlockQ8_0) -> [f64; 32] {
+    let d = f16_value(b.d.to_bits());
+    core::array::from_fn(|e| d * f64::from(b.qs[e]))
+}
+
+/// The 32 values of a Q4_0 block: `d · (nib − 8)`, elements 0–15 in the low
+/// nibbles of bytes 0–15, elements 16–31 in their high nibbles.
+pub fn q4_0_values(b: &crate::quant::BlockQ4_0) -> [f64; 32] {
+    let d = f16_value(b.d.to_bits());
+    core::array::from_fn(|e| {
+        let nib = if e < 16 {
+            b.qs[e] & 0x0f
+        } else {
+            b.qs[e - 16] >> 4
+        };
+        d * (f64::from(nib) - 8.0)
+    })
+}
+
+/// The weights as a row-major `[k, n]` f32 matrix (every value is exact in
+/// f32), decoded here from the formats' definitions.
+pub fn weights_f32(w: &crate::quant::WeightsRef<'_>) -> Vec<f32> {
+    use crate::quant::{Data, WeightLayout};
+    let (k, n) = (w.k(), w.n());
+    let mut out = vec![0.0f32; k * n];
+    let idx = |l: WeightLayout, p: usize, j: usize| match l {
+        WeightLayout::InOut => p * n + j,
+        WeightLayout::OutIn => j * k + p,
+    };
+    for p in 0..k {
+        for j in 0..n {
+            out[p * n + j] = match w.data {
+                Data::F32(b) => b.get(p, j).unwrap_or(f32::NAN) as f64,
+                Data::Bf16(d, l) => bf16_value(d[idx(l, p, j)].to_bits()),
+                Data::F16(d, l) => f16_value(d[idx(l, p, j)].to_bits()),
+                Data::Q8_0(b) => q8_0_values(&b[j * (k / 32) + p / 32])[p % 32],
+                Data::Q4_0(b) => q4_0_values(&b[j * (k / 32) + p / 32])[p % 32],
+            } as f32;
+        }
+    }
+    out
+}
+
+/// [`matmul`] with weights in any format: the f64 product with the
+/// weights' exact values ([`weights_f32`]).
+///
+/// # Panics
+/// As [`matmul`].
+pub fn matmul_weights(
+    c: Option<MatRef<'_>>,
+    a: MatRef<'_>,
+    w: &crate::quant::WeightsRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+) -> Vec<f64> {
+    let b = weights_f32(w);
+    let bv = MatRef::row_major(&b, w.k(), w.n()).expect("k·n elements");
+    matmul(c, a, bv, alpha, beta, epilogue)
+}

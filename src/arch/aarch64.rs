@@ -77,3 +77,84 @@ pub(crate) unsafe fn fma_8rows_lane<V: Copy, const MR: usize, const NV: usize>(
         }
     }
 }
+
+// Widening loads for the low-precision weight formats (`quant::simd`), one
+// 4-lane vector at a time. Every function reads exactly its 4 elements.
+
+use core::arch::aarch64::{
+    float32x4_t as F4, vaddq_u32, vandq_u32, vbslq_f32, vceqq_u32, vcreate_s8, vcreate_u8,
+    vcreate_u16, vcvtq_f32_s32, vcvtq_f32_u32, vdupq_n_u32, vget_low_s16, vget_low_u16, vmovl_s8,
+    vmovl_s16, vmovl_u8, vmovl_u16, vorrq_u32, vreinterpretq_f32_u32, vreinterpretq_u32_f32,
+    vshlq_n_u32, vsubq_f32,
+};
+
+/// 4 bf16 at `p` → f32.
+///
+/// # Safety
+/// `p` is valid for 4 reads.
+#[inline(always)]
+pub(crate) unsafe fn bf16x4(p: *const u16) -> F4 {
+    // SAFETY: 8 bytes read from `p` (caller); NEON is baseline.
+    unsafe {
+        let h = vmovl_u16(vcreate_u16((p as *const u64).read_unaligned()));
+        vreinterpretq_f32_u32(vshlq_n_u32::<16>(h))
+    }
+}
+
+/// 4 IEEE halves at `p` → f32, exactly, in integer arithmetic (the
+/// `half_to_float` construction of `arch::x86::f16_v3`; Rust's f16 vector
+/// types are not stable).
+///
+/// # Safety
+/// `p` is valid for 4 reads.
+#[inline(always)]
+pub(crate) unsafe fn f16x4(p: *const u16) -> F4 {
+    // SAFETY: 8 bytes read from `p` (caller); NEON is baseline.
+    unsafe {
+        let h = vmovl_u16(vcreate_u16((p as *const u64).read_unaligned()));
+        let shifted_exp = vdupq_n_u32(0x7c00 << 13);
+        let o = vshlq_n_u32::<13>(vandq_u32(h, vdupq_n_u32(0x7fff)));
+        let e = vandq_u32(o, shifted_exp);
+        let o = vaddq_u32(o, vdupq_n_u32(112 << 23));
+        let inf_nan = vceqq_u32(e, shifted_exp);
+        let o = vaddq_u32(o, vandq_u32(inf_nan, vdupq_n_u32(112 << 23)));
+        let zero = vceqq_u32(e, vdupq_n_u32(0));
+        let magic = vreinterpretq_f32_u32(vdupq_n_u32(113 << 23));
+        let den = vsubq_f32(
+            vreinterpretq_f32_u32(vaddq_u32(o, vdupq_n_u32(1 << 23))),
+            magic,
+        );
+        let f = vbslq_f32(zero, den, vreinterpretq_f32_u32(o));
+        let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
+        vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(f), sign))
+    }
+}
+
+/// 4 i8 at `p` → f32.
+///
+/// # Safety
+/// `p` is valid for 4 reads.
+#[inline(always)]
+pub(crate) unsafe fn i8x4(p: *const i8) -> F4 {
+    // SAFETY: 4 bytes read from `p` (caller); NEON is baseline.
+    unsafe {
+        let w = u64::from((p as *const u32).read_unaligned());
+        let s16 = vmovl_s8(vcreate_s8(w));
+        vcvtq_f32_s32(vmovl_s16(vget_low_s16(s16)))
+    }
+}
+
+/// The low (or high) nibbles of 4 bytes at `p` → f32 in `[0, 15]`.
+///
+/// # Safety
+/// `p` is valid for 4 reads.
+#[inline(always)]
+pub(crate) unsafe fn u4x4(p: *const u8, hi: bool) -> F4 {
+    // SAFETY: 4 bytes read from `p` (caller); NEON is baseline.
+    unsafe {
+        let w = u64::from((p as *const u32).read_unaligned());
+        let w = if hi { w >> 4 } else { w } & 0x0f0f_0f0f;
+        let u16s = vmovl_u8(vcreate_u8(w));
+        vcvtq_f32_u32(vmovl_u16(vget_low_u16(u16s)))
+    }
+}

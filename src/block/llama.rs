@@ -14,19 +14,9 @@ use crate::error::KernelError;
 use crate::isa::Config;
 use crate::matmul::{Epilogue, MatMut, MatRef, matmul};
 use crate::norm::rms_norm;
+pub use crate::quant::WeightLayout;
 use crate::rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable};
 use std::time::{Duration, Instant};
-
-/// How a weight matrix is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WeightLayout {
-    /// Row-major `[in, out]`: `y = x·W` (GPT-2's `Conv1D`, JAX).
-    #[default]
-    InOut,
-    /// Row-major `[out, in]`: `y = x·Wᵀ` (PyTorch `nn.Linear`, Hugging Face
-    /// checkpoints, GGUF). Read through a transposed view, not copied.
-    OutIn,
-}
 
 /// The shape of a Llama-family layer.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -63,7 +63,8 @@ fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
     #[cfg(not(target_arch = "aarch64"))]
     let always_pack_a = false;
     let pack_a = always_pack_a || pack_a_pays(p, &bl);
-    let pack_b = pack_b_pays(p, &bl);
+    // Low-precision B is always converted while packed.
+    let pack_b = p.w.is_some() || pack_b_pays(p, &bl);
     // Constant-folded: one tile shape per vector width, and on AVX-512 a
     // second for unpacked A — 14 A rows read in place need 14 address
     // registers, more than x86 has to spare (LLVM then shuffles them every
@@ -159,7 +160,15 @@ fn loops<
                 if PACKED_B {
                     // SAFETY: the block [pc, pc+kc) × [jc, jc+nc) lies inside
                     // B; bbuf holds ceil(nc/nr)·nr·kc floats.
-                    unsafe { pack_b::<S, NV>(p, pc, jc, kc, nc, bbuf.as_mut_ptr()) };
+                    unsafe {
+                        match &p.w {
+                            // kc and pc are multiples of 32 (every KC is).
+                            Some(w) => {
+                                super::lowp::pack_b(s, w, pc, jc, kc, nc, nr, bbuf.as_mut_ptr())
+                            }
+                            None => pack_b::<S, NV>(p, pc, jc, kc, nc, bbuf.as_mut_ptr()),
+                        }
+                    }
                 }
                 for ir in (0..mc).step_by(MR) {
                     let m_eff = MR.min(mc - ir);

@@ -174,7 +174,7 @@ unsafe fn cols_dot<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut [
 /// Elements `j..j+acc.len()` of y (stride incy), of bias (stride
 /// bias_stride, if not null) and of u (stride incu, if not null) exist.
 #[inline(always)]
-unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize, acc: &mut [f32]) {
+pub(super) unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize, acc: &mut [f32]) {
     let lanes = S::F32_LANES;
     let n = acc.len();
     let alpha = s.splat_f32s(g.alpha);

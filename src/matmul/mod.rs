@@ -11,6 +11,7 @@
 mod gemm;
 mod gemv;
 pub(crate) mod kernel;
+mod lowp;
 pub mod view;
 
 pub use view::{MatMut, MatRef};
@@ -19,6 +20,7 @@ use crate::error::KernelError;
 pub(crate) use crate::gelu::Act;
 use crate::gelu::{GeluKind, Identity};
 use crate::isa::{Config, dispatch};
+use crate::quant::{Data, WeightFormat, WeightLayout, WeightsRef};
 use crate::threads;
 use pulp::{Simd, WithSimd};
 
@@ -65,7 +67,25 @@ pub(crate) struct Problem {
     pub mul: *const f32,
     pub rsu: usize,
     pub csu: usize,
+    /// Low-precision B (then `b` is null and unused).
+    pub w: Option<LowB>,
 }
+
+/// Low-precision weights in raw-pointer form.
+#[derive(Clone, Copy)]
+pub(crate) struct LowB {
+    /// Never `F32`.
+    pub fmt: WeightFormat,
+    pub ptr: *const u8,
+    /// `[n, k]` rows (always, for the block formats); else `[k, n]`.
+    pub out_in: bool,
+    /// Elements from one row to the next: k for `[n, k]`, n for `[k, n]`.
+    pub ld: usize,
+}
+
+// SAFETY: built from a borrow that outlives the call, and only read.
+unsafe impl Send for LowB {}
+unsafe impl Sync for LowB {}
 
 // SAFETY: a Problem is only built by `matmul` from borrows that outlive the
 // call; threads get disjoint blocks of C (see `split`).
@@ -130,7 +150,7 @@ pub fn matmul(
     epilogue: Epilogue<'_>,
     cfg: &Config,
 ) -> Result<(), KernelError> {
-    let p = validate(c, a, b, alpha, beta, epilogue)?;
+    let p = validate(c, a, WeightsRef::f32(b), alpha, beta, epilogue)?;
     cfg.validate()?;
     if let Some(p) = p {
         dispatch(
@@ -149,16 +169,16 @@ pub fn matmul(
 fn validate(
     mut c: MatMut<'_>,
     a: MatRef<'_>,
-    b: MatRef<'_>,
+    b: WeightsRef<'_>,
     alpha: f32,
     beta: f32,
     epilogue: Epilogue<'_>,
 ) -> Result<Option<Problem>, KernelError> {
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    if b.rows() != k {
+    let (m, k, n) = (a.rows(), a.cols(), b.n());
+    if b.k() != k {
         return Err(KernelError::shape(
             "b",
-            format!("b has {} rows but a has {k} columns", b.rows()),
+            format!("b has {} rows but a has {k} columns", b.k()),
         ));
     }
     if c.rows() != m || c.cols() != n {
@@ -192,6 +212,37 @@ fn validate(
     if m == 0 || n == 0 {
         return Ok(None);
     }
+    let (bf, w) = match b.data {
+        Data::F32(b) => (Some(b), None),
+        Data::Bf16(d, l) => (
+            None,
+            Some(low(WeightFormat::Bf16, d.as_ptr().cast(), l, k, n)),
+        ),
+        Data::F16(d, l) => (
+            None,
+            Some(low(WeightFormat::F16, d.as_ptr().cast(), l, k, n)),
+        ),
+        Data::Q8_0(d) => (
+            None,
+            Some(low(
+                WeightFormat::Q8_0,
+                d.as_ptr().cast(),
+                WeightLayout::OutIn,
+                k,
+                n,
+            )),
+        ),
+        Data::Q4_0(d) => (
+            None,
+            Some(low(
+                WeightFormat::Q4_0,
+                d.as_ptr().cast(),
+                WeightLayout::OutIn,
+                k,
+                n,
+            )),
+        ),
+    };
     Ok(Some(Problem {
         m,
         n,
@@ -199,9 +250,9 @@ fn validate(
         a: a.ptr(),
         rsa: a.row_stride(),
         csa: a.col_stride(),
-        b: b.ptr(),
-        rsb: b.row_stride(),
-        csb: b.col_stride(),
+        b: bf.map_or(core::ptr::null(), |b| b.ptr()),
+        rsb: bf.map_or(0, |b| b.row_stride()),
+        csb: bf.map_or(0, |b| b.col_stride()),
         c: c.ptr(),
         rsc: c.row_stride(),
         csc: c.col_stride(),
@@ -213,7 +264,56 @@ fn validate(
         mul: mul.map_or(core::ptr::null(), |u| u.ptr()),
         rsu: mul.map_or(0, |u| u.row_stride()),
         csu: mul.map_or(0, |u| u.col_stride()),
+        w,
     }))
+}
+
+fn low(fmt: WeightFormat, ptr: *const u8, l: WeightLayout, k: usize, n: usize) -> LowB {
+    let out_in = l == WeightLayout::OutIn;
+    LowB {
+        fmt,
+        ptr,
+        out_in,
+        ld: if out_in { k } else { n },
+    }
+}
+
+/// `C ← epilogue(alpha·A·W + beta·C)` with weights in any
+/// [`WeightFormat`] ([`WeightsRef`]): activations and accumulation in f32.
+///
+/// The result is the f32 product with the dequantized weights, within the
+/// same bound as [`matmul`] (widening bf16/f16 and `d·q` are exact). How it
+/// runs:
+/// - m ≤ 8 with `[n, k]` weights (every block format), or m = 1 with
+///   `[k, n]` bf16/f16: each weight is read once and widened in registers
+///   (no copy, no allocation), threads over output columns;
+/// - otherwise the packed f32 driver, converting B while it packs it.
+///
+/// Threads split m and n, never k: bitwise identical for every thread count.
+///
+/// # Errors
+/// As [`matmul`], with `b` the weights.
+pub fn matmul_weights(
+    c: MatMut<'_>,
+    a: MatRef<'_>,
+    w: WeightsRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    let p = validate(c, a, w, alpha, beta, epilogue)?;
+    cfg.validate()?;
+    if let Some(p) = p {
+        dispatch(
+            cfg.isa,
+            Op {
+                p,
+                nthreads: cfg.parallelism.threads(),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// [`matmul`] on an explicit [`pulp::Simd`] token, serial: for callers who
@@ -233,7 +333,20 @@ pub mod generic {
         beta: f32,
         epilogue: Epilogue<'_>,
     ) -> Result<(), KernelError> {
-        if let Some(p) = validate(c, a, b, alpha, beta, epilogue)? {
+        matmul_weights(simd, c, a, WeightsRef::f32(b), alpha, beta, epilogue)
+    }
+
+    /// As [`super::matmul_weights`], on `simd`, one thread.
+    pub fn matmul_weights<S: Simd>(
+        simd: S,
+        c: MatMut<'_>,
+        a: MatRef<'_>,
+        w: WeightsRef<'_>,
+        alpha: f32,
+        beta: f32,
+        epilogue: Epilogue<'_>,
+    ) -> Result<(), KernelError> {
+        if let Some(p) = validate(c, a, w, alpha, beta, epilogue)? {
             simd.vectorize(Op { p, nthreads: 1 });
         }
         Ok(())
@@ -281,6 +394,22 @@ impl WithSimd for Op {
             }
             return;
         }
+        if let Some(w) = p.w
+            && lowp::takes_dot(&p, &w)
+        {
+            let nt = threads::threads_for(
+                crate::Parallelism::Threads(self.nthreads),
+                p.n * p.k,
+                MIN_GEMV_ELEMS_PER_THREAD,
+            );
+            let step = p.n.div_ceil(nt).next_multiple_of(64);
+            let jobs = p.n.div_ceil(step);
+            threads::for_each_index(nt, jobs, move |t| {
+                let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
+                s.vectorize(LowpOp { p, w, j0, j1 });
+            });
+            return;
+        }
         if let Some(g) = as_gemv(&p) {
             let cols = if p.m == 1 { p.n } else { p.m };
             let nt = threads::threads_for(
@@ -319,7 +448,9 @@ impl WithSimd for Op {
 /// The product as a matrix-vector one, when m = 1 (or n = 1, transposed)
 /// and the matrix has a unit stride along one dimension.
 fn as_gemv(p: &Problem) -> Option<Gemv> {
-    let g = if p.m == 1 {
+    let g = if p.w.is_some() {
+        return None;
+    } else if p.m == 1 {
         Gemv {
             k: p.k,
             x: p.a,
@@ -384,6 +515,25 @@ fn gemv_act<S: Simd>(s: S, g: &Gemv, j0: usize, j1: usize) {
     }
 }
 
+struct LowpOp {
+    p: Problem,
+    w: LowB,
+    j0: usize,
+    j1: usize,
+}
+
+impl WithSimd for LowpOp {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (p, w) = (&self.p, &self.w);
+        match p.act {
+            Act::None => lowp::run_cols(s, p, w, Identity, self.j0, self.j1),
+            act => lowp::run_cols(s, p, w, act, self.j0, self.j1),
+        }
+    }
+}
+
 struct GemmOp {
     p: Problem,
 }
@@ -408,7 +558,12 @@ fn split(p: &Problem, nt: usize, bl: kernel::Blocking) -> Vec<Problem> {
             out.push(unsafe {
                 Problem {
                     n: w,
-                    b: p.b.add(j0 * p.csb),
+                    b: if p.b.is_null() {
+                        p.b
+                    } else {
+                        p.b.add(j0 * p.csb)
+                    },
+                    w: p.w.map(|w| w.at_col(j0)),
                     c: p.c.add(j0 * p.csc),
                     bias: if p.bias.is_null() {
                         p.bias

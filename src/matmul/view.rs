@@ -111,6 +111,24 @@ impl<'a> MatRef<'a> {
         })
     }
 
+    /// A view whose bounds the caller has already checked.
+    pub(crate) fn from_parts(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
+        debug_assert!(check_bounds(data.len(), rows, cols, rs, cs).is_ok());
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
     /// Row-major `rows × cols` (row stride `cols`).
     ///
     /// # Errors

@@ -1,0 +1,142 @@
+//! x86-64 pieces pulp's `Simd` trait has no operation for: widening loads of
+//! 16-bit floats and 8- and 4-bit integers to f32 lanes (the low-precision
+//! weight formats of [`crate::quant`]).
+//!
+//! Each function is compiled for the features of the pulp level it serves
+//! (`V3`: AVX2 + FMA, no F16C; `V4`: AVX-512 F/BW/DQ/VL) and inlined into
+//! that level's kernels, which run with a superset of those features.
+
+use core::any::TypeId;
+use core::arch::x86_64::*;
+use pulp::Simd;
+
+/// Whether `S` is pulp's AVX-512 token. Constant-folded.
+#[inline(always)]
+pub(crate) fn is_v4<S: Simd>() -> bool {
+    TypeId::of::<S>() == TypeId::of::<pulp::x86::V4>()
+}
+
+/// Whether `S` is pulp's AVX2 token. Constant-folded.
+#[inline(always)]
+pub(crate) fn is_v3<S: Simd>() -> bool {
+    TypeId::of::<S>() == TypeId::of::<pulp::x86::V3>()
+}
+
+/// 16 bf16 at `p` → f32 (exact: a bf16 is the top half of an f32).
+///
+/// # Safety
+/// AVX-512F; `p` valid for 16 reads.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn bf16_v4(p: *const u16) -> __m512 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h))
+    }
+}
+
+/// 16 IEEE halves at `p` → f32 (`vcvtph2ps`, exact).
+///
+/// # Safety
+/// AVX-512F; `p` valid for 16 reads.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn f16_v4(p: *const u16) -> __m512 {
+    // SAFETY: the caller's contract.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+}
+
+/// 16 i8 at `p` → f32.
+///
+/// # Safety
+/// AVX-512F; `p` valid for 16 reads.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn i8_v4(p: *const i8) -> __m512 {
+    // SAFETY: the caller's contract.
+    unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast()))) }
+}
+
+/// The low (or, with `hi`, high) nibbles of 16 bytes at `p` → f32 in
+/// `[0, 15]`.
+///
+/// # Safety
+/// AVX-512F; `p` valid for 16 reads.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn u4_v4(p: *const u8, hi: bool) -> __m512 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let b = _mm_loadu_si128(p.cast());
+        let b = if hi { _mm_srli_epi16::<4>(b) } else { b };
+        let n = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(n))
+    }
+}
+
+/// 8 bf16 at `p` → f32.
+///
+/// # Safety
+/// AVX2; `p` valid for 8 reads.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn bf16_v3(p: *const u16) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+    }
+}
+
+/// 8 IEEE halves at `p` → f32, exact, in integer and f32 arithmetic (pulp's
+/// AVX2 level does not include F16C): the exponent is rebiased by adding
+/// 112 to it; infinities and NaNs get 112 more (all-ones exponent);
+/// subnormal halves become `(bits + 2^-14) − 2^-14` in f32, normalised by
+/// an exact subtraction (F. Giesen's `half_to_float`), so no f32 subnormal
+/// is ever an operand.
+///
+/// # Safety
+/// AVX2; `p` valid for 8 reads.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn f16_v3(p: *const u16) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+        let shifted_exp = _mm256_set1_epi32(0x7c00 << 13);
+        let o = _mm256_slli_epi32::<13>(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)));
+        let e = _mm256_and_si256(o, shifted_exp);
+        let o = _mm256_add_epi32(o, _mm256_set1_epi32(112 << 23));
+        let inf_nan = _mm256_cmpeq_epi32(e, shifted_exp);
+        let o = _mm256_add_epi32(o, _mm256_and_si256(inf_nan, _mm256_set1_epi32(112 << 23)));
+        let zero = _mm256_cmpeq_epi32(e, _mm256_setzero_si256());
+        let magic = _mm256_castsi256_ps(_mm256_set1_epi32(113 << 23));
+        let den = _mm256_sub_ps(
+            _mm256_castsi256_ps(_mm256_add_epi32(o, _mm256_set1_epi32(1 << 23))),
+            magic,
+        );
+        let f = _mm256_blendv_ps(_mm256_castsi256_ps(o), den, _mm256_castsi256_ps(zero));
+        let sign = _mm256_slli_epi32::<16>(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)));
+        _mm256_or_ps(f, _mm256_castsi256_ps(sign))
+    }
+}
+
+/// 8 i8 at `p` → f32.
+///
+/// # Safety
+/// AVX2; `p` valid for 8 reads.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn i8_v3(p: *const i8) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
+}
+
+/// The low (or high) nibbles of 8 bytes at `p` → f32 in `[0, 15]`.
+///
+/// # Safety
+/// AVX2; `p` valid for 8 reads.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn u4_v3(p: *const u8, hi: bool) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let b = _mm_loadl_epi64(p.cast());
+        let b = if hi { _mm_srli_epi16::<4>(b) } else { b };
+        let n = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(n))
+    }
+}

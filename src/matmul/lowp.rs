@@ -1,0 +1,645 @@
+//! Products with low-precision B ([`crate::quant`]): the weights are
+//! widened to f32 in registers, never copied whole.
+//!
+//! - decode (m ≤ [`DOT_ROWS`], weights `[n, k]`): each output is a dot
+//!   product of an A row with a weight row, the weights streamed once and
+//!   dequantized a block at a time (`dot_cols`);
+//! - decode with bf16/f16 `[k, n]` weights (m = 1): rows streamed as axpys
+//!   into column accumulators, as the f32 path does (`axpy_cols`);
+//! - everything else: the f32 packed driver, with B converted while it is
+//!   packed (`pack_b`), so the conversion is paid once per packed block
+//!   and reused by every row of A.
+
+use super::gemv::finish;
+use super::{Act, Gemv, LowB, Problem};
+use crate::gelu::VecFn;
+use crate::quant::simd::{bf16s, f16s, i8s, u4s};
+use crate::quant::{BlockQ4_0, BlockQ8_0, QK, WeightFormat, bf16, f16};
+use aligned_vec::{AVec, ConstAlign};
+use pulp::Simd;
+use std::cell::Cell;
+
+type Buf = AVec<f32, ConstAlign<64>>;
+
+/// Rows of A handled by one pass of the dot-product path; larger m goes
+/// through the packed driver. Up to 4 rows share each dequantized weight
+/// vector; 5–8 rows take two passes over the weights.
+pub(crate) const DOT_ROWS: usize = 8;
+
+/// Output columns per chunk of the dot-product path (accumulators of up to 4
+/// A rows stay in L1).
+const CHUNK: usize = 512;
+
+thread_local! {
+    /// (accumulators, contiguous copy of A's rows), per thread; taken out
+    /// rather than borrowed in a `with` closure (see `gemm::PACK`).
+    static SCRATCH: Cell<Option<(Buf, Buf)>> = const { Cell::new(None) };
+}
+
+/// An f16 scale as f32, branch-free: the 15 magnitude bits moved into an
+/// f32's exponent and significand and multiplied by 2^112 (exact for normal
+/// and subnormal halves; infinite and NaN scales are refused by
+/// [`crate::quant::WeightsRef`]), then the sign.
+#[inline(always)]
+fn scale_f32(h: f16) -> f32 {
+    let b = u32::from(h.to_bits());
+    let v = f32::from_bits((b & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
+    f32::from_bits(v.to_bits() | ((b & 0x8000) << 16))
+}
+
+/// One weight format, as units of contiguous elements along k: a 32-weight
+/// block for the block formats, one vector for bf16/f16.
+pub(crate) trait Fmt: Copy {
+    /// Elements per unit at this width.
+    fn unit<S: Simd>() -> usize;
+    /// Bytes per unit at this width.
+    fn unit_bytes<S: Simd>() -> usize;
+    /// Per-unit constants (the block's `d`, and `−8d` for Q4_0).
+    ///
+    /// # Safety
+    /// `u` points to a whole unit.
+    unsafe fn scale<S: Simd>(s: S, u: *const u8) -> (S::f32s, S::f32s);
+    /// Vector `v` (`< unit / lanes`) of the unit at `u`, as f32.
+    ///
+    /// # Safety
+    /// As `scale`; `sc` is `scale(s, u)`.
+    unsafe fn load<S: Simd>(s: S, u: *const u8, v: usize, sc: (S::f32s, S::f32s)) -> S::f32s;
+    /// Element `e` of a row starting at `row`, one at a time (tails).
+    ///
+    /// # Safety
+    /// The row has more than `e` elements.
+    unsafe fn get(row: *const u8, e: usize) -> f32;
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Bf16;
+#[derive(Clone, Copy)]
+pub(crate) struct F16;
+#[derive(Clone, Copy)]
+pub(crate) struct Q8;
+#[derive(Clone, Copy)]
+pub(crate) struct Q4;
+
+impl Fmt for Bf16 {
+    #[inline(always)]
+    fn unit<S: Simd>() -> usize {
+        S::F32_LANES
+    }
+    #[inline(always)]
+    fn unit_bytes<S: Simd>() -> usize {
+        2 * S::F32_LANES
+    }
+    #[inline(always)]
+    unsafe fn scale<S: Simd>(s: S, _: *const u8) -> (S::f32s, S::f32s) {
+        (s.splat_f32s(1.0), s.splat_f32s(0.0))
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(_: S, u: *const u8, _: usize, _: (S::f32s, S::f32s)) -> S::f32s {
+        // SAFETY: a unit is one vector of bf16 (caller).
+        unsafe { bf16s::<S>(u.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn get(row: *const u8, e: usize) -> f32 {
+        // SAFETY: caller.
+        unsafe { (*row.cast::<bf16>().add(e)).to_f32() }
+    }
+}
+
+impl Fmt for F16 {
+    #[inline(always)]
+    fn unit<S: Simd>() -> usize {
+        S::F32_LANES
+    }
+    #[inline(always)]
+    fn unit_bytes<S: Simd>() -> usize {
+        2 * S::F32_LANES
+    }
+    #[inline(always)]
+    unsafe fn scale<S: Simd>(s: S, _: *const u8) -> (S::f32s, S::f32s) {
+        (s.splat_f32s(1.0), s.splat_f32s(0.0))
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(_: S, u: *const u8, _: usize, _: (S::f32s, S::f32s)) -> S::f32s {
+        // SAFETY: a unit is one vector of f16 (caller).
+        unsafe { f16s::<S>(u.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn get(row: *const u8, e: usize) -> f32 {
+        // SAFETY: caller.
+        unsafe { (*row.cast::<f16>().add(e)).to_f32() }
+    }
+}
+
+impl Fmt for Q8 {
+    #[inline(always)]
+    fn unit<S: Simd>() -> usize {
+        QK
+    }
+    #[inline(always)]
+    fn unit_bytes<S: Simd>() -> usize {
+        size_of::<BlockQ8_0>()
+    }
+    #[inline(always)]
+    unsafe fn scale<S: Simd>(s: S, u: *const u8) -> (S::f32s, S::f32s) {
+        // SAFETY: a block starts with its f16 scale (caller).
+        let d = scale_f32(unsafe { u.cast::<f16>().read_unaligned() });
+        (s.splat_f32s(d), s.splat_f32s(0.0))
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(s: S, u: *const u8, v: usize, sc: (S::f32s, S::f32s)) -> S::f32s {
+        // SAFETY: `qs` is 32 bytes after the scale; v·lanes + lanes ≤ 32.
+        let q = unsafe { i8s::<S>(u.add(2 + v * S::F32_LANES).cast()) };
+        // d·q is exact (11-bit d times an 8-bit q).
+        s.mul_f32s(q, sc.0)
+    }
+    #[inline(always)]
+    unsafe fn get(row: *const u8, e: usize) -> f32 {
+        // SAFETY: caller; block e/32 of the row is whole.
+        let b = unsafe { &*row.cast::<BlockQ8_0>().add(e / QK) };
+        scale_f32(b.d) * f32::from(b.qs[e % QK])
+    }
+}
+
+impl Fmt for Q4 {
+    #[inline(always)]
+    fn unit<S: Simd>() -> usize {
+        QK
+    }
+    #[inline(always)]
+    fn unit_bytes<S: Simd>() -> usize {
+        size_of::<BlockQ4_0>()
+    }
+    #[inline(always)]
+    unsafe fn scale<S: Simd>(s: S, u: *const u8) -> (S::f32s, S::f32s) {
+        // SAFETY: a block starts with its f16 scale (caller).
+        let d = scale_f32(unsafe { u.cast::<f16>().read_unaligned() });
+        (s.splat_f32s(d), s.splat_f32s(-8.0 * d))
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(s: S, u: *const u8, v: usize, sc: (S::f32s, S::f32s)) -> S::f32s {
+        let lanes = S::F32_LANES;
+        // Elements v·lanes.. : low nibbles of bytes e for e < 16, high
+        // nibbles of bytes e − 16 after.
+        let e = v * lanes;
+        let (byte, hi) = if e < 16 { (e, false) } else { (e - 16, true) };
+        // SAFETY: `qs` is 16 bytes after the scale; byte + lanes ≤ 16.
+        let q = unsafe { u4s::<S>(u.add(2 + byte), hi) };
+        // d·q − 8d = d·(q − 8), exact, rounded once.
+        s.mul_add_e_f32s(q, sc.0, sc.1)
+    }
+    #[inline(always)]
+    unsafe fn get(row: *const u8, e: usize) -> f32 {
+        // SAFETY: caller; block e/32 of the row is whole.
+        let b = unsafe { &*row.cast::<BlockQ4_0>().add(e / QK) };
+        let byte = b.qs[e % 16];
+        let nib = if e % QK < 16 { byte & 0x0f } else { byte >> 4 };
+        scale_f32(b.d) * (f32::from(nib) - 8.0)
+    }
+}
+
+/// Calls `$body` with the `Fmt` type of a low-precision format.
+macro_rules! with_fmt {
+    ($w:expr, $F:ident => $body:expr) => {
+        match $w.fmt {
+            WeightFormat::Bf16 => {
+                type $F = Bf16;
+                $body
+            }
+            WeightFormat::F16 => {
+                type $F = F16;
+                $body
+            }
+            WeightFormat::Q8_0 => {
+                type $F = Q8;
+                $body
+            }
+            WeightFormat::Q4_0 => {
+                type $F = Q4;
+                $body
+            }
+            WeightFormat::F32 => unreachable!("f32 weights take the f32 paths"),
+        }
+    };
+}
+
+impl LowB {
+    /// Bytes from one weight row (`[n, k]`) or one k-row (`[k, n]`) to the
+    /// next.
+    #[inline(always)]
+    pub(crate) fn row_bytes(&self) -> usize {
+        self.fmt.bytes(self.ld)
+    }
+
+    /// The weights from column `j0` on.
+    #[inline(always)]
+    pub(crate) fn at_col(self, j0: usize) -> LowB {
+        let off = if self.out_in {
+            j0 * self.row_bytes()
+        } else {
+            self.fmt.bytes(j0)
+        };
+        // SAFETY (pointer offset): column j0 exists (callers split n).
+        LowB {
+            ptr: unsafe { self.ptr.add(off) },
+            ..self
+        }
+    }
+}
+
+/// Whether the product goes through a matrix-vector path here.
+pub(crate) fn takes_dot(p: &Problem, w: &LowB) -> bool {
+    (w.out_in && p.m <= DOT_ROWS) || (!w.out_in && p.m == 1)
+}
+
+/// Columns `[j0, j1)` of a product that [`takes_dot`], on this thread.
+#[inline(always)]
+pub(crate) fn run_cols<S: Simd, A: VecFn>(
+    s: S,
+    p: &Problem,
+    w: &LowB,
+    act: A,
+    j0: usize,
+    j1: usize,
+) {
+    with_fmt!(w, F => {
+        if w.out_in {
+            dot_cols::<S, A, F>(s, p, w, act, j0, j1)
+        } else {
+            axpy_cols::<S, A, F>(s, p, w, act, j0, j1)
+        }
+    })
+}
+
+/// The epilogue of row `i` over columns `[j, j + acc.len())`.
+///
+/// # Safety
+/// Row i and those columns of C (and U) exist.
+#[inline(always)]
+unsafe fn finish_row<S: Simd, A: VecFn>(
+    s: S,
+    p: &Problem,
+    act: A,
+    i: usize,
+    j: usize,
+    acc: &mut [f32],
+) {
+    let g = Gemv {
+        k: p.k,
+        x: core::ptr::null(),
+        incx: 1,
+        b: core::ptr::null(),
+        rsb: 0,
+        csb: 0,
+        // SAFETY: row i of C exists.
+        y: unsafe { p.c.add(i * p.rsc) },
+        incy: p.csc,
+        alpha: p.alpha,
+        beta: p.beta,
+        bias: p.bias,
+        bias_stride: 1,
+        act: Act::None,
+        mul: if p.mul.is_null() {
+            p.mul
+        } else {
+            // SAFETY: row i of U exists.
+            unsafe { p.mul.add(i * p.rsu) }
+        },
+        incu: p.csu,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { finish(s, &g, act, j, acc) }
+}
+
+/// Takes the scratch buffers and a contiguous copy of A's rows (when A's
+/// columns are strided).
+#[inline(always)]
+fn scratch(p: &Problem, acc_len: usize) -> (Buf, Buf, *const f32, usize) {
+    let (mut acc, mut abuf) = SCRATCH
+        .take()
+        .unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
+    if acc.len() < acc_len {
+        acc.resize(acc_len, 0.0);
+    }
+    if p.csa == 1 {
+        return (acc, abuf, p.a, p.rsa);
+    }
+    if abuf.len() < p.m * p.k {
+        abuf.resize(p.m * p.k, 0.0);
+    }
+    for i in 0..p.m {
+        for q in 0..p.k {
+            // SAFETY: (i, q) is inside A.
+            abuf[i * p.k + q] = unsafe { *p.a.add(i * p.rsa + q * p.csa) };
+        }
+    }
+    let ptr = abuf.as_ptr();
+    (acc, abuf, ptr, p.k)
+}
+
+/// `[n, k]` weights: C[i][j] = dot(A row i, weight row j), the weights
+/// streamed once per group of up to 4 A rows.
+#[inline(always)]
+fn dot_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0: usize, j1: usize) {
+    let (mut acc, abuf, a, rsa) = scratch(p, 4 * CHUNK);
+    let mut i0 = 0;
+    while i0 < p.m {
+        let mr = 4.min(p.m - i0);
+        let mut j = j0;
+        while j < j1 {
+            let n = CHUNK.min(j1 - j);
+            // SAFETY: rows i0..i0+mr of A (contiguous copy or in place with
+            // unit column stride), weight rows j..j+n, C's columns j..j+n.
+            unsafe {
+                let a = a.add(i0 * rsa);
+                if mr == 1 {
+                    dot_block::<S, F, 1, 4>(s, w, a, rsa, 1, p.k, j, n, acc.as_mut_ptr());
+                } else {
+                    dot_block::<S, F, 4, 1>(s, w, a, rsa, mr, p.k, j, n, acc.as_mut_ptr());
+                }
+                for r in 0..mr {
+                    finish_row(s, p, act, i0 + r, j, &mut acc[r * CHUNK..r * CHUNK + n]);
+                }
+            }
+            j += n;
+        }
+        i0 += mr;
+    }
+    SCRATCH.set(Some((acc, abuf)));
+}
+
+/// `out[r·CHUNK + c] = dot(a row r, weight row j + c)` for `r < mr ≤ M`,
+/// `c < n`, R weight rows at a time, one accumulator vector per (row,
+/// weight row) pair.
+///
+/// # Safety
+/// `a` holds `mr` rows of `k` floats at stride `rsa`; weight rows `j..j+n`
+/// exist; `out` holds `M·CHUNK` floats.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn dot_block<S: Simd, F: Fmt, const M: usize, const R: usize>(
+    s: S,
+    w: &LowB,
+    a: *const f32,
+    rsa: usize,
+    mr: usize,
+    k: usize,
+    j: usize,
+    n: usize,
+    out: *mut f32,
+) {
+    let lanes = S::F32_LANES;
+    let unit = F::unit::<S>();
+    let ub = F::unit_bytes::<S>();
+    let units = k / unit;
+    let vpu = unit / lanes;
+    let rb = w.row_bytes();
+    // Rows of A past mr read row 0 again (their sums are dropped).
+    let arow: [*const f32; M] = core::array::from_fn(|i| {
+        // SAFETY: row min(i, mr − 1) exists.
+        unsafe { a.add(i.min(mr - 1) * rsa) }
+    });
+    // SAFETY: the caller's contract; every pointer below stays inside the
+    // rows named there.
+    unsafe {
+        let mut c = 0;
+        while c < n {
+            let nr = R.min(n - c);
+            let rows: [*const u8; R] =
+                core::array::from_fn(|r| w.ptr.add((j + c + r.min(nr - 1)) * rb));
+            let mut sums = [[s.splat_f32s(0.0); R]; M];
+            for u in 0..units {
+                for r in 0..R {
+                    let up = rows[r].add(u * ub);
+                    let sc = F::scale::<S>(s, up);
+                    for v in 0..vpu {
+                        let wv = F::load::<S>(s, up, v, sc);
+                        let off = u * unit + v * lanes;
+                        for i in 0..M {
+                            let xv = (arow[i].add(off) as *const S::f32s).read_unaligned();
+                            sums[i][r] = s.mul_add_e_f32s(wv, xv, sums[i][r]);
+                        }
+                    }
+                }
+            }
+            for r in 0..nr {
+                for i in 0..mr {
+                    let mut t = s.reduce_sum_f32s(sums[i][r]);
+                    // bf16/f16 rows with k not a multiple of the width.
+                    for e in units * unit..k {
+                        t += F::get(rows[r], e) * *arow[i].add(e);
+                    }
+                    *out.add(i * CHUNK + c + r) = t;
+                }
+            }
+            c += nr;
+        }
+    }
+}
+
+/// `[k, n]` bf16/f16 weights, m = 1: y[j] = Σ_p x[p]·W[p][j], 8 weight rows
+/// streamed per pass over column accumulators (as `gemv::rows_axpy`).
+#[inline(always)]
+fn axpy_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0: usize, j1: usize) {
+    const ROWS: usize = 8;
+    const CH: usize = 4096;
+    let (mut acc, abuf, x, _) = scratch(p, CH);
+    let lanes = S::F32_LANES;
+    let rb = w.row_bytes();
+    let eb = w.fmt.bytes(1);
+    let mut j = j0;
+    while j < j1 {
+        let n = CH.min(j1 - j);
+        let nv = n / lanes;
+        let accp = acc.as_mut_ptr();
+        // SAFETY: weight rows p < k, columns j..j+n exist; acc holds CH.
+        unsafe {
+            let col0 = w.ptr.add(j * eb);
+            let mut p0 = 0;
+            while p0 < p.k {
+                let r = ROWS.min(p.k - p0);
+                let xs: [f32; ROWS] =
+                    core::array::from_fn(|q| if q < r { *x.add(p0 + q) } else { 0.0 });
+                let xv: [S::f32s; ROWS] = core::array::from_fn(|q| s.splat_f32s(xs[q]));
+                let rp: [*const u8; ROWS] =
+                    core::array::from_fn(|q| col0.add((p0 + q.min(r - 1)) * rb));
+                for v in 0..nv {
+                    let off = v * lanes;
+                    let mut a = if p0 == 0 {
+                        s.splat_f32s(0.0)
+                    } else {
+                        (accp.add(off) as *const S::f32s).read_unaligned()
+                    };
+                    for q in 0..ROWS {
+                        if q < r {
+                            let wv =
+                                F::load::<S>(s, rp[q].add(off * eb), 0, F::scale::<S>(s, rp[q]));
+                            a = s.mul_add_e_f32s(xv[q], wv, a);
+                        }
+                    }
+                    (accp.add(off) as *mut S::f32s).write_unaligned(a);
+                }
+                for c in nv * lanes..n {
+                    let mut a = if p0 == 0 { 0.0 } else { *accp.add(c) };
+                    for q in 0..r {
+                        a = xs[q].mul_add(F::get(rp[q], c), a);
+                    }
+                    *accp.add(c) = a;
+                }
+                p0 += r;
+            }
+            if p.k == 0 {
+                acc[..n].fill(0.0);
+            }
+            finish_row(s, p, act, 0, j, &mut acc[..n]);
+        }
+        j += n;
+    }
+    SCRATCH.set(Some((acc, abuf)));
+}
+
+/// Packs `B[pc..pc+kc, jc..jc+nc]` of low-precision weights into f32
+/// micro-panels of `nr` columns, each `kc × nr` row-major, zero-padded past
+/// the last column — the layout of `gemm::pack_b`.
+///
+/// # Safety
+/// The block is inside B; `dst` holds `ceil(nc/nr)·nr·kc` floats; for the
+/// block formats `pc` and `kc` are multiples of 32.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn pack_b<S: Simd>(
+    s: S,
+    w: &LowB,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    dst: *mut f32,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with_fmt!(w, F => if w.out_in {
+            pack_out_in::<S, F>(s, w, pc, jc, kc, nc, nr, dst)
+        } else {
+            pack_in_out::<S, F>(s, w, pc, jc, kc, nc, nr, dst)
+        })
+    }
+}
+
+/// `[k, n]` bf16/f16: each row of a panel is `nr` contiguous weights,
+/// widened a vector at a time.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pack_in_out<S: Simd, F: Fmt>(
+    s: S,
+    w: &LowB,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    dst: *mut f32,
+) {
+    let lanes = S::F32_LANES;
+    let rb = w.row_bytes();
+    let eb = w.fmt.bytes(1);
+    // SAFETY: reads (pc+q, jc+j), q < kc, j < nc: inside B; writes below
+    // ceil(nc/nr)·nr·kc.
+    unsafe {
+        for (panel, jr) in (0..nc).step_by(nr).enumerate() {
+            let nb = nr.min(nc - jr);
+            let out = dst.add(panel * kc * nr);
+            let full = nb / lanes * lanes;
+            for q in 0..kc {
+                let src = w.ptr.add((pc + q) * rb + (jc + jr) * eb);
+                let row = out.add(q * nr);
+                let sc = F::scale::<S>(s, src);
+                for c in (0..full).step_by(lanes) {
+                    let v = F::load::<S>(s, src.add(c * eb), 0, sc);
+                    (row.add(c) as *mut S::f32s).write_unaligned(v);
+                }
+                for c in full..nb {
+                    *row.add(c) = F::get(src, c);
+                }
+                for c in nb..nr {
+                    *row.add(c) = 0.0;
+                }
+            }
+        }
+    }
+}
+
+// A transpose: indices read clearer than iterator chains here.
+#[allow(clippy::needless_range_loop)]
+/// `[n, k]` weights: column j of the panel is weight row jc + jr + j,
+/// widened a unit at a time into a row buffer and written down the column.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pack_out_in<S: Simd, F: Fmt>(
+    s: S,
+    w: &LowB,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    dst: *mut f32,
+) {
+    const G: usize = 16;
+    const KB: usize = 256;
+    let lanes = S::F32_LANES;
+    let unit = F::unit::<S>();
+    let ub = F::unit_bytes::<S>();
+    let rb = w.row_bytes();
+    let mut tmp = [[0.0f32; KB]; G];
+    // SAFETY: reads weight rows jc..jc+nc, elements pc..pc+kc; writes below
+    // ceil(nc/nr)·nr·kc.
+    unsafe {
+        for (panel, jr) in (0..nc).step_by(nr).enumerate() {
+            let nb = nr.min(nc - jr);
+            let out = dst.add(panel * kc * nr);
+            // G weight rows × KB elements at a time: widened into `tmp`,
+            // then written k-major (G contiguous floats per k step).
+            for g0 in (0..nr).step_by(G) {
+                let gw = G.min(nr - g0);
+                for q0 in (0..kc).step_by(KB) {
+                    let kb = KB.min(kc - q0);
+                    for g in 0..gw {
+                        let t = tmp[g].as_mut_ptr();
+                        if g0 + g >= nb {
+                            core::ptr::write_bytes(t, 0, kb);
+                            continue;
+                        }
+                        let row = w.ptr.add((jc + jr + g0 + g) * rb);
+                        // Whole units inside [pc + q0, pc + q0 + kb).
+                        let e0 = pc + q0;
+                        let (u0, u1) = if e0.is_multiple_of(unit) {
+                            (e0 / unit, (e0 + kb) / unit)
+                        } else {
+                            (0, 0)
+                        };
+                        for u in u0..u1 {
+                            let up = row.add(u * ub);
+                            let sc = F::scale::<S>(s, up);
+                            for v in 0..unit / lanes {
+                                let x = F::load::<S>(s, up, v, sc);
+                                let at = u * unit + v * lanes - e0;
+                                (t.add(at) as *mut S::f32s).write_unaligned(x);
+                            }
+                        }
+                        let done = (u1 * unit).saturating_sub(e0);
+                        for e in done..kb {
+                            *t.add(e) = F::get(row, e0 + e);
+                        }
+                    }
+                    for q in 0..kb {
+                        let o = out.add((q0 + q) * nr + g0);
+                        for g in 0..gw {
+                            *o.add(g) = tmp[g][q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

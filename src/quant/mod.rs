@@ -1,0 +1,606 @@
+//! Low-precision weights: bf16, f16 and GGUF-compatible Q8_0 / Q4_0 blocks,
+//! and the [`WeightsRef`] view that [`crate::matmul_weights`] multiplies by.
+//!
+//! Activations stay f32 and products accumulate in f32: a product with
+//! low-precision weights equals the f32 product with the dequantized
+//! weights, within the f32 matmul's bound. Widening bf16 or f16 to f32 is
+//! exact, and so is `d·q` for a quantized block (an f16 scale times an
+//! integer of at most 8 bits fits f32's 24-bit significand).
+//!
+//! ## Block formats (byte for byte as llama.cpp / GGUF store them)
+//!
+//! | type          | bytes | elements | value of element `e`                          |
+//! |---------------|-------|----------|-----------------------------------------------|
+//! | [`BlockQ8_0`] | 34    | 32       | `d · qs[e]` (`qs: [i8; 32]`)                   |
+//! | [`BlockQ4_0`] | 18    | 32       | `d · (nib(e) − 8)`; `nib(e)` is the low nibble of `qs[e]` for `e < 16`, the high nibble of `qs[e − 16]` otherwise |
+//!
+//! `d` is an IEEE half (`f16`, little-endian). Blocks run along k: a
+//! quantized matrix is stored as n rows of k weights (`[out, in]`, as in
+//! PyTorch's `nn.Linear` and GGUF), each row `k / 32` blocks.
+
+use crate::error::KernelError;
+use crate::matmul::MatRef;
+pub use half::{bf16, f16};
+
+pub(crate) mod simd;
+
+/// Elements per quantized block (GGUF's `QK8_0` and `QK4_0`).
+pub const QK: usize = 32;
+
+/// How a weight matrix is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// Row-major `[in, out]` = `[k, n]`: `y = x·W` (GPT-2's `Conv1D`, JAX).
+    #[default]
+    InOut,
+    /// Row-major `[out, in]` = `[n, k]`: `y = x·Wᵀ` (PyTorch `nn.Linear`,
+    /// Hugging Face checkpoints, GGUF). Read in place, never copied.
+    OutIn,
+}
+
+/// One element type a weight matrix can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    /// 4-byte IEEE single.
+    F32,
+    /// bfloat16: the top half of an f32.
+    Bf16,
+    /// IEEE half.
+    F16,
+    /// GGUF Q8_0: 32 × i8 and an f16 scale (8.5 bits a weight).
+    Q8_0,
+    /// GGUF Q4_0: 32 × 4 bits and an f16 scale (4.5 bits a weight).
+    Q4_0,
+}
+
+impl WeightFormat {
+    /// Every format.
+    pub const ALL: [WeightFormat; 5] = [
+        WeightFormat::F32,
+        WeightFormat::Bf16,
+        WeightFormat::F16,
+        WeightFormat::Q8_0,
+        WeightFormat::Q4_0,
+    ];
+
+    /// Bytes that `count` weights occupy (`count` a multiple of 32 for the
+    /// block formats).
+    pub fn bytes(self, count: usize) -> usize {
+        match self {
+            WeightFormat::F32 => count * 4,
+            WeightFormat::Bf16 | WeightFormat::F16 => count * 2,
+            WeightFormat::Q8_0 => count / QK * size_of::<BlockQ8_0>(),
+            WeightFormat::Q4_0 => count / QK * size_of::<BlockQ4_0>(),
+        }
+    }
+
+    /// Whether the format is a block format (k a multiple of 32, `[n, k]`).
+    pub fn is_quantized(self) -> bool {
+        matches!(self, WeightFormat::Q8_0 | WeightFormat::Q4_0)
+    }
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = KernelError;
+    fn from_str(s: &str) -> Result<Self, KernelError> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "f32" => WeightFormat::F32,
+            "bf16" => WeightFormat::Bf16,
+            "f16" => WeightFormat::F16,
+            "q8_0" => WeightFormat::Q8_0,
+            "q4_0" => WeightFormat::Q4_0,
+            _ => {
+                return Err(KernelError::invalid(
+                    "format",
+                    format!("{s:?} is not one of f32, bf16, f16, q8_0, q4_0"),
+                ));
+            }
+        })
+    }
+}
+
+/// A GGUF Q8_0 block: 32 weights `d · qs[e]`. 34 bytes, alignment 2.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    /// Scale.
+    pub d: f16,
+    /// Quantized values.
+    pub qs: [i8; QK],
+}
+
+/// A GGUF Q4_0 block: 32 weights `d · (nibble − 8)`, element `e < 16` in the
+/// low nibble of `qs[e]`, element `e ≥ 16` in the high nibble of
+/// `qs[e − 16]`. 18 bytes, alignment 2.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct BlockQ4_0 {
+    /// Scale.
+    pub d: f16,
+    /// Packed nibbles.
+    pub qs: [u8; QK / 2],
+}
+
+const _: () = assert!(size_of::<BlockQ8_0>() == 34 && align_of::<BlockQ8_0>() == 2);
+const _: () = assert!(size_of::<BlockQ4_0>() == 18 && align_of::<BlockQ4_0>() == 2);
+
+/// Plain-old-data block types that can be viewed from GGUF bytes.
+pub trait Block: Copy + sealed::Sealed + 'static {
+    /// The format these blocks encode.
+    const FORMAT: WeightFormat;
+    /// The block's scale.
+    fn scale(&self) -> f16;
+    /// The 32 weights, as f32 (exact).
+    fn dequantize(&self) -> [f32; QK];
+
+    /// Views `bytes` (straight out of a GGUF file) as blocks, without
+    /// copying.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidArgument`] naming `bytes` when its length is not
+    /// a whole number of blocks or its address is not 2-byte aligned (GGUF
+    /// aligns tensor data to 32 bytes).
+    fn from_bytes(bytes: &[u8]) -> Result<&[Self], KernelError> {
+        let size = size_of::<Self>();
+        if !bytes.len().is_multiple_of(size) {
+            return Err(KernelError::invalid(
+                "bytes",
+                format!(
+                    "{} bytes is not a whole number of {size}-byte {:?} blocks",
+                    bytes.len(),
+                    Self::FORMAT
+                ),
+            ));
+        }
+        if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<Self>()) {
+            return Err(KernelError::invalid(
+                "bytes",
+                "block data must be 2-byte aligned",
+            ));
+        }
+        // SAFETY: the blocks are repr(C) plain data with no padding (sizes
+        // asserted above) for which every bit pattern is valid; length and
+        // alignment were checked; the borrow is carried over.
+        Ok(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / size) })
+    }
+
+    /// The blocks' bytes, as GGUF stores them.
+    fn as_bytes(blocks: &[Self]) -> &[u8] {
+        // SAFETY: plain data without padding; u8 has alignment 1.
+        unsafe { core::slice::from_raw_parts(blocks.as_ptr().cast(), size_of_val(blocks)) }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::BlockQ8_0 {}
+    impl Sealed for super::BlockQ4_0 {}
+}
+
+impl Block for BlockQ8_0 {
+    const FORMAT: WeightFormat = WeightFormat::Q8_0;
+    fn scale(&self) -> f16 {
+        self.d
+    }
+    fn dequantize(&self) -> [f32; QK] {
+        let d = self.d.to_f32();
+        core::array::from_fn(|e| d * f32::from(self.qs[e]))
+    }
+}
+
+impl Block for BlockQ4_0 {
+    const FORMAT: WeightFormat = WeightFormat::Q4_0;
+    fn scale(&self) -> f16 {
+        self.d
+    }
+    fn dequantize(&self) -> [f32; QK] {
+        let d = self.d.to_f32();
+        core::array::from_fn(|e| {
+            let b = self.qs[e % 16];
+            let nib = if e < 16 { b & 0x0f } else { b >> 4 };
+            d * (f32::from(nib) - 8.0)
+        })
+    }
+}
+
+fn check_quantize_input(x: &[f32]) -> Result<(), KernelError> {
+    if !x.len().is_multiple_of(QK) {
+        return Err(KernelError::shape(
+            "x",
+            format!(
+                "{} values is not a whole number of 32-value blocks",
+                x.len()
+            ),
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(KernelError::invalid(
+            "x",
+            format!("x[{i}] = {} is not finite", x[i]),
+        ));
+    }
+    Ok(())
+}
+
+fn finite_scale(d: f32) -> Result<f16, KernelError> {
+    let h = f16::from_f32(d);
+    if h.is_finite() {
+        Ok(h)
+    } else {
+        Err(KernelError::invalid(
+            "x",
+            format!("a block's scale {d} overflows f16"),
+        ))
+    }
+}
+
+/// Quantizes `x` (a whole number of 32-value blocks, each block 32
+/// consecutive values) to Q8_0 exactly as llama.cpp's reference
+/// `quantize_row_q8_0_ref` does: `d = max|x| / 127` rounded to f16,
+/// `q = round(x / d)` (half away from zero) with `1/d` in f32.
+///
+/// # Errors
+/// [`KernelError::ShapeMismatch`] naming `x` when its length is not a
+/// multiple of 32; [`KernelError::InvalidArgument`] naming `x` when a value
+/// is NaN or infinite, or a block's scale overflows f16.
+pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
+    check_quantize_input(x)?;
+    x.chunks_exact(QK)
+        .map(|c| {
+            let amax = c.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            Ok(BlockQ8_0 {
+                d: finite_scale(d)?,
+                qs: core::array::from_fn(|e| (c[e] * id).round() as i8),
+            })
+        })
+        .collect()
+}
+
+/// Quantizes `x` to Q4_0 exactly as llama.cpp's reference
+/// `quantize_row_q4_0_ref` does: `d = m / −8` with `m` the value of
+/// largest magnitude (its sign kept, the first one on ties), `nib =
+/// min(15, trunc(x/d + 8.5))` with `1/d` in f32.
+///
+/// # Errors
+/// As [`quantize_q8_0`].
+pub fn quantize_q4_0(x: &[f32]) -> Result<Vec<BlockQ4_0>, KernelError> {
+    check_quantize_input(x)?;
+    x.chunks_exact(QK)
+        .map(|c| {
+            let (mut amax, mut max) = (0.0f32, 0.0f32);
+            for &v in c {
+                if amax < v.abs() {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            let d = max / -8.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            // `(int8_t)(x·id + 8.5)` truncates toward zero; `x·id` lies in
+            // [−8, 8] (|x| ≤ |m|), so the sum is in [0.5, 16.5].
+            let nib = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+            Ok(BlockQ4_0 {
+                d: finite_scale(d)?,
+                qs: core::array::from_fn(|j| nib(c[j]) | (nib(c[j + 16]) << 4)),
+            })
+        })
+        .collect()
+}
+
+/// The f32 values of `blocks`, 32 per block.
+pub fn dequantize<B: Block>(blocks: &[B]) -> Vec<f32> {
+    blocks.iter().flat_map(|b| b.dequantize()).collect()
+}
+
+/// Where a [`WeightsRef`]'s elements live.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Data<'a> {
+    F32(MatRef<'a>),
+    Bf16(&'a [bf16], WeightLayout),
+    F16(&'a [f16], WeightLayout),
+    Q8_0(&'a [BlockQ8_0]),
+    Q4_0(&'a [BlockQ4_0]),
+}
+
+/// A read-only k×n weight matrix (the B of `A·B`) in any [`WeightFormat`]:
+/// f32 through any strided [`MatRef`]; bf16/f16 contiguous, `[k, n]` or
+/// `[n, k]`; Q8_0/Q4_0 as n rows of `k / 32` blocks (`[n, k]`, blocks along
+/// k — GGUF's layout). Checked when built: a view's every element is inside
+/// its data, and every block scale is finite.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightsRef<'a> {
+    pub(crate) data: Data<'a>,
+    k: usize,
+    n: usize,
+}
+
+fn check_len(arg: &'static str, len: usize, want: usize, what: &str) -> Result<(), KernelError> {
+    if len == want {
+        Ok(())
+    } else {
+        Err(KernelError::shape(
+            arg,
+            format!("data has {len} {what} but the matrix needs {want}"),
+        ))
+    }
+}
+
+fn elems(k: usize, n: usize) -> Result<usize, KernelError> {
+    k.checked_mul(n).ok_or_else(|| {
+        KernelError::bounds(
+            "data",
+            format!("a {k}x{n} matrix has more than usize::MAX elements"),
+        )
+    })
+}
+
+fn check_blocks<B: Block>(blocks: &[B], k: usize, n: usize) -> Result<(), KernelError> {
+    if !k.is_multiple_of(QK) {
+        return Err(KernelError::shape(
+            "k",
+            format!("k = {k} is not a multiple of the 32-weight block"),
+        ));
+    }
+    check_len("data", blocks.len(), elems(k / QK, n)?, "blocks")?;
+    if let Some(i) = blocks.iter().position(|b| !b.scale().is_finite()) {
+        return Err(KernelError::invalid(
+            "data",
+            format!(
+                "block {i} (row {}, k {}) has scale {}",
+                i / (k / QK),
+                i % (k / QK) * QK,
+                blocks[i].scale()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> WeightsRef<'a> {
+    /// An f32 matrix (any strides).
+    pub fn f32(b: MatRef<'a>) -> Self {
+        WeightsRef {
+            k: b.rows(),
+            n: b.cols(),
+            data: Data::F32(b),
+        }
+    }
+
+    /// A k×n bf16 matrix stored contiguously in `layout`.
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] naming `data` when its length is not
+    /// `k·n`.
+    pub fn bf16(
+        data: &'a [bf16],
+        k: usize,
+        n: usize,
+        layout: WeightLayout,
+    ) -> Result<Self, KernelError> {
+        check_len("data", data.len(), elems(k, n)?, "elements")?;
+        Ok(WeightsRef {
+            data: Data::Bf16(data, layout),
+            k,
+            n,
+        })
+    }
+
+    /// A k×n f16 matrix stored contiguously in `layout`.
+    ///
+    /// # Errors
+    /// As [`WeightsRef::bf16`].
+    pub fn f16(
+        data: &'a [f16],
+        k: usize,
+        n: usize,
+        layout: WeightLayout,
+    ) -> Result<Self, KernelError> {
+        check_len("data", data.len(), elems(k, n)?, "elements")?;
+        Ok(WeightsRef {
+            data: Data::F16(data, layout),
+            k,
+            n,
+        })
+    }
+
+    /// A k×n Q8_0 matrix: n rows of `k / 32` blocks. Reads every scale once.
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] naming `k` (not a multiple of 32) or
+    /// `data` (not `n·k/32` blocks); [`KernelError::InvalidArgument`] naming
+    /// `data` when a scale is NaN or infinite.
+    pub fn q8_0(data: &'a [BlockQ8_0], k: usize, n: usize) -> Result<Self, KernelError> {
+        check_blocks(data, k, n)?;
+        Ok(WeightsRef {
+            data: Data::Q8_0(data),
+            k,
+            n,
+        })
+    }
+
+    /// A k×n Q4_0 matrix: n rows of `k / 32` blocks. Reads every scale once.
+    ///
+    /// # Errors
+    /// As [`WeightsRef::q8_0`].
+    pub fn q4_0(data: &'a [BlockQ4_0], k: usize, n: usize) -> Result<Self, KernelError> {
+        check_blocks(data, k, n)?;
+        Ok(WeightsRef {
+            data: Data::Q4_0(data),
+            k,
+            n,
+        })
+    }
+
+    /// Rows (the inner dimension of the product).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns (outputs).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The element format.
+    pub fn format(&self) -> WeightFormat {
+        match self.data {
+            Data::F32(_) => WeightFormat::F32,
+            Data::Bf16(..) => WeightFormat::Bf16,
+            Data::F16(..) => WeightFormat::F16,
+            Data::Q8_0(_) => WeightFormat::Q8_0,
+            Data::Q4_0(_) => WeightFormat::Q4_0,
+        }
+    }
+
+    /// How the elements are laid out (`OutIn` for the block formats; for
+    /// f32, `OutIn` when columns are contiguous and rows are not).
+    pub fn layout(&self) -> WeightLayout {
+        match self.data {
+            Data::F32(b) if b.row_stride() == 1 && b.col_stride() != 1 => WeightLayout::OutIn,
+            Data::F32(_) => WeightLayout::InOut,
+            Data::Bf16(_, l) | Data::F16(_, l) => l,
+            Data::Q8_0(_) | Data::Q4_0(_) => WeightLayout::OutIn,
+        }
+    }
+
+    /// Bytes the weights occupy (what a matrix-vector product streams).
+    pub fn bytes(&self) -> usize {
+        self.format().bytes(self.k * self.n)
+    }
+
+    /// Element (p, j) as f32 (`None` outside the matrix).
+    pub fn get(&self, p: usize, j: usize) -> Option<f32> {
+        if p >= self.k || j >= self.n {
+            return None;
+        }
+        let (k, n) = (self.k, self.n);
+        let at = |l: WeightLayout| match l {
+            WeightLayout::InOut => p * n + j,
+            WeightLayout::OutIn => j * k + p,
+        };
+        Some(match self.data {
+            Data::F32(b) => return b.get(p, j),
+            Data::Bf16(d, l) => d[at(l)].to_f32(),
+            Data::F16(d, l) => d[at(l)].to_f32(),
+            Data::Q8_0(b) => b[j * (k / QK) + p / QK].dequantize()[p % QK],
+            Data::Q4_0(b) => b[j * (k / QK) + p / QK].dequantize()[p % QK],
+        })
+    }
+
+    /// The matrix dequantized to f32, row-major `[k, n]`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        let mut out = vec![0.0f32; k * n];
+        let mut put_rows = |rows: &mut dyn Iterator<Item = [f32; QK]>| {
+            for (i, blk) in rows.enumerate() {
+                let (j, p0) = (i / (k / QK), i % (k / QK) * QK);
+                for (e, v) in blk.into_iter().enumerate() {
+                    out[(p0 + e) * n + j] = v;
+                }
+            }
+        };
+        match self.data {
+            Data::Q8_0(b) => put_rows(&mut b.iter().map(Block::dequantize)),
+            Data::Q4_0(b) => put_rows(&mut b.iter().map(Block::dequantize)),
+            _ => {
+                for p in 0..k {
+                    for j in 0..n {
+                        out[p * n + j] = self.get(p, j).unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl<'a> From<MatRef<'a>> for WeightsRef<'a> {
+    fn from(b: MatRef<'a>) -> Self {
+        WeightsRef::f32(b)
+    }
+}
+
+/// Owned weights in any format, for building test and benchmark matrices
+/// (quantizes or rounds an f32 `[k, n]` matrix).
+#[derive(Clone, Debug)]
+pub struct OwnedWeights {
+    data: Owned,
+    k: usize,
+    n: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Owned {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>, WeightLayout),
+    F16(Vec<f16>, WeightLayout),
+    Q8_0(Vec<BlockQ8_0>),
+    Q4_0(Vec<BlockQ4_0>),
+}
+
+impl OwnedWeights {
+    /// `w` (row-major `[k, n]` f32) converted to `format`, stored in
+    /// `layout` (ignored for f32, which stays `[k, n]`, and for the block
+    /// formats, which are `[n, k]`). bf16 and f16 round to nearest even.
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] naming `w` when its length is not
+    /// `k·n`, or `k` when a block format gets k not a multiple of 32; the
+    /// quantizers' errors.
+    pub fn from_f32(
+        w: &[f32],
+        k: usize,
+        n: usize,
+        format: WeightFormat,
+        layout: WeightLayout,
+    ) -> Result<Self, KernelError> {
+        check_len("w", w.len(), elems(k, n)?, "elements")?;
+        if format.is_quantized() && !k.is_multiple_of(QK) {
+            return Err(KernelError::shape(
+                "k",
+                format!("k = {k} is not a multiple of the 32-weight block"),
+            ));
+        }
+        let ordered = |l: WeightLayout| -> Vec<f32> {
+            match l {
+                WeightLayout::InOut => w.to_vec(),
+                WeightLayout::OutIn => (0..n * k).map(|i| w[(i % k) * n + i / k]).collect(),
+            }
+        };
+        let data = match format {
+            WeightFormat::F32 => Owned::F32(w.to_vec()),
+            WeightFormat::Bf16 => Owned::Bf16(
+                ordered(layout).into_iter().map(bf16::from_f32).collect(),
+                layout,
+            ),
+            WeightFormat::F16 => Owned::F16(
+                ordered(layout).into_iter().map(f16::from_f32).collect(),
+                layout,
+            ),
+            WeightFormat::Q8_0 => Owned::Q8_0(quantize_q8_0(&ordered(WeightLayout::OutIn))?),
+            WeightFormat::Q4_0 => Owned::Q4_0(quantize_q4_0(&ordered(WeightLayout::OutIn))?),
+        };
+        Ok(OwnedWeights { data, k, n })
+    }
+
+    /// A view of these weights.
+    pub fn view(&self) -> WeightsRef<'_> {
+        let (k, n) = (self.k, self.n);
+        let data = match &self.data {
+            // Lengths and scales were checked by `from_f32`.
+            Owned::F32(w) => Data::F32(MatRef::from_parts(w, k, n, n.max(1), 1)),
+            Owned::Bf16(w, l) => Data::Bf16(w, *l),
+            Owned::F16(w, l) => Data::F16(w, *l),
+            Owned::Q8_0(w) => Data::Q8_0(w),
+            Owned::Q4_0(w) => Data::Q4_0(w),
+        };
+        WeightsRef { data, k, n }
+    }
+
+    /// The bytes the weights occupy.
+    pub fn bytes(&self) -> usize {
+        self.view().bytes()
+    }
+}

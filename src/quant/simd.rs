@@ -1,0 +1,211 @@
+//! Widening loads, one `S::f32s` vector at a time, for the low-precision
+//! weight formats: through `arch::x86` on AVX2 and AVX-512, through
+//! `arch::aarch64` on NEON, and through a lane-by-lane copy elsewhere
+//! (scalar and the portable 4-lane level, which exist for correctness).
+
+use super::{bf16, f16};
+use core::mem::transmute_copy;
+use pulp::Simd;
+
+/// Portable path: `lanes` values computed one by one, then loaded.
+#[inline(always)]
+fn by_lane<S: Simd>(f: impl Fn(usize) -> f32) -> S::f32s {
+    let mut t = [0.0f32; 16];
+    for (i, v) in t.iter_mut().enumerate().take(S::F32_LANES) {
+        *v = f(i);
+    }
+    // SAFETY: `S::f32s` is `S::F32_LANES` ≤ 16 plain f32 lanes.
+    unsafe { (t.as_ptr() as *const S::f32s).read_unaligned() }
+}
+
+/// `S::F32_LANES` bf16 at `p`, widened (exactly).
+///
+/// # Safety
+/// `p` is valid for `S::F32_LANES` reads.
+#[inline(always)]
+pub(crate) unsafe fn bf16s<S: Simd>(p: *const bf16) -> S::f32s {
+    let p = p.cast::<u16>();
+    // SAFETY: the token proves the features; vector types match in size.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::arch::x86;
+            if x86::is_v4::<S>() {
+                return transmute_copy(&x86::bf16_v4(p));
+            }
+            if x86::is_v3::<S>() {
+                return transmute_copy(&x86::bf16_v3(p));
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            use crate::arch::aarch64;
+            if aarch64::is_neon::<S>() {
+                return transmute_copy(&aarch64::bf16x4(p));
+            }
+        }
+        by_lane::<S>(|i| f32::from_bits(u32::from(*p.add(i)) << 16))
+    }
+}
+
+/// `S::F32_LANES` IEEE halves at `p`, widened (exactly).
+///
+/// # Safety
+/// As [`bf16s`].
+#[inline(always)]
+pub(crate) unsafe fn f16s<S: Simd>(p: *const f16) -> S::f32s {
+    // SAFETY: as in `bf16s`.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::arch::x86;
+            if x86::is_v4::<S>() {
+                return transmute_copy(&x86::f16_v4(p.cast()));
+            }
+            if x86::is_v3::<S>() {
+                return transmute_copy(&x86::f16_v3(p.cast()));
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            use crate::arch::aarch64;
+            if aarch64::is_neon::<S>() {
+                return transmute_copy(&aarch64::f16x4(p.cast()));
+            }
+        }
+        by_lane::<S>(|i| (*p.add(i)).to_f32())
+    }
+}
+
+/// `S::F32_LANES` i8 at `p`, as f32.
+///
+/// # Safety
+/// As [`bf16s`].
+#[inline(always)]
+pub(crate) unsafe fn i8s<S: Simd>(p: *const i8) -> S::f32s {
+    // SAFETY: as in `bf16s`.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::arch::x86;
+            if x86::is_v4::<S>() {
+                return transmute_copy(&x86::i8_v4(p));
+            }
+            if x86::is_v3::<S>() {
+                return transmute_copy(&x86::i8_v3(p));
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            use crate::arch::aarch64;
+            if aarch64::is_neon::<S>() {
+                return transmute_copy(&aarch64::i8x4(p));
+            }
+        }
+        by_lane::<S>(|i| f32::from(*p.add(i)))
+    }
+}
+
+/// The low (or, with `hi`, high) nibbles of `S::F32_LANES` bytes at `p`,
+/// as f32 in `[0, 15]`.
+///
+/// # Safety
+/// As [`bf16s`].
+#[inline(always)]
+pub(crate) unsafe fn u4s<S: Simd>(p: *const u8, hi: bool) -> S::f32s {
+    // SAFETY: as in `bf16s`.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::arch::x86;
+            if x86::is_v4::<S>() {
+                return transmute_copy(&x86::u4_v4(p, hi));
+            }
+            if x86::is_v3::<S>() {
+                return transmute_copy(&x86::u4_v3(p, hi));
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            use crate::arch::aarch64;
+            if aarch64::is_neon::<S>() {
+                return transmute_copy(&aarch64::u4x4(p, hi));
+            }
+        }
+        by_lane::<S>(|i| {
+            let b = *p.add(i);
+            f32::from(if hi { b >> 4 } else { b & 0x0f })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::{bf16_value, f16_value};
+    use pulp::WithSimd;
+
+    /// Every one of the 65 536 bit patterns, widened a vector at a time,
+    /// against the formats' definitions (NaN for NaN, bit-exact otherwise);
+    /// every i8, and every nibble of every byte.
+    struct Exhaustive;
+
+    impl WithSimd for Exhaustive {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, _: S) {
+            let lanes = S::F32_LANES;
+            let all: Vec<u16> = (0..=u16::MAX).collect();
+            let mut out = vec![0.0f32; lanes];
+            let store = |v: S::f32s, out: &mut [f32]| {
+                // SAFETY: out holds `lanes` floats.
+                unsafe { (out.as_mut_ptr() as *mut S::f32s).write_unaligned(v) }
+            };
+            for chunk in all.chunks_exact(lanes) {
+                // SAFETY: a chunk holds `lanes` values.
+                store(unsafe { bf16s::<S>(chunk.as_ptr().cast()) }, &mut out);
+                for (&b, &g) in chunk.iter().zip(&out) {
+                    let want = bf16_value(b);
+                    assert!(
+                        (want.is_nan() && g.is_nan()) || g.to_bits() == (want as f32).to_bits(),
+                        "bf16 {b:#06x}: {g} vs {want} at {lanes} lanes"
+                    );
+                }
+                // SAFETY: as above.
+                store(unsafe { f16s::<S>(chunk.as_ptr().cast()) }, &mut out);
+                for (&b, &g) in chunk.iter().zip(&out) {
+                    let want = f16_value(b);
+                    assert!(
+                        (want.is_nan() && g.is_nan()) || g.to_bits() == (want as f32).to_bits(),
+                        "f16 {b:#06x}: {g} vs {want} at {lanes} lanes"
+                    );
+                }
+            }
+            let bytes: Vec<u8> = (0..=255u8).collect();
+            for chunk in bytes.chunks_exact(lanes) {
+                // SAFETY: a chunk holds `lanes` bytes.
+                store(unsafe { i8s::<S>(chunk.as_ptr().cast()) }, &mut out);
+                for (&b, &g) in chunk.iter().zip(&out) {
+                    assert_eq!(g, f32::from(b as i8));
+                }
+                for hi in [false, true] {
+                    // SAFETY: as above.
+                    store(unsafe { u4s::<S>(chunk.as_ptr(), hi) }, &mut out);
+                    for (&b, &g) in chunk.iter().zip(&out) {
+                        let want = if hi { b >> 4 } else { b & 15 };
+                        assert_eq!(g, f32::from(want), "byte {b:#04x} hi={hi}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn widening_is_exact_for_every_bit_pattern_on_every_level() {
+        for isa in crate::Isa::available() {
+            crate::isa::dispatch(isa, Exhaustive).unwrap();
+        }
+        pulp::Scalar128b.vectorize(Exhaustive);
+        pulp::Scalar.vectorize(Exhaustive);
+    }
+}
