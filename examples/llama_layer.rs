@@ -14,7 +14,11 @@
 //! reference composition on the first tokens. `--sweep` repeats the prefill
 //! for N = 128 … 4096 and writes the per-stage shares as an SVG.
 //!
-//! `cargo run --release --example llama_layer -- [--config smollm2-135m|llama-3.2-1b] [--tokens 512] [--decode 32] [--threads 1] [--sweep] [--svg llama_layer_sweep.svg]`
+//! `--weights f32,bf16,f16,q8_0,q4_0` (the default: all five) then runs the
+//! decode again with the layer's matrices in each format and prints
+//! tokens/s, the weight bytes per token and the speed-up over f32.
+//!
+//! `cargo run --release --example llama_layer -- [--config smollm2-135m|llama-3.2-1b] [--tokens 512] [--decode 32] [--threads 1] [--weights f32,q4_0] [--sweep] [--svg llama_layer_sweep.svg]`
 
 #[path = "common/chart.rs"]
 mod chart;
@@ -23,8 +27,8 @@ use std::time::{Duration, Instant};
 use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
     AttentionOptions, Config, Epilogue, HeadsMut, HeadsRef, Isa, LlamaDims, LlamaLayer,
-    LlamaStageTimes, LlamaWeights, MatMut, MatRef, Parallelism, Positions, RopeTable, WeightLayout,
-    attention, matmul, reference, rms_norm,
+    LlamaStageTimes, LlamaWeights, MatMut, MatRef, Parallelism, Positions, RopeTable, WeightFormat,
+    WeightLayout, attention, matmul, reference, rms_norm,
 };
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -322,6 +326,70 @@ fn main() {
             100.0 * dt.attention.as_secs_f64() / dt.total().as_secs_f64(),
             100.0 * dt.rope.as_secs_f64() / dt.total().as_secs_f64()
         );
+    }
+
+    let formats: String = arg("--weights", "f32,bf16,f16,q8_0,q4_0".to_string());
+    let formats: Vec<WeightFormat> = match formats.split(',').map(str::parse).collect() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("--weights: {e}");
+            std::process::exit(2);
+        }
+    };
+    if steps > 0 && !formats.is_empty() {
+        let ctx = n.min(128);
+        println!(
+            "\ndecode by weight format ({steps} steps after {ctx} tokens; the layer's weights stay in this CPU's L3 between tokens):"
+        );
+        println!(
+            "{:<6} {:>10} {:>10} {:>12} {:>9} {:>12}",
+            "format", "ms/token", "tokens/s", "weight MB", "vs f32", "max |err|"
+        );
+        let mut f32_per = None;
+        for fmt in formats {
+            let mut lf =
+                match LlamaLayer::new(w.clone(), max_pos).and_then(|l| l.with_weight_format(fmt)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        println!("{fmt:?}: {e}");
+                        continue;
+                    }
+                };
+            // Accuracy against the reference on the weights this format holds.
+            let eff = lf.effective_weights();
+            let want = reference::llama_layer(&eff, &x0, probe);
+            let mut xp = x0.clone();
+            lf.forward(&mut xp, None, &cfg, None).unwrap();
+            let err = xp
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let mut cache = lf.new_cache(ctx + steps);
+            let mut x = input(ctx, d);
+            lf.forward(&mut x, Some(&mut cache), &cfg, None).unwrap();
+            let s = Instant::now();
+            for _ in 0..steps {
+                let mut tok = input(1, d);
+                lf.forward(&mut tok, Some(&mut cache), &cfg, None).unwrap();
+            }
+            let per = s.elapsed().as_secs_f64() / steps as f64;
+            let wn = d * dims.qkv_width() + hq * hd * d + 3 * d * f;
+            let base = *f32_per.get_or_insert(if fmt == WeightFormat::F32 {
+                per
+            } else {
+                f64::NAN
+            });
+            println!(
+                "{:<6} {:>10.3} {:>10.0} {:>12.2} {:>8.2}× {:>12.2e}",
+                format!("{fmt:?}"),
+                per * 1e3,
+                1.0 / per,
+                fmt.bytes(wn) as f64 / 1e6,
+                base / per,
+                err
+            );
+        }
     }
 
     if flag("--sweep") {

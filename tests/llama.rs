@@ -101,6 +101,73 @@ fn prefill_chunks_and_decode_match_reference() {
     }
 }
 
+/// A layer on bf16 / f16 / Q8_0 / Q4_0 weights equals the reference layer
+/// on those weights' exact values (`effective_weights`), for prefill
+/// through the packed driver (n = 20) and the decode paths (n ≤ 8, and
+/// token by token through a cache), in both orientations — and differs
+/// from the f32 layer by far more than the tolerance (the conversion
+/// really happened).
+#[test]
+fn low_precision_layers_match_reference_on_their_weights() {
+    use transformer_kernels::WeightFormat;
+    let dm = LlamaDims {
+        d: 64,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        ffn: 96,
+        ..dims(RopeLayout::HalfSplit)
+    };
+    for wl in [WeightLayout::InOut, WeightLayout::OutIn] {
+        let w = LlamaWeights::random(dm, wl, 9);
+        for fmt in [
+            WeightFormat::Bf16,
+            WeightFormat::F16,
+            WeightFormat::Q8_0,
+            WeightFormat::Q4_0,
+        ] {
+            let layer = LlamaLayer::new(w.clone(), 64).unwrap();
+            let f32_layer = layer.clone();
+            let mut layer = layer.with_weight_format(fmt).unwrap();
+            assert_eq!(layer.weight_format(), fmt);
+            let eff = layer.effective_weights();
+            for n in [1usize, 5, 20] {
+                let x0 = layer_input(n, dm.d, 40 + n as u64);
+                let want = reference::llama_layer(&eff, &x0, n);
+                for cfg in cfgs() {
+                    let what = format!("{} {fmt:?} {wl:?} n={n}", cfg.isa);
+                    let mut x = x0.clone();
+                    layer.forward(&mut x, None, &cfg, None).unwrap();
+                    let e = max_diff(&x, &want);
+                    assert!(e <= TOL, "{what}: prefill max diff {e}");
+                    let mut cache = layer.new_cache(64);
+                    let mut xt = x0.clone();
+                    for row in xt.chunks_mut(dm.d) {
+                        layer.forward(row, Some(&mut cache), &cfg, None).unwrap();
+                    }
+                    let e = max_diff(&xt, &want);
+                    assert!(e <= TOL, "{what}: decode max diff {e}");
+                }
+                let mut xf = x0.clone();
+                let mut fl = f32_layer.clone();
+                fl.forward(&mut xf, None, &Config::default(), None).unwrap();
+                let e = max_diff(&xf, &want);
+                assert!(
+                    e > 10.0 * TOL,
+                    "{fmt:?}: the f32 layer is within {e} of the converted one"
+                );
+            }
+        }
+    }
+    // The block formats need input widths that are multiples of 32.
+    let w = LlamaWeights::random(dims(RopeLayout::HalfSplit), WeightLayout::OutIn, 1);
+    let e = LlamaLayer::new(w, 8)
+        .unwrap()
+        .with_weight_format(WeightFormat::Q8_0)
+        .unwrap_err();
+    assert_eq!(e.arg(), "k");
+}
+
 /// The tolerance is tight enough to see the bugs that matter.
 #[test]
 fn tolerance_sees_plausible_bugs() {

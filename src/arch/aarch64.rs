@@ -83,9 +83,9 @@ pub(crate) unsafe fn fma_8rows_lane<V: Copy, const MR: usize, const NV: usize>(
 
 use core::arch::aarch64::{
     float32x4_t as F4, vaddq_u32, vandq_u32, vbslq_f32, vceqq_u32, vcreate_s8, vcreate_u8,
-    vcreate_u16, vcvtq_f32_s32, vcvtq_f32_u32, vdupq_n_u32, vget_low_s16, vget_low_u16, vmovl_s8,
-    vmovl_s16, vmovl_u8, vmovl_u16, vorrq_u32, vreinterpretq_f32_u32, vreinterpretq_u32_f32,
-    vshlq_n_u32, vsubq_f32,
+    vcreate_u16, vcvtq_f32_s32, vcvtq_f32_u32, vdupq_n_f32, vdupq_n_u32, vget_low_s16,
+    vget_low_u16, vmovl_s8, vmovl_s16, vmovl_u8, vmovl_u16, vorrq_u32, vreinterpretq_f32_u32,
+    vreinterpretq_u32_f32, vshlq_n_u32, vsubq_f32,
 };
 
 /// 4 bf16 at `p` → f32.
@@ -144,17 +144,18 @@ pub(crate) unsafe fn i8x4(p: *const i8) -> F4 {
     }
 }
 
-/// The low (or high) nibbles of 4 bytes at `p` → f32 in `[0, 15]`.
+/// The low (or high) nibbles of 4 bytes at `p`, minus 8 → f32 in `[−8, 7]`.
 ///
 /// # Safety
 /// `p` is valid for 4 reads.
 #[inline(always)]
-pub(crate) unsafe fn u4x4(p: *const u8, hi: bool) -> F4 {
+pub(crate) unsafe fn q4x4(p: *const u8, hi: bool) -> F4 {
     // SAFETY: 4 bytes read from `p` (caller); NEON is baseline.
     unsafe {
         let w = u64::from((p as *const u32).read_unaligned());
         let w = if hi { w >> 4 } else { w } & 0x0f0f_0f0f;
         let u16s = vmovl_u8(vcreate_u8(w));
-        vcvtq_f32_u32(vmovl_u16(vget_low_u16(u16s)))
+        let q = vcvtq_f32_u32(vmovl_u16(vget_low_u16(u16s)));
+        vsubq_f32(q, vdupq_n_f32(8.0))
     }
 }

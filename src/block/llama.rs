@@ -12,9 +12,10 @@ use super::KvCache;
 use crate::attention::{AttentionOptions, HeadsMut, HeadsRef, attention};
 use crate::error::KernelError;
 use crate::isa::Config;
-use crate::matmul::{Epilogue, MatMut, MatRef, matmul};
+use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights};
 use crate::norm::rms_norm;
 pub use crate::quant::WeightLayout;
+use crate::quant::{OwnedWeights, WeightFormat, WeightsRef};
 use crate::rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable};
 use std::time::{Duration, Instant};
 
@@ -236,6 +237,9 @@ impl LlamaStageTimes {
 #[derive(Debug, Clone)]
 pub struct LlamaLayer {
     w: LlamaWeights,
+    /// The five matrices in a low-precision format (QKV, O, gate, up,
+    /// down), when the layer runs on them.
+    lowp: Option<Box<[OwnedWeights; 5]>>,
     table: RopeTable,
     h: Vec<f32>,
     qkv: Vec<f32>,
@@ -256,6 +260,7 @@ impl LlamaLayer {
         let table = RopeTable::new(&w.dims.rope, max_positions)?;
         Ok(LlamaLayer {
             w,
+            lowp: None,
             table,
             h: Vec::new(),
             qkv: Vec::new(),
@@ -265,9 +270,96 @@ impl LlamaLayer {
         })
     }
 
-    /// The weights.
+    /// The weights (f32, as given).
     pub fn weights(&self) -> &LlamaWeights {
         &self.w
+    }
+
+    /// The layer with its five matrices converted to `format` (rounded to
+    /// bf16/f16, or quantized with llama.cpp's Q8_0/Q4_0 rounding) and
+    /// multiplied through [`matmul_weights`]; the norms stay f32. bf16/f16
+    /// keep the weights' orientation; the block formats are stored `[out,
+    /// in]`. `WeightFormat::F32` goes back to the f32 matrices.
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] naming `k` when a block format meets
+    /// an input width that is not a multiple of 32.
+    pub fn with_weight_format(mut self, format: WeightFormat) -> Result<Self, KernelError> {
+        if format == WeightFormat::F32 {
+            self.lowp = None;
+            return Ok(self);
+        }
+        let dm = self.w.dims;
+        let (d, f, hq) = (dm.d, dm.ffn, dm.heads * dm.head_dim);
+        let w = &self.w;
+        let conv = |m: &[f32], inp: usize, out: usize| -> Result<OwnedWeights, KernelError> {
+            // Row-major [in, out] values, whatever the stored orientation.
+            let kn = w.view(m, inp, out)?;
+            let vals: Vec<f32> = (0..inp * out)
+                .map(|i| kn.get(i / out, i % out).unwrap_or(0.0))
+                .collect();
+            OwnedWeights::from_f32(&vals, inp, out, format, w.layout)
+        };
+        self.lowp = Some(Box::new([
+            conv(&w.w_qkv, d, dm.qkv_width())?,
+            conv(&w.w_o, hq, d)?,
+            conv(&w.w_gate, d, f)?,
+            conv(&w.w_up, d, f)?,
+            conv(&w.w_down, f, d)?,
+        ]));
+        Ok(self)
+    }
+
+    /// The format the layer's matrices are multiplied in.
+    pub fn weight_format(&self) -> WeightFormat {
+        self.lowp
+            .as_ref()
+            .map_or(WeightFormat::F32, |l| l[0].view().format())
+    }
+
+    /// The weights the layer computes with, as f32: [`LlamaLayer::weights`]
+    /// with each matrix replaced by its exact low-precision values (for
+    /// comparing a converted layer with [`crate::reference::llama_layer`]).
+    pub fn effective_weights(&self) -> LlamaWeights {
+        let mut w = self.w.clone();
+        if let Some(l) = &self.lowp {
+            let back = |o: &OwnedWeights| -> Vec<f32> {
+                let v = o.view();
+                let kn = crate::reference::weights_f32(&v);
+                let (k, n) = (v.k(), v.n());
+                match w.layout {
+                    WeightLayout::InOut => kn,
+                    WeightLayout::OutIn => (0..n * k).map(|i| kn[(i % k) * n + i / k]).collect(),
+                }
+            };
+            w.w_qkv = back(&l[0]);
+            w.w_o = back(&l[1]);
+            w.w_gate = back(&l[2]);
+            w.w_up = back(&l[3]);
+            w.w_down = back(&l[4]);
+        }
+        w
+    }
+
+    /// Weight matrix `i` (0 QKV, 1 O, 2 gate, 3 up, 4 down) as a view.
+    fn wref<'a>(
+        w: &'a LlamaWeights,
+        lowp: &'a Option<Box<[OwnedWeights; 5]>>,
+        i: usize,
+    ) -> Result<WeightsRef<'a>, KernelError> {
+        if let Some(l) = lowp {
+            return Ok(l[i].view());
+        }
+        let dm = w.dims;
+        let (d, f, hq) = (dm.d, dm.ffn, dm.heads * dm.head_dim);
+        let (m, inp, out) = match i {
+            0 => (&w.w_qkv, d, dm.qkv_width()),
+            1 => (&w.w_o, hq, d),
+            2 => (&w.w_gate, d, f),
+            3 => (&w.w_up, d, f),
+            _ => (&w.w_down, f, d),
+        };
+        Ok(WeightsRef::f32(w.view(m, inp, out)?))
     }
 
     /// A KV cache of the right shape for this layer (`kv_heads × head_dim`).
@@ -327,10 +419,11 @@ impl LlamaLayer {
         t.norms += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        let lw = &self.lowp;
+        matmul_weights(
             MatMut::row_major(&mut self.qkv, n, wq)?,
             MatRef::row_major(&self.h, n, d)?,
-            w.view(&w.w_qkv, d, wq)?,
+            Self::wref(w, lw, 0)?,
             1.0,
             0.0,
             Epilogue::None,
@@ -381,10 +474,10 @@ impl LlamaLayer {
         t.attention += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        matmul_weights(
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(&self.att, n, hq * hd)?,
-            w.view(&w.w_o, hq * hd, d)?,
+            Self::wref(w, lw, 1)?,
             1.0,
             1.0,
             Epilogue::None,
@@ -398,19 +491,19 @@ impl LlamaLayer {
 
         let s = Instant::now();
         let h = MatRef::row_major(&self.h, n, d)?;
-        matmul(
+        matmul_weights(
             MatMut::row_major(&mut self.up, n, ffn)?,
             h,
-            w.view(&w.w_up, d, ffn)?,
+            Self::wref(w, lw, 3)?,
             1.0,
             0.0,
             Epilogue::None,
             cfg,
         )?;
-        matmul(
+        matmul_weights(
             MatMut::row_major(&mut self.gate, n, ffn)?,
             h,
-            w.view(&w.w_gate, d, ffn)?,
+            Self::wref(w, lw, 2)?,
             1.0,
             0.0,
             Epilogue::SiluMul(MatRef::row_major(&self.up, n, ffn)?),
@@ -419,10 +512,10 @@ impl LlamaLayer {
         t.gate_up += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        matmul_weights(
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(&self.gate, n, ffn)?,
-            w.view(&w.w_down, ffn, d)?,
+            Self::wref(w, lw, 4)?,
             1.0,
             1.0,
             Epilogue::None,

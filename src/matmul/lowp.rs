@@ -13,7 +13,7 @@
 use super::gemv::finish;
 use super::{Act, Gemv, LowB, Problem};
 use crate::gelu::VecFn;
-use crate::quant::simd::{bf16s, f16s, i8s, u4s};
+use crate::quant::simd::{bf16s, f16s, i8s, prefetch, q4s};
 use crate::quant::{BlockQ4_0, BlockQ8_0, QK, WeightFormat, bf16, f16};
 use aligned_vec::{AVec, ConstAlign};
 use pulp::Simd;
@@ -36,39 +36,74 @@ thread_local! {
     static SCRATCH: Cell<Option<(Buf, Buf)>> = const { Cell::new(None) };
 }
 
-/// An f16 scale as f32, branch-free: the 15 magnitude bits moved into an
-/// f32's exponent and significand and multiplied by 2^112 (exact for normal
-/// and subnormal halves; infinite and NaN scales are refused by
-/// [`crate::quant::WeightsRef`]), then the sign.
+/// An f16 scale as f32. Normal halves (every scale but tiny ones) move
+/// their bits into place in integer arithmetic: exponent rebiased by 112,
+/// significand shifted by 13. Zero and subnormal halves (a rare, predicted
+/// branch) are multiplied up from f32's subnormal range: exact. Infinite and
+/// NaN scales are refused by [`crate::quant::WeightsRef`].
 #[inline(always)]
 fn scale_f32(h: f16) -> f32 {
     let b = u32::from(h.to_bits());
-    let v = f32::from_bits((b & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
-    f32::from_bits(v.to_bits() | ((b & 0x8000) << 16))
+    let sign = (b & 0x8000) << 16;
+    if b & 0x7c00 != 0 {
+        f32::from_bits(sign | (((b & 0x7fff) << 13) + (112 << 23)))
+    } else {
+        let v = f32::from_bits((b & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
+        f32::from_bits(v.to_bits() | sign)
+    }
 }
 
 /// One weight format, as units of contiguous elements along k: a 32-weight
-/// block for the block formats, one vector for bf16/f16.
+/// block for the block formats, one vector for bf16/f16. A unit's weights
+/// are `scale · raw`: raw is the block's integers (`q`, or `q − 8` for
+/// Q4_0) or the widened values (bf16/f16, scale 1).
 pub(crate) trait Fmt: Copy {
+    /// Whether units carry a scale (the block formats): then dot products
+    /// sum `raw·x` over a unit and multiply by the scale once.
+    const SCALED: bool;
     /// Elements per unit at this width.
     fn unit<S: Simd>() -> usize;
     /// Bytes per unit at this width.
     fn unit_bytes<S: Simd>() -> usize;
-    /// Per-unit constants (the block's `d`, and `−8d` for Q4_0).
+    /// The unit's scale (1 when not `SCALED`).
     ///
     /// # Safety
     /// `u` points to a whole unit.
-    unsafe fn scale<S: Simd>(s: S, u: *const u8) -> (S::f32s, S::f32s);
-    /// Vector `v` (`< unit / lanes`) of the unit at `u`, as f32.
+    unsafe fn scale(u: *const u8) -> f32;
+    /// Vector `v` (`< unit / lanes`) of the unit's raw values, as f32.
     ///
     /// # Safety
-    /// As `scale`; `sc` is `scale(s, u)`.
-    unsafe fn load<S: Simd>(s: S, u: *const u8, v: usize, sc: (S::f32s, S::f32s)) -> S::f32s;
+    /// As `scale`.
+    unsafe fn raw<S: Simd>(s: S, u: *const u8, v: usize) -> S::f32s;
     /// Element `e` of a row starting at `row`, one at a time (tails).
     ///
     /// # Safety
     /// The row has more than `e` elements.
     unsafe fn get(row: *const u8, e: usize) -> f32;
+    /// `f(v, raw(v))` for every vector of the unit, in order (a format may
+    /// share work between them).
+    ///
+    /// # Safety
+    /// As `scale`.
+    #[inline(always)]
+    unsafe fn each_raw<S: Simd>(s: S, u: *const u8, mut f: impl FnMut(usize, S::f32s)) {
+        for v in 0..Self::unit::<S>() / S::F32_LANES {
+            // SAFETY: the caller's contract.
+            f(v, unsafe { Self::raw::<S>(s, u, v) });
+        }
+    }
+}
+
+/// Vector `v` of a unit's weights: `scale · raw`, exact (an 11-bit scale
+/// times an integer of at most 8 bits).
+///
+/// # Safety
+/// As [`Fmt::raw`]; `d` is `splat(F::scale(u))`.
+#[inline(always)]
+unsafe fn weights<S: Simd, F: Fmt>(s: S, u: *const u8, v: usize, d: S::f32s) -> S::f32s {
+    // SAFETY: the caller's contract.
+    let r = unsafe { F::raw::<S>(s, u, v) };
+    if F::SCALED { s.mul_f32s(r, d) } else { r }
 }
 
 #[derive(Clone, Copy)]
@@ -81,6 +116,7 @@ pub(crate) struct Q8;
 pub(crate) struct Q4;
 
 impl Fmt for Bf16 {
+    const SCALED: bool = false;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         S::F32_LANES
@@ -90,11 +126,11 @@ impl Fmt for Bf16 {
         2 * S::F32_LANES
     }
     #[inline(always)]
-    unsafe fn scale<S: Simd>(s: S, _: *const u8) -> (S::f32s, S::f32s) {
-        (s.splat_f32s(1.0), s.splat_f32s(0.0))
+    unsafe fn scale(_: *const u8) -> f32 {
+        1.0
     }
     #[inline(always)]
-    unsafe fn load<S: Simd>(_: S, u: *const u8, _: usize, _: (S::f32s, S::f32s)) -> S::f32s {
+    unsafe fn raw<S: Simd>(_: S, u: *const u8, _: usize) -> S::f32s {
         // SAFETY: a unit is one vector of bf16 (caller).
         unsafe { bf16s::<S>(u.cast()) }
     }
@@ -106,6 +142,7 @@ impl Fmt for Bf16 {
 }
 
 impl Fmt for F16 {
+    const SCALED: bool = false;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         S::F32_LANES
@@ -115,11 +152,11 @@ impl Fmt for F16 {
         2 * S::F32_LANES
     }
     #[inline(always)]
-    unsafe fn scale<S: Simd>(s: S, _: *const u8) -> (S::f32s, S::f32s) {
-        (s.splat_f32s(1.0), s.splat_f32s(0.0))
+    unsafe fn scale(_: *const u8) -> f32 {
+        1.0
     }
     #[inline(always)]
-    unsafe fn load<S: Simd>(_: S, u: *const u8, _: usize, _: (S::f32s, S::f32s)) -> S::f32s {
+    unsafe fn raw<S: Simd>(_: S, u: *const u8, _: usize) -> S::f32s {
         // SAFETY: a unit is one vector of f16 (caller).
         unsafe { f16s::<S>(u.cast()) }
     }
@@ -131,6 +168,7 @@ impl Fmt for F16 {
 }
 
 impl Fmt for Q8 {
+    const SCALED: bool = true;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         QK
@@ -140,17 +178,14 @@ impl Fmt for Q8 {
         size_of::<BlockQ8_0>()
     }
     #[inline(always)]
-    unsafe fn scale<S: Simd>(s: S, u: *const u8) -> (S::f32s, S::f32s) {
+    unsafe fn scale(u: *const u8) -> f32 {
         // SAFETY: a block starts with its f16 scale (caller).
-        let d = scale_f32(unsafe { u.cast::<f16>().read_unaligned() });
-        (s.splat_f32s(d), s.splat_f32s(0.0))
+        scale_f32(unsafe { u.cast::<f16>().read_unaligned() })
     }
     #[inline(always)]
-    unsafe fn load<S: Simd>(s: S, u: *const u8, v: usize, sc: (S::f32s, S::f32s)) -> S::f32s {
+    unsafe fn raw<S: Simd>(_: S, u: *const u8, v: usize) -> S::f32s {
         // SAFETY: `qs` is 32 bytes after the scale; v·lanes + lanes ≤ 32.
-        let q = unsafe { i8s::<S>(u.add(2 + v * S::F32_LANES).cast()) };
-        // d·q is exact (11-bit d times an 8-bit q).
-        s.mul_f32s(q, sc.0)
+        unsafe { i8s::<S>(u.add(2 + v * S::F32_LANES).cast()) }
     }
     #[inline(always)]
     unsafe fn get(row: *const u8, e: usize) -> f32 {
@@ -161,6 +196,7 @@ impl Fmt for Q8 {
 }
 
 impl Fmt for Q4 {
+    const SCALED: bool = true;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         QK
@@ -170,22 +206,18 @@ impl Fmt for Q4 {
         size_of::<BlockQ4_0>()
     }
     #[inline(always)]
-    unsafe fn scale<S: Simd>(s: S, u: *const u8) -> (S::f32s, S::f32s) {
+    unsafe fn scale(u: *const u8) -> f32 {
         // SAFETY: a block starts with its f16 scale (caller).
-        let d = scale_f32(unsafe { u.cast::<f16>().read_unaligned() });
-        (s.splat_f32s(d), s.splat_f32s(-8.0 * d))
+        scale_f32(unsafe { u.cast::<f16>().read_unaligned() })
     }
     #[inline(always)]
-    unsafe fn load<S: Simd>(s: S, u: *const u8, v: usize, sc: (S::f32s, S::f32s)) -> S::f32s {
-        let lanes = S::F32_LANES;
+    unsafe fn raw<S: Simd>(_: S, u: *const u8, v: usize) -> S::f32s {
         // Elements v·lanes.. : low nibbles of bytes e for e < 16, high
         // nibbles of bytes e − 16 after.
-        let e = v * lanes;
+        let e = v * S::F32_LANES;
         let (byte, hi) = if e < 16 { (e, false) } else { (e - 16, true) };
         // SAFETY: `qs` is 16 bytes after the scale; byte + lanes ≤ 16.
-        let q = unsafe { u4s::<S>(u.add(2 + byte), hi) };
-        // d·q − 8d = d·(q − 8), exact, rounded once.
-        s.mul_add_e_f32s(q, sc.0, sc.1)
+        unsafe { q4s::<S>(u.add(2 + byte), hi) }
     }
     #[inline(always)]
     unsafe fn get(row: *const u8, e: usize) -> f32 {
@@ -194,6 +226,24 @@ impl Fmt for Q4 {
         let byte = b.qs[e % 16];
         let nib = if e % QK < 16 { byte & 0x0f } else { byte >> 4 };
         scale_f32(b.d) * (f32::from(nib) - 8.0)
+    }
+    #[inline(always)]
+    unsafe fn each_raw<S: Simd>(s: S, u: *const u8, mut f: impl FnMut(usize, S::f32s)) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::arch::x86::is_v4::<S>() {
+            // SAFETY: V4 proves AVX-512F; `qs` is 16 bytes after the scale.
+            let (lo, hi) = unsafe { crate::arch::x86::q4_block_v4(u.add(2)) };
+            // SAFETY: V4's f32 vector is __m512.
+            unsafe {
+                f(0, core::mem::transmute_copy(&lo));
+                f(1, core::mem::transmute_copy(&hi));
+            }
+            return;
+        }
+        for v in 0..QK / S::F32_LANES {
+            // SAFETY: the caller's contract.
+            f(v, unsafe { Self::raw::<S>(s, u, v) });
+        }
     }
 }
 
@@ -410,13 +460,41 @@ unsafe fn dot_block<S: Simd, F: Fmt, const M: usize, const R: usize>(
             for u in 0..units {
                 for r in 0..R {
                     let up = rows[r].add(u * ub);
-                    let sc = F::scale::<S>(s, up);
-                    for v in 0..vpu {
-                        let wv = F::load::<S>(s, up, v, sc);
-                        let off = u * unit + v * lanes;
+                    // The same spot R rows on: the next group's rows (the
+                    // weights are read as R interleaved streams, each a
+                    // short row — 2.3 KB for Q4_0 at k = 4096 — too short
+                    // for the hardware prefetcher to get ahead of them).
+                    // Measured, 1×4096·4096×4096, weights cold, one thread:
+                    // see the module docs.
+                    prefetch(up.wrapping_add(R * rb));
+                    if F::SCALED {
+                        // Σ raw·x over the block, then one FMA by its
+                        // scale: |raw| = |w|/d, so the block sum's rounding
+                        // is bounded by the same Σ|w·x| as the f32 chain's.
+                        let mut t = [s.splat_f32s(0.0); M];
+                        F::each_raw::<S>(s, up, |v, rv| {
+                            let off = u * unit + v * lanes;
+                            for i in 0..M {
+                                let xv = (arow[i].add(off) as *const S::f32s).read_unaligned();
+                                t[i] = if v == 0 {
+                                    s.mul_f32s(rv, xv)
+                                } else {
+                                    s.mul_add_e_f32s(rv, xv, t[i])
+                                };
+                            }
+                        });
+                        let d = s.splat_f32s(F::scale(up));
                         for i in 0..M {
-                            let xv = (arow[i].add(off) as *const S::f32s).read_unaligned();
-                            sums[i][r] = s.mul_add_e_f32s(wv, xv, sums[i][r]);
+                            sums[i][r] = s.mul_add_e_f32s(t[i], d, sums[i][r]);
+                        }
+                    } else {
+                        for v in 0..vpu {
+                            let wv = F::raw::<S>(s, up, v);
+                            let off = u * unit + v * lanes;
+                            for i in 0..M {
+                                let xv = (arow[i].add(off) as *const S::f32s).read_unaligned();
+                                sums[i][r] = s.mul_add_e_f32s(wv, xv, sums[i][r]);
+                            }
                         }
                     }
                 }
@@ -471,8 +549,7 @@ fn axpy_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0:
                     };
                     for q in 0..ROWS {
                         if q < r {
-                            let wv =
-                                F::load::<S>(s, rp[q].add(off * eb), 0, F::scale::<S>(s, rp[q]));
+                            let wv = F::raw::<S>(s, rp[q].add(off * eb), 0);
                             a = s.mul_add_e_f32s(xv[q], wv, a);
                         }
                     }
@@ -553,9 +630,8 @@ unsafe fn pack_in_out<S: Simd, F: Fmt>(
             for q in 0..kc {
                 let src = w.ptr.add((pc + q) * rb + (jc + jr) * eb);
                 let row = out.add(q * nr);
-                let sc = F::scale::<S>(s, src);
                 for c in (0..full).step_by(lanes) {
-                    let v = F::load::<S>(s, src.add(c * eb), 0, sc);
+                    let v = F::raw::<S>(s, src.add(c * eb), 0);
                     (row.add(c) as *mut S::f32s).write_unaligned(v);
                 }
                 for c in full..nb {
@@ -620,9 +696,9 @@ unsafe fn pack_out_in<S: Simd, F: Fmt>(
                         };
                         for u in u0..u1 {
                             let up = row.add(u * ub);
-                            let sc = F::scale::<S>(s, up);
+                            let d = s.splat_f32s(F::scale(up));
                             for v in 0..unit / lanes {
-                                let x = F::load::<S>(s, up, v, sc);
+                                let x = weights::<S, F>(s, up, v, d);
                                 let at = u * unit + v * lanes - e0;
                                 (t.add(at) as *mut S::f32s).write_unaligned(x);
                             }

@@ -489,6 +489,35 @@ impl<'a> WeightsRef<'a> {
         })
     }
 
+    /// The weights as f32 in their stored order: `[n, k]` rows for `OutIn`,
+    /// `[k, n]` for `InOut` (f32 views: row-major `[k, n]`).
+    pub fn to_f32_stored(&self) -> Vec<f32> {
+        match self.data {
+            Data::F32(_) => self.to_f32(),
+            Data::Bf16(d, _) => d.iter().map(|v| v.to_f32()).collect(),
+            Data::F16(d, _) => d.iter().map(|v| v.to_f32()).collect(),
+            Data::Q8_0(b) => dequantize(b),
+            Data::Q4_0(b) => dequantize(b),
+        }
+    }
+
+    /// The stored bytes (GGUF's tensor data for the block formats); `None`
+    /// for f32 views, which may be strided.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        // SAFETY (each arm): plain data without padding viewed as bytes.
+        Some(match self.data {
+            Data::F32(_) => return None,
+            Data::Bf16(d, _) => unsafe {
+                core::slice::from_raw_parts(d.as_ptr().cast(), size_of_val(d))
+            },
+            Data::F16(d, _) => unsafe {
+                core::slice::from_raw_parts(d.as_ptr().cast(), size_of_val(d))
+            },
+            Data::Q8_0(b) => BlockQ8_0::as_bytes(b),
+            Data::Q4_0(b) => BlockQ4_0::as_bytes(b),
+        })
+    }
+
     /// The matrix dequantized to f32, row-major `[k, n]`.
     pub fn to_f32(&self) -> Vec<f32> {
         let (k, n) = (self.k, self.n);

@@ -18,6 +18,24 @@ fn by_lane<S: Simd>(f: impl Fn(usize) -> f32) -> S::f32s {
     unsafe { (t.as_ptr() as *const S::f32s).read_unaligned() }
 }
 
+/// Asks for the cache line holding `p` ahead of its use. Never faults (a
+/// hint), so `p` may point anywhere.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` is SSE (x86-64 baseline) and never faults.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: `prfm` is a hint: it never faults and writes nothing.
+    unsafe {
+        core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
 /// `S::F32_LANES` bf16 at `p`, widened (exactly).
 ///
 /// # Safety
@@ -107,34 +125,34 @@ pub(crate) unsafe fn i8s<S: Simd>(p: *const i8) -> S::f32s {
 }
 
 /// The low (or, with `hi`, high) nibbles of `S::F32_LANES` bytes at `p`,
-/// as f32 in `[0, 15]`.
+/// minus 8: a Q4_0 block's integers, as f32 in `[−8, 7]`.
 ///
 /// # Safety
 /// As [`bf16s`].
 #[inline(always)]
-pub(crate) unsafe fn u4s<S: Simd>(p: *const u8, hi: bool) -> S::f32s {
+pub(crate) unsafe fn q4s<S: Simd>(p: *const u8, hi: bool) -> S::f32s {
     // SAFETY: as in `bf16s`.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         {
             use crate::arch::x86;
             if x86::is_v4::<S>() {
-                return transmute_copy(&x86::u4_v4(p, hi));
+                return transmute_copy(&x86::q4_v4(p, hi));
             }
             if x86::is_v3::<S>() {
-                return transmute_copy(&x86::u4_v3(p, hi));
+                return transmute_copy(&x86::q4_v3(p, hi));
             }
         }
         #[cfg(target_arch = "aarch64")]
         {
             use crate::arch::aarch64;
             if aarch64::is_neon::<S>() {
-                return transmute_copy(&aarch64::u4x4(p, hi));
+                return transmute_copy(&aarch64::q4x4(p, hi));
             }
         }
         by_lane::<S>(|i| {
             let b = *p.add(i);
-            f32::from(if hi { b >> 4 } else { b & 0x0f })
+            f32::from(if hi { b >> 4 } else { b & 0x0f }) - 8.0
         })
     }
 }
@@ -190,10 +208,10 @@ mod tests {
                 }
                 for hi in [false, true] {
                     // SAFETY: as above.
-                    store(unsafe { u4s::<S>(chunk.as_ptr(), hi) }, &mut out);
+                    store(unsafe { q4s::<S>(chunk.as_ptr(), hi) }, &mut out);
                     for (&b, &g) in chunk.iter().zip(&out) {
                         let want = if hi { b >> 4 } else { b & 15 };
-                        assert_eq!(g, f32::from(want), "byte {b:#04x} hi={hi}");
+                        assert_eq!(g, f32::from(want) - 8.0, "byte {b:#04x} hi={hi}");
                     }
                 }
             }
