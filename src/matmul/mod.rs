@@ -150,18 +150,7 @@ pub fn matmul(
     epilogue: Epilogue<'_>,
     cfg: &Config,
 ) -> Result<(), KernelError> {
-    let p = validate(c, a, WeightsRef::f32(b), alpha, beta, epilogue)?;
-    cfg.validate()?;
-    if let Some(p) = p {
-        dispatch(
-            cfg.isa,
-            Op {
-                p,
-                nthreads: cfg.parallelism.threads(),
-            },
-        )?;
-    }
-    Ok(())
+    matmul_weights(c, a, WeightsRef::f32(b), alpha, beta, epilogue, cfg)
 }
 
 /// Checks shapes and turns the views into a [`Problem`]; `None` when there
