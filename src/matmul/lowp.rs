@@ -106,16 +106,18 @@ unsafe fn weights<S: Simd, F: Fmt>(s: S, u: *const u8, v: usize, d: S::f32s) -> 
     if F::SCALED { s.mul_f32s(r, d) } else { r }
 }
 
+/// bf16 (`F16 = false`) or IEEE half (`F16 = true`) weights: one vector
+/// per unit, no scale.
 #[derive(Clone, Copy)]
-pub(crate) struct Bf16;
-#[derive(Clone, Copy)]
-pub(crate) struct F16;
+pub(crate) struct Half16<const F16: bool>;
+pub(crate) type Bf16 = Half16<false>;
+pub(crate) type F16 = Half16<true>;
 #[derive(Clone, Copy)]
 pub(crate) struct Q8;
 #[derive(Clone, Copy)]
 pub(crate) struct Q4;
 
-impl Fmt for Bf16 {
+impl<const IS_F16: bool> Fmt for Half16<IS_F16> {
     const SCALED: bool = false;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
@@ -131,39 +133,25 @@ impl Fmt for Bf16 {
     }
     #[inline(always)]
     unsafe fn raw<S: Simd>(_: S, u: *const u8, _: usize) -> S::f32s {
-        // SAFETY: a unit is one vector of bf16 (caller).
-        unsafe { bf16s::<S>(u.cast()) }
+        // SAFETY: a unit is one vector of 16-bit floats (caller).
+        unsafe {
+            if IS_F16 {
+                f16s::<S>(u.cast())
+            } else {
+                bf16s::<S>(u.cast())
+            }
+        }
     }
     #[inline(always)]
     unsafe fn get(row: *const u8, e: usize) -> f32 {
         // SAFETY: caller.
-        unsafe { (*row.cast::<bf16>().add(e)).to_f32() }
-    }
-}
-
-impl Fmt for F16 {
-    const SCALED: bool = false;
-    #[inline(always)]
-    fn unit<S: Simd>() -> usize {
-        S::F32_LANES
-    }
-    #[inline(always)]
-    fn unit_bytes<S: Simd>() -> usize {
-        2 * S::F32_LANES
-    }
-    #[inline(always)]
-    unsafe fn scale(_: *const u8) -> f32 {
-        1.0
-    }
-    #[inline(always)]
-    unsafe fn raw<S: Simd>(_: S, u: *const u8, _: usize) -> S::f32s {
-        // SAFETY: a unit is one vector of f16 (caller).
-        unsafe { f16s::<S>(u.cast()) }
-    }
-    #[inline(always)]
-    unsafe fn get(row: *const u8, e: usize) -> f32 {
-        // SAFETY: caller.
-        unsafe { (*row.cast::<f16>().add(e)).to_f32() }
+        unsafe {
+            if IS_F16 {
+                (*row.cast::<f16>().add(e)).to_f32()
+            } else {
+                (*row.cast::<bf16>().add(e)).to_f32()
+            }
+        }
     }
 }
 

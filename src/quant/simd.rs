@@ -36,6 +36,36 @@ pub(crate) fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// The body of a widening load: the level's own instructions when `S` is
+/// AVX-512 (`$v4`), AVX2 (`$v3`) or NEON (`$neon`), else lane by lane
+/// (`$lane`, a closure of the lane index).
+macro_rules! widen {
+    ($S:ty, $v4:expr, $v3:expr, $neon:expr, $lane:expr) => {
+        // SAFETY: the token proves the features; the vector types match in
+        // size; the pointer contract is the caller's.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use crate::arch::x86;
+                if x86::is_v4::<$S>() {
+                    return transmute_copy(&$v4);
+                }
+                if x86::is_v3::<$S>() {
+                    return transmute_copy(&$v3);
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                use crate::arch::aarch64;
+                if aarch64::is_neon::<$S>() {
+                    return transmute_copy(&$neon);
+                }
+            }
+            by_lane::<$S>($lane)
+        }
+    };
+}
+
 /// `S::F32_LANES` bf16 at `p`, widened (exactly).
 ///
 /// # Safety
@@ -43,27 +73,13 @@ pub(crate) fn prefetch(p: *const u8) {
 #[inline(always)]
 pub(crate) unsafe fn bf16s<S: Simd>(p: *const bf16) -> S::f32s {
     let p = p.cast::<u16>();
-    // SAFETY: the token proves the features; vector types match in size.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::arch::x86;
-            if x86::is_v4::<S>() {
-                return transmute_copy(&x86::bf16_v4(p));
-            }
-            if x86::is_v3::<S>() {
-                return transmute_copy(&x86::bf16_v3(p));
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            use crate::arch::aarch64;
-            if aarch64::is_neon::<S>() {
-                return transmute_copy(&aarch64::bf16x4(p));
-            }
-        }
-        by_lane::<S>(|i| f32::from_bits(u32::from(*p.add(i)) << 16))
-    }
+    widen!(
+        S,
+        x86::bf16_v4(p),
+        x86::bf16_v3(p),
+        aarch64::bf16x4(p),
+        |i| f32::from_bits(u32::from(*p.add(i)) << 16)
+    )
 }
 
 /// `S::F32_LANES` IEEE halves at `p`, widened (exactly).
@@ -72,27 +88,10 @@ pub(crate) unsafe fn bf16s<S: Simd>(p: *const bf16) -> S::f32s {
 /// As [`bf16s`].
 #[inline(always)]
 pub(crate) unsafe fn f16s<S: Simd>(p: *const f16) -> S::f32s {
-    // SAFETY: as in `bf16s`.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::arch::x86;
-            if x86::is_v4::<S>() {
-                return transmute_copy(&x86::f16_v4(p.cast()));
-            }
-            if x86::is_v3::<S>() {
-                return transmute_copy(&x86::f16_v3(p.cast()));
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            use crate::arch::aarch64;
-            if aarch64::is_neon::<S>() {
-                return transmute_copy(&aarch64::f16x4(p.cast()));
-            }
-        }
-        by_lane::<S>(|i| (*p.add(i)).to_f32())
-    }
+    let h = p.cast::<u16>();
+    widen!(S, x86::f16_v4(h), x86::f16_v3(h), aarch64::f16x4(h), |i| {
+        (*p.add(i)).to_f32()
+    })
 }
 
 /// `S::F32_LANES` i8 at `p`, as f32.
@@ -101,27 +100,9 @@ pub(crate) unsafe fn f16s<S: Simd>(p: *const f16) -> S::f32s {
 /// As [`bf16s`].
 #[inline(always)]
 pub(crate) unsafe fn i8s<S: Simd>(p: *const i8) -> S::f32s {
-    // SAFETY: as in `bf16s`.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::arch::x86;
-            if x86::is_v4::<S>() {
-                return transmute_copy(&x86::i8_v4(p));
-            }
-            if x86::is_v3::<S>() {
-                return transmute_copy(&x86::i8_v3(p));
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            use crate::arch::aarch64;
-            if aarch64::is_neon::<S>() {
-                return transmute_copy(&aarch64::i8x4(p));
-            }
-        }
-        by_lane::<S>(|i| f32::from(*p.add(i)))
-    }
+    widen!(S, x86::i8_v4(p), x86::i8_v3(p), aarch64::i8x4(p), |i| {
+        f32::from(*p.add(i))
+    })
 }
 
 /// The low (or, with `hi`, high) nibbles of `S::F32_LANES` bytes at `p`,
@@ -131,30 +112,16 @@ pub(crate) unsafe fn i8s<S: Simd>(p: *const i8) -> S::f32s {
 /// As [`bf16s`].
 #[inline(always)]
 pub(crate) unsafe fn q4s<S: Simd>(p: *const u8, hi: bool) -> S::f32s {
-    // SAFETY: as in `bf16s`.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::arch::x86;
-            if x86::is_v4::<S>() {
-                return transmute_copy(&x86::q4_v4(p, hi));
-            }
-            if x86::is_v3::<S>() {
-                return transmute_copy(&x86::q4_v3(p, hi));
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            use crate::arch::aarch64;
-            if aarch64::is_neon::<S>() {
-                return transmute_copy(&aarch64::q4x4(p, hi));
-            }
-        }
-        by_lane::<S>(|i| {
+    widen!(
+        S,
+        x86::q4_v4(p, hi),
+        x86::q4_v3(p, hi),
+        aarch64::q4x4(p, hi),
+        |i| {
             let b = *p.add(i);
             f32::from(if hi { b >> 4 } else { b & 0x0f }) - 8.0
-        })
-    }
+        }
+    )
 }
 
 #[cfg(test)]
