@@ -271,10 +271,6 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
-fn silu_bound_factor() -> f64 {
-    1.1
-}
-
 fn check(case: &Case) {
     let Case {
         m,
@@ -329,9 +325,7 @@ fn check(case: &Case) {
             let t = 2.0 * (k as f64 + 3.0) * U * (case.alpha.abs() as f64 * sum + cterm + b)
                 + (k as f64 + 4.0) * 2f64.powi(-149);
             if case.epi == 2 {
-                silu_bound_factor() * t * case.extra[idx].abs() as f64
-                    + 4.0 * ulp_f32(exact[idx])
-                    + 1e-7
+                1.1 * t * case.extra[idx].abs() as f64 + 4.0 * ulp_f32(exact[idx]) + 1e-7
             } else {
                 t
             }
