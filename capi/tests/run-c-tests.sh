@@ -35,7 +35,10 @@ sed -n '/^```c$/,/^```$/p' ../README.md | sed '1d;$d' > "$out/readme.c"
 
 echo "-- shared library"
 "$cc" "${flags[@]}" tests/capi_test.c -L "$lib" -ltransformer_kernels -Wl,-rpath,"$lib" -lm -o "$out/shared"
-ldd "$out/shared" | grep -q "$lib/libtransformer_kernels.so"
+# ldd's output captured first: `ldd | grep -q` under pipefail fails at
+# random when grep exits at the first match and ldd dies of SIGPIPE.
+deps=$(ldd "$out/shared")
+grep -qF "$lib/libtransformer_kernels.so" <<<"$deps"
 "$out/shared" | tail -n 1
 
 echo "-- AddressSanitizer (static library)"
