@@ -10,7 +10,11 @@
 //! N = 128 … 4096 and writes the per-stage breakdown as an SVG stacked bar
 //! chart, so the point where attention overtakes the matmuls is visible.
 //!
-//! `cargo run --release --example gpt2_layer -- [--tokens 512] [--decode 32] [--threads 1] [--sweep] [--svg gpt2_layer_sweep.svg]`
+//! `--weights f32,bf16,f16,q8_0,q4_0` (the default: all five) then runs the
+//! decode again with the layer's matrices in each format and prints
+//! tokens/s, the weight bytes per token and the speed-up over f32.
+//!
+//! `cargo run --release --example gpt2_layer -- [--tokens 512] [--decode 32] [--threads 1] [--weights f32,q4_0] [--sweep] [--svg gpt2_layer_sweep.svg]`
 
 #[path = "common/chart.rs"]
 mod chart;
@@ -20,7 +24,8 @@ use std::time::{Duration, Instant};
 use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
     AttentionOptions, Config, Epilogue, GeluKind, Gpt2Layer, Gpt2Weights, HeadsMut, HeadsRef, Isa,
-    KvCache, MatMut, MatRef, Parallelism, StageTimes, attention, layer_norm, matmul, reference,
+    KvCache, MatMut, MatRef, Parallelism, StageTimes, WeightFormat, attention, layer_norm, matmul,
+    reference,
 };
 
 const D: usize = 768;
@@ -337,6 +342,68 @@ fn main() {
             1.0 / per,
             100.0 * dt.attention.as_secs_f64() / dt.total().as_secs_f64()
         );
+    }
+
+    let formats: String = arg("--weights", "f32,bf16,f16,q8_0,q4_0".to_string());
+    let formats: Vec<WeightFormat> = match formats.split(',').map(str::parse).collect() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("--weights: {e}");
+            std::process::exit(2);
+        }
+    };
+    if steps > 0 && !formats.is_empty() {
+        let ctx = n.min(128);
+        println!(
+            "\ndecode by weight format ({steps} steps after {ctx} tokens; the layer's weights stay in this CPU's L3 between tokens):"
+        );
+        println!(
+            "{:<6} {:>10} {:>10} {:>12} {:>9} {:>12}",
+            "format", "ms/token", "tokens/s", "weight MB", "vs f32", "max |err|"
+        );
+        let mut f32_per = None;
+        for fmt in formats {
+            let mut lf = match Gpt2Layer::new(w.clone()).and_then(|l| l.with_weight_format(fmt)) {
+                Ok(l) => l,
+                Err(e) => {
+                    println!("{fmt:?}: {e}");
+                    continue;
+                }
+            };
+            // Accuracy against the reference on the weights this format holds.
+            let want = reference::gpt2_layer(&lf.effective_weights(), &x0, probe);
+            let mut xp = x0.clone();
+            lf.forward(&mut xp, None, &cfg, None).unwrap();
+            let err = xp
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let mut cache = KvCache::new(ctx + steps, H, D / H);
+            let mut x = input(ctx);
+            lf.forward(&mut x, Some(&mut cache), &cfg, None).unwrap();
+            let s = Instant::now();
+            for _ in 0..steps {
+                let mut tok = input(1);
+                lf.forward(&mut tok, Some(&mut cache), &cfg, None).unwrap();
+            }
+            let per = s.elapsed().as_secs_f64() / steps as f64;
+            let wn = D * 3 * D + D * D + 2 * D * MLP;
+            let base = *f32_per.get_or_insert(if fmt == WeightFormat::F32 {
+                per
+            } else {
+                f64::NAN
+            });
+            println!(
+                "{:<6} {:>10.3} {:>10.0} {:>12.2} {:>8.2}× {:>12.2e}",
+                format!("{fmt:?}"),
+                per * 1e3,
+                1.0 / per,
+                fmt.bytes(wn) as f64 / 1e6,
+                base / per,
+                err
+            );
+        }
     }
 
     if flag("--sweep") {

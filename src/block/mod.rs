@@ -17,8 +17,9 @@ use crate::attention::{AttentionOptions, HeadsMut, HeadsRef, attention};
 use crate::error::KernelError;
 use crate::gelu::GeluKind;
 use crate::isa::Config;
-use crate::matmul::{Epilogue, MatMut, MatRef, matmul};
+use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights};
 use crate::norm::layer_norm;
+use crate::quant::{OwnedWeights, WeightFormat, WeightsRef};
 use std::time::{Duration, Instant};
 
 /// A deterministic source of `n` values uniform in `offset ± scale`
@@ -250,6 +251,9 @@ impl StageTimes {
 #[derive(Debug, Clone)]
 pub struct Gpt2Layer {
     w: Gpt2Weights,
+    /// The four matrices (QKV, O, up, down) in a low-precision format, when
+    /// one was asked for.
+    lowp: Option<Box<[OwnedWeights; 4]>>,
     h: Vec<f32>,
     qkv: Vec<f32>,
     att: Vec<f32>,
@@ -264,6 +268,7 @@ impl Gpt2Layer {
         w.check()?;
         Ok(Gpt2Layer {
             w,
+            lowp: None,
             h: Vec::new(),
             qkv: Vec::new(),
             att: Vec::new(),
@@ -271,9 +276,78 @@ impl Gpt2Layer {
         })
     }
 
-    /// The weights.
+    /// The weights (f32, as given).
     pub fn weights(&self) -> &Gpt2Weights {
         &self.w
+    }
+
+    /// The layer with its four matrices converted to `format` (rounded to
+    /// bf16/f16 and kept `[in, out]`, or quantized with llama.cpp's
+    /// Q8_0/Q4_0 rounding and stored `[out, in]`) and multiplied through
+    /// [`matmul_weights`]; norms and biases stay f32. `WeightFormat::F32`
+    /// goes back to the f32 matrices.
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] naming `k` when a block format meets
+    /// an input width (d or the MLP width) that is not a multiple of 32.
+    pub fn with_weight_format(mut self, format: WeightFormat) -> Result<Self, KernelError> {
+        if format == WeightFormat::F32 {
+            self.lowp = None;
+            return Ok(self);
+        }
+        let (d, mlp) = (self.w.d, self.w.mlp);
+        let conv = |m: &[f32], k: usize, n: usize| {
+            OwnedWeights::from_f32(m, k, n, format, crate::quant::WeightLayout::InOut)
+        };
+        let w = &self.w;
+        self.lowp = Some(Box::new([
+            conv(&w.w_qkv, d, 3 * d)?,
+            conv(&w.w_o, d, d)?,
+            conv(&w.w_up, d, mlp)?,
+            conv(&w.w_down, mlp, d)?,
+        ]));
+        Ok(self)
+    }
+
+    /// The format the layer's matrices are multiplied in.
+    pub fn weight_format(&self) -> WeightFormat {
+        self.lowp
+            .as_ref()
+            .map_or(WeightFormat::F32, |l| l[0].view().format())
+    }
+
+    /// The weights the layer computes with, as f32: [`Gpt2Layer::weights`]
+    /// with each matrix replaced by its exact low-precision values (for
+    /// comparing a converted layer with [`crate::reference::gpt2_layer`]).
+    pub fn effective_weights(&self) -> Gpt2Weights {
+        let mut w = self.w.clone();
+        if let Some(l) = &self.lowp {
+            let back = |o: &OwnedWeights| crate::reference::weights_f32(&o.view());
+            w.w_qkv = back(&l[0]);
+            w.w_o = back(&l[1]);
+            w.w_up = back(&l[2]);
+            w.w_down = back(&l[3]);
+        }
+        w
+    }
+
+    /// Weight matrix `i` (0 QKV, 1 O, 2 up, 3 down) as a view.
+    fn wref<'a>(
+        w: &'a Gpt2Weights,
+        lowp: &'a Option<Box<[OwnedWeights; 4]>>,
+        i: usize,
+    ) -> Result<WeightsRef<'a>, KernelError> {
+        if let Some(l) = lowp {
+            return Ok(l[i].view());
+        }
+        let (d, mlp) = (w.d, w.mlp);
+        let (m, k, n) = match i {
+            0 => (&w.w_qkv, d, 3 * d),
+            1 => (&w.w_o, d, d),
+            2 => (&w.w_up, d, mlp),
+            _ => (&w.w_down, mlp, d),
+        };
+        Ok(WeightsRef::f32(MatRef::row_major(m, k, n)?))
     }
 
     /// Runs the layer over the `n = x.len() / d` new tokens in `x` (the
@@ -308,17 +382,17 @@ impl Gpt2Layer {
         self.qkv.resize(n * 3 * d, 0.0);
         self.att.resize(n * d, 0.0);
         self.up.resize(n * mlp, 0.0);
-        let w = &self.w;
+        let (w, lw) = (&self.w, &self.lowp);
 
         let s = Instant::now();
         layer_norm(x, &w.ln1_g, &w.ln1_b, &mut self.h, w.eps, cfg)?;
         t.ln += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        matmul_weights(
             MatMut::row_major(&mut self.qkv, n, 3 * d)?,
             MatRef::row_major(&self.h, n, d)?,
-            MatRef::row_major(&w.w_qkv, d, 3 * d)?,
+            Self::wref(w, lw, 0)?,
             1.0,
             0.0,
             Epilogue::Bias(&w.b_qkv),
@@ -351,10 +425,10 @@ impl Gpt2Layer {
         t.attention += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        matmul_weights(
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(&self.att, n, d)?,
-            MatRef::row_major(&w.w_o, d, d)?,
+            Self::wref(w, lw, 1)?,
             1.0,
             1.0,
             Epilogue::Bias(&w.b_o),
@@ -367,10 +441,10 @@ impl Gpt2Layer {
         t.ln += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        matmul_weights(
             MatMut::row_major(&mut self.up, n, mlp)?,
             MatRef::row_major(&self.h, n, d)?,
-            MatRef::row_major(&w.w_up, d, mlp)?,
+            Self::wref(w, lw, 2)?,
             1.0,
             0.0,
             Epilogue::BiasGelu(&w.b_up, GeluKind::Tanh),
@@ -379,10 +453,10 @@ impl Gpt2Layer {
         t.mlp_up += s.elapsed();
 
         let s = Instant::now();
-        matmul(
+        matmul_weights(
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(&self.up, n, mlp)?,
-            MatRef::row_major(&w.w_down, mlp, d)?,
+            Self::wref(w, lw, 3)?,
             1.0,
             1.0,
             Epilogue::Bias(&w.b_down),
