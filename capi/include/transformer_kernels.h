@@ -69,6 +69,14 @@ typedef int32_t tk_epilogue;
 // Which GELU (one of the `TK_GELU_*` values).
 typedef int32_t tk_gelu;
 
+// A weight format (one of the `TK_WEIGHTS_*` values), for
+// [`tk_matmul_weights`], [`tk_weight_bytes`], [`tk_quantize_f32`] and
+// [`tk_dequantize_f32`].
+typedef int32_t tk_weight_format;
+
+// How a k×n weight matrix is stored (one of the `TK_LAYOUT_*` values).
+typedef int32_t tk_weight_layout;
+
 // A read-only `[batch, seq, heads, head_dim]` view: element `(b, s, h, d)`
 // at `data[b·strides[0] + s·strides[1] + h·strides[2] + d]` (head_dim is
 // contiguous). All in elements.
@@ -167,6 +175,31 @@ typedef int32_t tk_math_fn;
 // tanh-form GELU, 4 ULP + 1e-7.
 #define TK_MATH_GELU_TANH 5
 
+// `float`, 4 bytes a weight.
+#define TK_WEIGHTS_F32 0
+
+// bfloat16 (`uint16_t` bits), 2 bytes a weight.
+#define TK_WEIGHTS_BF16 1
+
+// IEEE binary16 (`uint16_t` bits), 2 bytes a weight.
+#define TK_WEIGHTS_F16 2
+
+// GGUF / llama.cpp Q8_0 blocks: per 32 weights an f16 scale `d` and 32
+// `int8_t` `q`, w = d·q (34 bytes).
+#define TK_WEIGHTS_Q8_0 3
+
+// GGUF / llama.cpp Q4_0 blocks: per 32 weights an f16 scale `d` and 16
+// bytes of nibbles (weights 0–15 low, 16–31 high), w = d·(q − 8)
+// (18 bytes).
+#define TK_WEIGHTS_Q4_0 4
+
+// `[k, n]` row-major: weight (p, j) at element `p·n + j`.
+#define TK_LAYOUT_IN_OUT 0
+
+// `[n, k]` row-major (PyTorch `nn.Linear`, GGUF): weight (p, j) at
+// element `j·k + p`; the only layout of the block formats.
+#define TK_LAYOUT_OUT_IN 1
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -220,6 +253,71 @@ tk_status tk_matmul_f32(tk_config cfg,
                         tk_epilogue epilogue,
                         const float *bias,
                         tk_gelu gelu);
+
+// Bytes a k×n weight matrix takes in `format` (`*out`); for the block
+// formats k must be a multiple of 32.
+//
+// # Safety
+// `out` valid for one `int64_t` write.
+tk_status tk_weight_bytes(tk_weight_format format, int64_t k, int64_t n, int64_t *out);
+
+// Converts `count` floats to `format` in `out` (`out_bytes` long, exactly
+// what `count` weights take): bf16/f16 round to nearest even; Q8_0/Q4_0
+// quantize each run of 32 with llama.cpp's rounding (count a multiple of
+// 32, every value finite). For a `TK_LAYOUT_OUT_IN` block matrix, pass
+// the `[n, k]` rows. `TK_WEIGHTS_F32` copies. `out` needs no alignment.
+//
+// # Safety
+// `x` valid for `count` floats, `out` for `out_bytes` byte writes.
+tk_status tk_quantize_f32(tk_weight_format format,
+                          const float *x,
+                          int64_t count,
+                          void *out,
+                          int64_t out_bytes);
+
+// The values of `count` weights stored in `format` at `w` (`w_bytes`
+// long), as floats in `out` (exact: every format widens to f32 without
+// rounding). `w` aligned to 2 bytes (4 for `TK_WEIGHTS_F32`).
+//
+// # Safety
+// `w` valid for `w_bytes` byte reads, `out` for `count` float writes.
+tk_status tk_dequantize_f32(tk_weight_format format,
+                            const void *w,
+                            int64_t w_bytes,
+                            float *out,
+                            int64_t count);
+
+// `C ← epilogue(alpha·A·W + beta·C)` with A in f32 (any strides) and the
+// k×n weights W in `format` and `layout`, `w_bytes` long (exactly what
+// the shape takes, [`tk_weight_bytes`]), aligned to 2 bytes (4 for f32):
+// the bytes of a GGUF tensor can be passed as they are (Q8_0/Q4_0 need
+// `TK_LAYOUT_OUT_IN` and k a multiple of 32). Activations and
+// accumulation stay f32: the result is the f32 matmul on the weights'
+// exact values, within its bound. Decode (m ≤ 8 with `[n, k]` weights)
+// streams the weights once, widening them in registers.
+//
+// # Safety
+// Each pointer valid for the elements its shape and strides reach; `w`
+// for `w_bytes` bytes.
+tk_status tk_matmul_weights(tk_config cfg,
+                            int64_t m,
+                            int64_t n,
+                            int64_t k,
+                            float alpha,
+                            const float *a,
+                            int64_t rsa,
+                            int64_t csa,
+                            tk_weight_format format,
+                            tk_weight_layout layout,
+                            const void *w,
+                            int64_t w_bytes,
+                            float beta,
+                            float *c,
+                            int64_t rsc,
+                            int64_t csc,
+                            tk_epilogue epilogue,
+                            const float *bias,
+                            tk_gelu gelu);
 
 // `out = softmax(scale·q·kᵀ + mask)·v` per batch and head, flash-style
 // (memory O(N), the N×N scores never exist).

@@ -120,6 +120,32 @@ pub const TK_MATH_GELU_ERF: tk_math_fn = 4;
 /// tanh-form GELU, 4 ULP + 1e-7.
 pub const TK_MATH_GELU_TANH: tk_math_fn = 5;
 
+/// A weight format (one of the `TK_WEIGHTS_*` values), for
+/// [`tk_matmul_weights`], [`tk_weight_bytes`], [`tk_quantize_f32`] and
+/// [`tk_dequantize_f32`].
+pub type tk_weight_format = i32;
+/// `float`, 4 bytes a weight.
+pub const TK_WEIGHTS_F32: tk_weight_format = 0;
+/// bfloat16 (`uint16_t` bits), 2 bytes a weight.
+pub const TK_WEIGHTS_BF16: tk_weight_format = 1;
+/// IEEE binary16 (`uint16_t` bits), 2 bytes a weight.
+pub const TK_WEIGHTS_F16: tk_weight_format = 2;
+/// GGUF / llama.cpp Q8_0 blocks: per 32 weights an f16 scale `d` and 32
+/// `int8_t` `q`, w = d·q (34 bytes).
+pub const TK_WEIGHTS_Q8_0: tk_weight_format = 3;
+/// GGUF / llama.cpp Q4_0 blocks: per 32 weights an f16 scale `d` and 16
+/// bytes of nibbles (weights 0–15 low, 16–31 high), w = d·(q − 8)
+/// (18 bytes).
+pub const TK_WEIGHTS_Q4_0: tk_weight_format = 4;
+
+/// How a k×n weight matrix is stored (one of the `TK_LAYOUT_*` values).
+pub type tk_weight_layout = i32;
+/// `[k, n]` row-major: weight (p, j) at element `p·n + j`.
+pub const TK_LAYOUT_IN_OUT: tk_weight_layout = 0;
+/// `[n, k]` row-major (PyTorch `nn.Linear`, GGUF): weight (p, j) at
+/// element `j·k + p`; the only layout of the block formats.
+pub const TK_LAYOUT_OUT_IN: tk_weight_layout = 1;
+
 /// A read-only `[batch, seq, heads, head_dim]` view: element `(b, s, h, d)`
 /// at `data[b·strides[0] + s·strides[1] + h·strides[2] + d]` (head_dim is
 /// contiguous). All in elements.
@@ -403,6 +429,103 @@ fn mat_dims(
     Ok((r, c, rs, cs, len))
 }
 
+fn format_arg(arg: &'static str, raw: tk_weight_format) -> Result<tk::WeightFormat, Fail> {
+    Ok(match raw {
+        TK_WEIGHTS_F32 => tk::WeightFormat::F32,
+        TK_WEIGHTS_BF16 => tk::WeightFormat::Bf16,
+        TK_WEIGHTS_F16 => tk::WeightFormat::F16,
+        TK_WEIGHTS_Q8_0 => tk::WeightFormat::Q8_0,
+        TK_WEIGHTS_Q4_0 => tk::WeightFormat::Q4_0,
+        _ => {
+            return Err(fail(
+                tk_status::TK_ERR_INVALID_ARGUMENT,
+                arg,
+                format!("{raw} is not a TK_WEIGHTS_* value"),
+            ));
+        }
+    })
+}
+
+/// The epilogue a `tk_epilogue` names, and how many bias floats it reads.
+fn epilogue_arg(epilogue: tk_epilogue, gelu: tk_gelu, n: usize) -> Result<(usize, GeluKind), Fail> {
+    let len = match epilogue {
+        TK_EPILOGUE_NONE => 0,
+        TK_EPILOGUE_BIAS | TK_EPILOGUE_BIAS_GELU => n,
+        e => {
+            return Err(fail(
+                tk_status::TK_ERR_INVALID_ARGUMENT,
+                "epilogue",
+                format!("{e} is not a TK_EPILOGUE_* value"),
+            ));
+        }
+    };
+    let kind = if epilogue == TK_EPILOGUE_BIAS_GELU {
+        gelu_arg(gelu)?
+    } else {
+        GeluKind::Erf
+    };
+    Ok((len, kind))
+}
+
+fn epilogue_of(epilogue: tk_epilogue, bias: &[f32], kind: GeluKind) -> Epilogue<'_> {
+    match epilogue {
+        TK_EPILOGUE_NONE => Epilogue::None,
+        TK_EPILOGUE_BIAS => Epilogue::Bias(bias),
+        _ => Epilogue::BiasGelu(bias, kind),
+    }
+}
+
+/// `len` bytes at `p`, which must be aligned to `align`; null is allowed
+/// only when `len == 0`.
+///
+/// # Safety
+/// `p` valid for `len` byte reads for the call (caller of the entry point).
+unsafe fn bytes<'a>(
+    arg: &'static str,
+    p: *const std::ffi::c_void,
+    len: usize,
+    align: usize,
+) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(fail(tk_status::TK_ERR_NULL_POINTER, arg, "is null"));
+    }
+    if !(p as usize).is_multiple_of(align) {
+        return Err(fail(
+            tk_status::TK_ERR_INVALID_ARGUMENT,
+            arg,
+            format!("is not aligned to {align} bytes"),
+        ));
+    }
+    // SAFETY: non-null, valid for `len` bytes (caller).
+    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+}
+
+/// `len` bytes of `T`s viewed as `T`s (`T` a plain 2- or 4-byte number:
+/// every bit pattern is a value).
+fn cast<'a, T: Copy>(arg: &'static str, b: &'a [u8]) -> Result<&'a [T], Fail> {
+    let sz = std::mem::size_of::<T>();
+    if !b.len().is_multiple_of(sz) {
+        return Err(fail(
+            tk_status::TK_ERR_SHAPE_MISMATCH,
+            arg,
+            format!(
+                "{} bytes is not a whole number of {sz}-byte weights",
+                b.len()
+            ),
+        ));
+    }
+    if b.is_empty() {
+        return Ok(&[]);
+    }
+    // SAFETY: `b` is aligned to `align_of::<T>()` (checked by `bytes`),
+    // holds `len / sz` whole `T`s, and `T` (f32, bf16, f16) accepts every
+    // bit pattern.
+    Ok(unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<T>(), b.len() / sz) })
+}
+
 /// Library version, e.g. `"0.1.0"` (static storage; never free it).
 #[unsafe(no_mangle)]
 pub extern "C" fn tk_version() -> *const c_char {
@@ -481,22 +604,7 @@ pub unsafe extern "C" fn tk_matmul_f32(
         let (m_, k_, rsa, csa, alen) = mat_dims("a", m, k, rsa, csa)?;
         let (_, n_, rsb, csb, blen) = mat_dims("b", k, n, rsb, csb)?;
         let (_, _, rsc, csc, clen) = mat_dims("c", m, n, rsc, csc)?;
-        let blen_bias = match epilogue {
-            TK_EPILOGUE_NONE => 0,
-            TK_EPILOGUE_BIAS | TK_EPILOGUE_BIAS_GELU => n_,
-            e => {
-                return Err(fail(
-                    tk_status::TK_ERR_INVALID_ARGUMENT,
-                    "epilogue",
-                    format!("{e} is not a TK_EPILOGUE_* value"),
-                ));
-            }
-        };
-        let kind = if epilogue == TK_EPILOGUE_BIAS_GELU {
-            gelu_arg(gelu)?
-        } else {
-            GeluKind::Erf
-        };
+        let (blen_bias, kind) = epilogue_arg(epilogue, gelu, n_)?;
         disjoint(
             "c",
             c,
@@ -516,12 +624,320 @@ pub unsafe extern "C" fn tk_matmul_f32(
         let av = MatRef::new(av, m_, k_, rsa, csa).map_err(named("a"))?;
         let bv = MatRef::new(bv, k_, n_, rsb, csb).map_err(named("b"))?;
         let cv = MatMut::new(cv, m_, n_, rsc, csc).map_err(named("c"))?;
-        let ep = match epilogue {
-            TK_EPILOGUE_NONE => Epilogue::None,
-            TK_EPILOGUE_BIAS => Epilogue::Bias(biasv),
-            _ => Epilogue::BiasGelu(biasv, kind),
+        tk::matmul(
+            cv,
+            av,
+            bv,
+            alpha,
+            beta,
+            epilogue_of(epilogue, biasv, kind),
+            &cfg,
+        )?;
+        Ok(())
+    })
+}
+
+/// Bytes a k×n weight matrix takes in `format` (`*out`); for the block
+/// formats k must be a multiple of 32.
+///
+/// # Safety
+/// `out` valid for one `int64_t` write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_weight_bytes(
+    format: tk_weight_format,
+    k: i64,
+    n: i64,
+    out: *mut i64,
+) -> tk_status {
+    ffi(|| {
+        let f = format_arg("format", format)?;
+        let (k, n) = (dim("k", k)?, dim("n", n)?);
+        if f.is_quantized() && !k.is_multiple_of(32) {
+            return Err(fail(
+                tk_status::TK_ERR_SHAPE_MISMATCH,
+                "k",
+                format!("k = {k} is not a multiple of the 32-weight block"),
+            ));
+        }
+        let b = k
+            .checked_mul(n)
+            .and_then(|c| c.checked_mul(4))
+            .filter(|&b| b <= i64::MAX as usize)
+            .map(|_| f.bytes(k * n))
+            .ok_or_else(|| fail(tk_status::TK_ERR_OUT_OF_BOUNDS, "k", "k·n overflows"))?;
+        if out.is_null() {
+            return Err(fail(tk_status::TK_ERR_NULL_POINTER, "out", "is null"));
+        }
+        // SAFETY: non-null, valid for one write (caller).
+        unsafe { out.write(b as i64) };
+        Ok(())
+    })
+}
+
+/// Converts `count` floats to `format` in `out` (`out_bytes` long, exactly
+/// what `count` weights take): bf16/f16 round to nearest even; Q8_0/Q4_0
+/// quantize each run of 32 with llama.cpp's rounding (count a multiple of
+/// 32, every value finite). For a `TK_LAYOUT_OUT_IN` block matrix, pass
+/// the `[n, k]` rows. `TK_WEIGHTS_F32` copies. `out` needs no alignment.
+///
+/// # Safety
+/// `x` valid for `count` floats, `out` for `out_bytes` byte writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_quantize_f32(
+    format: tk_weight_format,
+    x: *const f32,
+    count: i64,
+    out: *mut std::ffi::c_void,
+    out_bytes: i64,
+) -> tk_status {
+    ffi(|| {
+        let f = format_arg("format", format)?;
+        let count = dim("count", count)?;
+        let ob = dim("out_bytes", out_bytes)?;
+        if count.checked_mul(4).is_none_or(|b| b > isize::MAX as usize) {
+            return Err(fail(tk_status::TK_ERR_OUT_OF_BOUNDS, "count", "overflows"));
+        }
+        if f.is_quantized() && !count.is_multiple_of(32) {
+            return Err(fail(
+                tk_status::TK_ERR_SHAPE_MISMATCH,
+                "count",
+                format!("{count} is not a whole number of 32-weight blocks"),
+            ));
+        }
+        if ob != f.bytes(count) {
+            return Err(fail(
+                tk_status::TK_ERR_SHAPE_MISMATCH,
+                "out_bytes",
+                format!("{ob}, but {count} weights take {} bytes", f.bytes(count)),
+            ));
+        }
+        // SAFETY: valid for `count` floats (caller).
+        let xs = unsafe { slice("x", x, count)? };
+        if ob > 0 && out.is_null() {
+            return Err(fail(tk_status::TK_ERR_NULL_POINTER, "out", "is null"));
+        }
+        let (o0, o1) = (out as usize, out as usize + ob);
+        let (x0, x1) = (x as usize, x as usize + 4 * count);
+        if ob > 0 && count > 0 && o0 < x1 && x0 < o1 {
+            return Err(fail(
+                tk_status::TK_ERR_OVERLAPPING,
+                "out",
+                "shares memory with x",
+            ));
+        }
+        let bytes: Vec<u8> = match f {
+            tk::WeightFormat::F32 => xs.iter().flat_map(|v| v.to_ne_bytes()).collect(),
+            tk::WeightFormat::Bf16 => xs
+                .iter()
+                .flat_map(|&v| tk::bf16::from_f32(v).to_bits().to_ne_bytes())
+                .collect(),
+            tk::WeightFormat::F16 => xs
+                .iter()
+                .flat_map(|&v| tk::f16::from_f32(v).to_bits().to_ne_bytes())
+                .collect(),
+            tk::WeightFormat::Q8_0 => {
+                tk::quant::Block::as_bytes(&tk::quantize_q8_0(xs).map_err(named("x"))?).to_vec()
+            }
+            tk::WeightFormat::Q4_0 => {
+                tk::quant::Block::as_bytes(&tk::quantize_q4_0(xs).map_err(named("x"))?).to_vec()
+            }
         };
-        tk::matmul(cv, av, bv, alpha, beta, ep, &cfg)?;
+        debug_assert_eq!(bytes.len(), ob);
+        if ob > 0 {
+            // SAFETY: `out` is valid for `ob` byte writes (caller) and does
+            // not overlap `x` (checked); `bytes` has exactly `ob` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.cast::<u8>(), ob) };
+        }
+        Ok(())
+    })
+}
+
+/// The values of `count` weights stored in `format` at `w` (`w_bytes`
+/// long), as floats in `out` (exact: every format widens to f32 without
+/// rounding). `w` aligned to 2 bytes (4 for `TK_WEIGHTS_F32`).
+///
+/// # Safety
+/// `w` valid for `w_bytes` byte reads, `out` for `count` float writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tk_dequantize_f32(
+    format: tk_weight_format,
+    w: *const std::ffi::c_void,
+    w_bytes: i64,
+    out: *mut f32,
+    count: i64,
+) -> tk_status {
+    ffi(|| {
+        let f = format_arg("format", format)?;
+        let count = dim("count", count)?;
+        let wb = dim("w_bytes", w_bytes)?;
+        if count.checked_mul(4).is_none_or(|b| b > isize::MAX as usize) {
+            return Err(fail(tk_status::TK_ERR_OUT_OF_BOUNDS, "count", "overflows"));
+        }
+        if f.is_quantized() && !count.is_multiple_of(32) {
+            return Err(fail(
+                tk_status::TK_ERR_SHAPE_MISMATCH,
+                "count",
+                format!("{count} is not a whole number of 32-weight blocks"),
+            ));
+        }
+        if wb != f.bytes(count) {
+            return Err(fail(
+                tk_status::TK_ERR_SHAPE_MISMATCH,
+                "w_bytes",
+                format!("{wb}, but {count} weights take {} bytes", f.bytes(count)),
+            ));
+        }
+        let align = if f == tk::WeightFormat::F32 { 4 } else { 2 };
+        // SAFETY: valid for `wb` bytes (caller).
+        let b = unsafe { bytes("w", w, wb, align)? };
+        disjoint("out", out, count, &[("w", w.cast(), wb.div_ceil(4))])?;
+        let vals: Vec<f32> = match f {
+            tk::WeightFormat::F32 => cast::<f32>("w_bytes", b)?.to_vec(),
+            tk::WeightFormat::Bf16 => cast::<tk::bf16>("w_bytes", b)?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
+            tk::WeightFormat::F16 => cast::<tk::f16>("w_bytes", b)?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
+            tk::WeightFormat::Q8_0 => tk::quant::dequantize(
+                <tk::BlockQ8_0 as tk::quant::Block>::from_bytes(b).map_err(named("w"))?,
+            ),
+            tk::WeightFormat::Q4_0 => tk::quant::dequantize(
+                <tk::BlockQ4_0 as tk::quant::Block>::from_bytes(b).map_err(named("w"))?,
+            ),
+        };
+        // SAFETY: valid for `count` writes (caller), no overlap with `w`
+        // (checked).
+        let o = unsafe { slice_mut("out", out, count)? };
+        o.copy_from_slice(&vals);
+        Ok(())
+    })
+}
+
+/// `C ← epilogue(alpha·A·W + beta·C)` with A in f32 (any strides) and the
+/// k×n weights W in `format` and `layout`, `w_bytes` long (exactly what
+/// the shape takes, [`tk_weight_bytes`]), aligned to 2 bytes (4 for f32):
+/// the bytes of a GGUF tensor can be passed as they are (Q8_0/Q4_0 need
+/// `TK_LAYOUT_OUT_IN` and k a multiple of 32). Activations and
+/// accumulation stay f32: the result is the f32 matmul on the weights'
+/// exact values, within its bound. Decode (m ≤ 8 with `[n, k]` weights)
+/// streams the weights once, widening them in registers.
+///
+/// # Safety
+/// Each pointer valid for the elements its shape and strides reach; `w`
+/// for `w_bytes` bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tk_matmul_weights(
+    cfg: tk_config,
+    m: i64,
+    n: i64,
+    k: i64,
+    alpha: f32,
+    a: *const f32,
+    rsa: i64,
+    csa: i64,
+    format: tk_weight_format,
+    layout: tk_weight_layout,
+    w: *const std::ffi::c_void,
+    w_bytes: i64,
+    beta: f32,
+    c: *mut f32,
+    rsc: i64,
+    csc: i64,
+    epilogue: tk_epilogue,
+    bias: *const f32,
+    gelu: tk_gelu,
+) -> tk_status {
+    ffi(|| {
+        let cfg = config(cfg)?;
+        let f = format_arg("format", format)?;
+        let wl = match layout {
+            TK_LAYOUT_IN_OUT => tk::WeightLayout::InOut,
+            TK_LAYOUT_OUT_IN => tk::WeightLayout::OutIn,
+            l => {
+                return Err(fail(
+                    tk_status::TK_ERR_INVALID_ARGUMENT,
+                    "layout",
+                    format!("{l} is not a TK_LAYOUT_* value"),
+                ));
+            }
+        };
+        if f.is_quantized() && wl != tk::WeightLayout::OutIn {
+            return Err(fail(
+                tk_status::TK_ERR_INVALID_ARGUMENT,
+                "layout",
+                "the block formats are stored [n, k] (TK_LAYOUT_OUT_IN)",
+            ));
+        }
+        let (m_, k_, rsa, csa, alen) = mat_dims("a", m, k, rsa, csa)?;
+        let n_ = dim("n", n)?;
+        let (_, _, rsc, csc, clen) = mat_dims("c", m, n, rsc, csc)?;
+        let wb = dim("w_bytes", w_bytes)?;
+        let (blen_bias, kind) = epilogue_arg(epilogue, gelu, n_)?;
+        disjoint(
+            "c",
+            c,
+            clen,
+            &[
+                ("a", a, alen),
+                ("w", w.cast(), wb.div_ceil(4)),
+                ("bias", bias, blen_bias),
+            ],
+        )?;
+        let align = if f == tk::WeightFormat::F32 { 4 } else { 2 };
+        // SAFETY: each pointer is valid for the extent of its view (the
+        // caller's contract); C overlaps none of the inputs (checked).
+        let (av, wbytes, cv, biasv) = unsafe {
+            (
+                slice("a", a, alen)?,
+                bytes("w", w, wb, align)?,
+                slice_mut("c", c, clen)?,
+                slice("bias", bias, blen_bias)?,
+            )
+        };
+        let av = MatRef::new(av, m_, k_, rsa, csa).map_err(named("a"))?;
+        let cv = MatMut::new(cv, m_, n_, rsc, csc).map_err(named("c"))?;
+        let wv = match f {
+            tk::WeightFormat::F32 => {
+                let d = cast::<f32>("w_bytes", wbytes)?;
+                let mv = match wl {
+                    tk::WeightLayout::InOut => MatRef::row_major(d, k_, n_),
+                    tk::WeightLayout::OutIn => MatRef::row_major(d, n_, k_).map(|v| v.t()),
+                };
+                tk::WeightsRef::f32(mv.map_err(named("w"))?)
+            }
+            tk::WeightFormat::Bf16 => {
+                tk::WeightsRef::bf16(cast("w_bytes", wbytes)?, k_, n_, wl).map_err(named("w"))?
+            }
+            tk::WeightFormat::F16 => {
+                tk::WeightsRef::f16(cast("w_bytes", wbytes)?, k_, n_, wl).map_err(named("w"))?
+            }
+            tk::WeightFormat::Q8_0 => tk::WeightsRef::q8_0(
+                <tk::BlockQ8_0 as tk::quant::Block>::from_bytes(wbytes).map_err(named("w"))?,
+                k_,
+                n_,
+            )
+            .map_err(named("w"))?,
+            tk::WeightFormat::Q4_0 => tk::WeightsRef::q4_0(
+                <tk::BlockQ4_0 as tk::quant::Block>::from_bytes(wbytes).map_err(named("w"))?,
+                k_,
+                n_,
+            )
+            .map_err(named("w"))?,
+        };
+        tk::matmul_weights(
+            cv,
+            av,
+            wv,
+            alpha,
+            beta,
+            epilogue_of(epilogue, biasv, kind),
+            &cfg,
+        )
+        .map_err(named("w"))?;
         Ok(())
     })
 }

@@ -381,13 +381,151 @@ static void test_map(tk_config cfg) {
     }
 }
 
-/* ---- errors ------------------------------------------------------------ */
-
 static void expect(tk_status got, tk_status want, const char *arg, const char *what) {
     CHECK(got == want, "%s: status %d, want %d (%s)", what, got, want, tk_last_error());
     CHECK(strstr(tk_last_error(), arg) == tk_last_error(), "%s: message '%s' should name '%s'",
           what, tk_last_error(), arg);
 }
+
+/* ---- low-precision weights -------------------------------------------- */
+
+static const char *fmt_name(tk_weight_format f) {
+    static const char *names[] = {"f32", "bf16", "f16", "q8_0", "q4_0"};
+    return f >= 0 && f <= 4 ? names[f] : "?";
+}
+
+/* Quantize a random k x n matrix in `fmt` / `layout` through the ABI,
+ * check the dequantized values against the originals (each format's
+ * rounding bound), then tk_matmul_weights against a double loop on the
+ * dequantized values, within tk_matmul_f32's bound. */
+static void test_weights(tk_config cfg, tk_weight_format fmt, tk_weight_layout lay, int m, int n,
+                         int k, int la, tk_epilogue ep) {
+    float *x = alloc_rand((size_t)k * n); /* stored order */
+    int64_t wb = -1;
+    tk_status st = tk_weight_bytes(fmt, k, n, &wb);
+    CHECK(st == TK_OK && wb >= 0, "weight_bytes %s: %d (%s)", fmt_name(fmt), st, tk_last_error());
+    int64_t per = fmt == TK_WEIGHTS_F32 ? 4 : fmt <= TK_WEIGHTS_F16 ? 2 : fmt == TK_WEIGHTS_Q8_0 ? 34 : 18;
+    int64_t want_b = fmt <= TK_WEIGHTS_F16 ? per * k * n : per * (k / 32) * n;
+    CHECK(wb == want_b, "weight_bytes %s %dx%d: %lld, want %lld", fmt_name(fmt), k, n, (long long)wb,
+          (long long)want_b);
+    void *w = malloc(wb ? (size_t)wb : 1);
+    float *deq = alloc_f((size_t)k * n, NAN);
+    if (!w) abort();
+    st = tk_quantize_f32(fmt, x, (int64_t)k * n, w, wb);
+    CHECK(st == TK_OK, "quantize %s: %d (%s)", fmt_name(fmt), st, tk_last_error());
+    st = tk_dequantize_f32(fmt, w, wb, deq, (int64_t)k * n);
+    CHECK(st == TK_OK, "dequantize %s: %d (%s)", fmt_name(fmt), st, tk_last_error());
+    for (int b0 = 0; b0 < k * n; b0 += 32) {
+        double amax = 0;
+        int end = b0 + 32 < k * n ? b0 + 32 : k * n;
+        for (int i = b0; i < end; i++) amax = fmax(amax, fabs(x[i]));
+        for (int i = b0; i < end; i++) {
+            /* f32 exact; bf16/f16 half an ULP (8 / 11 significant bits);
+             * Q8_0 half a step of amax/127 plus the f16 rounding of the
+             * scale (127 steps · 2^-11); Q4_0 one step of amax/8 (the
+             * clamp at +7 when the largest value is negative). */
+            double tol = fmt == TK_WEIGHTS_F32    ? 0
+                         : fmt == TK_WEIGHTS_BF16 ? fabs(x[i]) / 256
+                         : fmt == TK_WEIGHTS_F16  ? fabs(x[i]) / 2048 + 6e-8
+                         : fmt == TK_WEIGHTS_Q8_0 ? amax / 127 * (0.5 + 127.0 / 2048) + 1e-7
+                                                  : amax / 8 * (1 + 8.0 / 2048) + 1e-7;
+            CHECK(fabs(deq[i] - x[i]) <= tol, "%s value %d: %g from %g (tol %g)", fmt_name(fmt), i,
+                  deq[i], x[i], tol);
+        }
+    }
+    mat a = make_mat(m, k, la, 1), c = make_mat(m, n, 0, 0);
+    float *bias = alloc_rand((size_t)n);
+    float beta = rand_int(0, 2) == 0 ? 0.0f : rand_f();
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) c.buf[i * c.rs + j] = beta == 0.0f ? NAN : rand_f();
+    float *c0 = alloc_f(c.len, NAN);
+    memcpy(c0, c.buf, c.len * sizeof(float));
+    st = tk_matmul_weights(cfg, m, n, k, 1.0f, a.buf, a.rs, a.cs, fmt, lay, w, wb, beta, c.buf, c.rs,
+                           c.cs, ep, bias, TK_GELU_TANH);
+    CHECK(st == TK_OK, "matmul_weights %s %s %dx%dx%d: %d (%s)", isa_name(cfg.isa), fmt_name(fmt), m,
+          n, k, st, tk_last_error());
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double s = 0, mag = 0;
+            for (int p = 0; p < k; p++) {
+                double wv = lay == TK_LAYOUT_IN_OUT ? deq[p * n + j] : deq[j * k + p];
+                double t = (double)a.buf[i * a.rs + p * a.cs] * wv;
+                s += t;
+                mag += fabs(t);
+            }
+            double old = beta == 0.0f ? 0.0 : c0[i * c.rs + j];
+            double bb = ep == TK_EPILOGUE_NONE ? 0.0 : bias[j];
+            double want = s + beta * old + bb;
+            double tol = 2.0 * (k + 3) * U * (mag + fabs(beta * old) + fabs(bb)) + (k + 4) * 1.4e-45;
+            if (ep == TK_EPILOGUE_BIAS_GELU) {
+                want = gelu_ref(want, TK_GELU_TANH);
+                tol = 1.13 * tol + 4 * ulp(want) + 1e-7;
+            }
+            double got = c.buf[i * c.rs + j];
+            CHECK(fabs(got - want) <= tol, "matmul_weights %s %s lay %d %dx%dx%d: C[%d][%d] = %g, want %g",
+                  isa_name(cfg.isa), fmt_name(fmt), lay, m, n, k, i, j, got, want);
+        }
+        for (int j = n; j < c.rs && i * c.rs + j < (int)c.len; j++)
+            CHECK(isnan(c.buf[i * c.rs + j]), "matmul_weights wrote past row %d", i);
+    }
+    free(x);
+    free(w);
+    free(deq);
+    free(a.buf);
+    free(c.buf);
+    free(c0);
+    free(bias);
+}
+
+static void test_weight_errors(void) {
+    tk_config cfg = {TK_ISA_AUTO, 1};
+    float a[64], c[64], x[64];
+    for (int i = 0; i < 64; i++) { a[i] = x[i] = 1.0f; c[i] = 7.0f; }
+    int64_t wb = 0;
+    _Alignas(8) unsigned char w[4 * 34 + 8];
+    memset(w, 0, sizeof w);
+    expect(tk_weight_bytes(9, 32, 2, &wb), TK_ERR_INVALID_ARGUMENT, "format", "unknown format");
+    expect(tk_weight_bytes(TK_WEIGHTS_Q4_0, 40, 2, &wb), TK_ERR_SHAPE_MISMATCH, "k", "k not a multiple of 32");
+    expect(tk_weight_bytes(TK_WEIGHTS_F16, 32, 2, NULL), TK_ERR_NULL_POINTER, "out", "null out");
+    expect(tk_quantize_f32(TK_WEIGHTS_Q8_0, x, 40, w, 68), TK_ERR_SHAPE_MISMATCH, "count", "partial block");
+    expect(tk_quantize_f32(TK_WEIGHTS_Q8_0, x, 64, w, 60), TK_ERR_SHAPE_MISMATCH, "out_bytes", "short out");
+    x[3] = NAN;
+    expect(tk_quantize_f32(TK_WEIGHTS_Q8_0, x, 64, w, 68), TK_ERR_INVALID_ARGUMENT, "x", "NaN input");
+    x[3] = 1.0f;
+    expect(tk_quantize_f32(TK_WEIGHTS_BF16, x, 16, (unsigned char *)x + 4, 32), TK_ERR_OVERLAPPING, "out",
+           "quantize in place");
+    CHECK(tk_quantize_f32(TK_WEIGHTS_Q8_0, x, 64, w, 68) == TK_OK, "quantize: %s", tk_last_error());
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, 7, TK_LAYOUT_OUT_IN, w, 68, 0, c, 2, 1,
+                             TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_INVALID_ARGUMENT, "format", "unknown format");
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_Q8_0, 5, w, 68, 0, c, 2, 1,
+                             TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_INVALID_ARGUMENT, "layout", "unknown layout");
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_Q8_0, TK_LAYOUT_IN_OUT, w, 68, 0, c,
+                             2, 1, TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_INVALID_ARGUMENT, "layout", "blocks stored [k, n]");
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_Q8_0, TK_LAYOUT_OUT_IN, w, 34, 0, c,
+                             2, 1, TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_SHAPE_MISMATCH, "w", "one block short");
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_Q8_0, TK_LAYOUT_OUT_IN, NULL, 68, 0,
+                             c, 2, 1, TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_NULL_POINTER, "w", "null w");
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_BF16, TK_LAYOUT_IN_OUT, w + 1, 128, 0,
+                             c, 2, 1, TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_INVALID_ARGUMENT, "w", "misaligned bf16");
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_F32, TK_LAYOUT_IN_OUT, a, 256, 0,
+                             a + 2, 2, 1, TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_OVERLAPPING, "c", "c overlaps w");
+    /* A NaN scale (f16 0x7E00) in the second block. */
+    w[34] = 0x00;
+    w[35] = 0x7E;
+    expect(tk_matmul_weights(cfg, 1, 2, 32, 1, a, 32, 1, TK_WEIGHTS_Q8_0, TK_LAYOUT_OUT_IN, w, 68, 0, c,
+                             2, 1, TK_EPILOGUE_NONE, NULL, 0),
+           TK_ERR_INVALID_ARGUMENT, "w", "NaN scale");
+    for (int i = 0; i < 64; i++) CHECK(c[i] == 7.0f, "matmul_weights wrote C on an error");
+}
+
+/* ---- errors ------------------------------------------------------------ */
 
 static void test_errors(void) {
     tk_config cfg = {TK_ISA_AUTO, 1};
@@ -485,6 +623,7 @@ int main(void) {
     printf("capi_test: %s, best ISA %s\n", tk_version(), isa_name(best));
 
     test_errors();
+    test_weight_errors();
     static const int edge[] = {0, 1, 2, 3, 5, 7, 8, 13, 16, 17, 31, 64, 65};
     for (tk_isa isa = TK_ISA_SCALAR; isa <= TK_ISA_NEON; isa++) {
         if (!tk_isa_available(isa)) continue;
@@ -521,6 +660,15 @@ int main(void) {
             tk_config c2 = cfg;
             c2.threads = rand_int(0, 3) == 0 ? 0 : 1;
             test_elementwise(c2, rand_int(0, 9), rand_int(1, 3) == 1 ? edge[rand_int(1, 12)] : rand_int(1, 300));
+        }
+        for (int t = 0; t < 30; t++) {
+            static const int ms[] = {1, 2, 5, 8, 9, 20};
+            tk_weight_format f = rand_int(0, 4);
+            tk_weight_layout l = f >= TK_WEIGHTS_Q8_0 ? TK_LAYOUT_OUT_IN : rand_int(0, 1);
+            tk_config c2 = cfg;
+            c2.threads = rand_int(0, 3) == 0 ? 2 : 1;
+            test_weights(c2, f, l, ms[rand_int(0, 5)], rand_int(0, 2) ? edge[rand_int(1, 12)] : rand_int(1, 90),
+                         32 * rand_int(1, 5), rand_int(0, 3), rand_int(0, 2));
         }
         printf("capi_test: %s ok\n", isa_name(isa));
     }
