@@ -10,6 +10,9 @@
 //!   to `dequant_then_f32/<format>` (dequantize the whole matrix to f32,
 //!   then the f32 product — what an engine without this does).
 //!   Throughput = 2·m·n·k flops: "Gelem/s" reads as GFLOP/s.
+//! - `int8_<format>`: the opt-in int8 mode (`matmul_weights_int8`,
+//!   activations quantized per 32), decode and prefill, Q8_0/Q4_0 — only
+//!   where this CPU runs it with integer dot products (AVX-512 VNNI).
 //!
 //! Weights are `[n, k]` (GGUF / `nn.Linear`) for every format.
 //! `cargo bench --bench lowp`; one group: `cargo bench --bench lowp -- decode`.
@@ -20,7 +23,7 @@ use std::time::Duration;
 use transformer_kernels::quant::WeightLayout;
 use transformer_kernels::{
     Config, Epilogue, Isa, MatMut, MatRef, OwnedWeights, Parallelism, WeightFormat, WeightsRef,
-    matmul, matmul_weights,
+    int8_accelerated, matmul, matmul_weights, matmul_weights_int8,
 };
 
 fn data(len: usize, seed: usize) -> Vec<f32> {
@@ -174,6 +177,28 @@ fn decode(c: &mut Criterion) {
                         })
                     },
                 );
+                if fmt.is_quantized() && int8_accelerated(cf.isa) {
+                    let mut i = 0;
+                    g.bench_function(
+                        BenchmarkId::new(format!("int8_{fmt:?}"), format!("{threads}t")),
+                        |b| {
+                            b.iter(|| {
+                                i = (i + 1) % copies;
+                                matmul_weights_int8(
+                                    MatMut::row_major(&mut y, 1, n).unwrap(),
+                                    MatRef::row_major(&x, 1, k).unwrap(),
+                                    view(i),
+                                    1.0,
+                                    0.0,
+                                    Epilogue::None,
+                                    &cf,
+                                )
+                                .unwrap();
+                                black_box(&y);
+                            })
+                        },
+                    );
+                }
                 let mut i = 0;
                 g.bench_function(
                     BenchmarkId::new(format!("read_{fmt:?}"), format!("{threads}t")),
@@ -229,6 +254,26 @@ fn prefill(c: &mut Criterion) {
             );
             if fmt == WeightFormat::F32 {
                 continue;
+            }
+            if fmt.is_quantized() && int8_accelerated(cf.isa) {
+                g.bench_function(
+                    BenchmarkId::new(format!("int8_{fmt:?}"), format!("{threads}t")),
+                    |b| {
+                        b.iter(|| {
+                            matmul_weights_int8(
+                                MatMut::row_major(&mut out, m, n).unwrap(),
+                                MatRef::row_major(&a, m, k).unwrap(),
+                                ow.view(),
+                                1.0,
+                                0.0,
+                                Epilogue::None,
+                                &cf,
+                            )
+                            .unwrap();
+                            black_box(&out);
+                        })
+                    },
+                );
             }
             g.bench_function(
                 BenchmarkId::new(format!("dequant_then_f32_{fmt:?}"), format!("{threads}t")),

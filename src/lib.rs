@@ -67,10 +67,12 @@ pub use gelu::{
     silu_inplace, swiglu, swiglu_inplace,
 };
 pub use isa::{Config, ISA_ENV, Isa, Parallelism};
-pub use matmul::{Epilogue, MatMut, MatRef, matmul, matmul_weights};
+pub use matmul::{
+    Epilogue, MatMut, MatRef, int8_accelerated, matmul, matmul_weights, matmul_weights_int8,
+};
 pub use norm::{layer_norm, layer_norm_inplace, rms_norm, rms_norm_inplace};
 pub use quant::{
     BlockQ4_0, BlockQ8_0, OwnedWeights, WeightFormat, WeightsRef, bf16, f16, quantize_q4_0,
-    quantize_q8_0,
+    quantize_activations, quantize_q8_0,
 };
 pub use rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable, rope};

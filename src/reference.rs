@@ -92,8 +92,25 @@ pub fn matmul(
     beta: f32,
     epilogue: Epilogue<'_>,
 ) -> Vec<f64> {
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let k = a.cols();
     assert_eq!(b.rows(), k, "b rows");
+    let dot = |i: usize, j: usize| -> f64 {
+        (0..k)
+            .map(|p| a.get(i, p).unwrap() as f64 * b.get(p, j).unwrap() as f64)
+            .sum()
+    };
+    with_epilogue(c, (a.rows(), k, b.cols()), dot, alpha, beta, epilogue)
+}
+
+/// `epilogue(alpha·dot(i, j) + beta·C)` in f64 over an `m × n` result.
+fn with_epilogue(
+    c: Option<MatRef<'_>>,
+    (m, k, n): (usize, usize, usize),
+    dot: impl Fn(usize, usize) -> f64,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+) -> Vec<f64> {
     let (bias, kind, mul) = match epilogue {
         Epilogue::None => (None, None, None),
         Epilogue::Bias(b) => (Some(b), None, None),
@@ -105,10 +122,7 @@ pub fn matmul(
         for j in 0..n {
             let mut v = 0.0f64;
             if k > 0 && alpha != 0.0 {
-                let dot: f64 = (0..k)
-                    .map(|p| a.get(i, p).unwrap() as f64 * b.get(p, j).unwrap() as f64)
-                    .sum();
-                v = alpha as f64 * dot;
+                v = alpha as f64 * dot(i, j);
             }
             if beta != 0.0 {
                 let c = c.expect("beta != 0 needs c");
@@ -500,4 +514,80 @@ pub fn matmul_weights(
     let b = weights_f32(w);
     let bv = MatRef::row_major(&b, w.k(), w.n()).expect("k·n elements");
     matmul(c, a, bv, alpha, beta, epilogue)
+}
+
+/// The int8 mode of [`crate::matmul_weights_int8`] in f64: each row of A
+/// quantized per 32 along k by [`crate::quant::quantize_activations`] (the
+/// kernel's own quantizer), then `Σ_blocks d_a·d_w·Σ q_a·q_w` with the
+/// weights' integers (`q`, or `q − 8` for Q4_0) and scales, then the
+/// epilogue as [`matmul`]. Also returns, per element, `Σ_blocks |d_a·d_w|·
+/// Σ |q_a·q_w|` (the magnitude the kernel's rounding bound scales with).
+///
+/// # Panics
+/// As [`matmul`]; on f32/bf16/f16 weights or activations that do not
+/// quantize (NaN, ∞).
+pub fn matmul_weights_int8(
+    c: Option<MatRef<'_>>,
+    a: MatRef<'_>,
+    w: &crate::quant::WeightsRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+) -> (Vec<f64>, Vec<f64>) {
+    use crate::quant::{Data, QK};
+    let (m, k, n) = (a.rows(), a.cols(), w.n());
+    assert_eq!(w.k(), k, "w rows");
+    let nb = k / QK;
+    let mut qa = vec![0i8; m * k];
+    let mut da = vec![0f32; m * nb];
+    for i in 0..m {
+        let row: Vec<f32> = (0..k).map(|p| a.get(i, p).unwrap()).collect();
+        crate::quant::quantize_activations(
+            &row,
+            &mut qa[i * k..(i + 1) * k],
+            &mut da[i * nb..(i + 1) * nb],
+        )
+        .expect("finite activations");
+    }
+    // The weights' integers and scales, [n][k] and [n][nb].
+    let (qw, dw): (Vec<i32>, Vec<f64>) = match w.data {
+        Data::Q8_0(b) => (
+            b.iter()
+                .flat_map(|blk| blk.qs.iter().map(|&q| q as i32))
+                .collect(),
+            b.iter().map(|blk| f16_value(blk.d.to_bits())).collect(),
+        ),
+        Data::Q4_0(b) => (
+            b.iter()
+                .flat_map(|blk| q4_0_values_raw(blk))
+                .collect(),
+            b.iter().map(|blk| f16_value(blk.d.to_bits())).collect(),
+        ),
+        _ => panic!("the int8 mode takes Q8_0 or Q4_0 weights"),
+    };
+    let term = |i: usize, j: usize, abs: bool| -> f64 {
+        (0..nb)
+            .map(|b| {
+                let isum: i64 = (0..QK)
+                    .map(|t| {
+                        let v = qa[i * k + b * QK + t] as i64 * qw[j * k + b * QK + t] as i64;
+                        if abs { v.abs() } else { v }
+                    })
+                    .sum();
+                let s = da[i * nb + b] as f64 * dw[j * nb + b];
+                if abs { (s * isum as f64).abs() } else { s * isum as f64 }
+            })
+            .sum()
+    };
+    let out = with_epilogue(c, (m, k, n), |i, j| term(i, j, false), alpha, beta, epilogue);
+    let mag = (0..m * n).map(|e| term(e / n.max(1), e % n.max(1), true)).collect();
+    (out, mag)
+}
+
+/// A Q4_0 block's integers `q − 8`, in element order.
+fn q4_0_values_raw(b: &crate::quant::BlockQ4_0) -> [i32; 32] {
+    core::array::from_fn(|e| {
+        let byte = b.qs[e % 16];
+        (if e < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
+    })
 }

@@ -313,7 +313,7 @@ pub(crate) fn run_cols<S: Simd, A: VecFn>(
 /// # Safety
 /// Row i and those columns of C (and U) exist.
 #[inline(always)]
-unsafe fn finish_row<S: Simd, A: VecFn>(
+pub(super) unsafe fn finish_row<S: Simd, A: VecFn>(
     s: S,
     p: &Problem,
     act: A,

@@ -10,6 +10,7 @@
 
 mod gemm;
 mod gemv;
+pub(crate) mod int8;
 pub(crate) mod kernel;
 mod lowp;
 pub mod view;
@@ -303,6 +304,161 @@ pub fn matmul_weights(
         )?;
     }
     Ok(())
+}
+
+/// The opt-in int8 mode: `C ← epilogue(alpha·Ã·W + beta·C)` where Ã is A
+/// with each row quantized per 32 along k to `i8` and an f32 scale
+/// ([`crate::quant::quantize_activations`]: `d = amax/127`, llama.cpp's
+/// Q8_0 rounding), and W is Q8_0 or Q4_0 (`[n, k]`), multiplied as
+/// integers a block at a time (AVX-512 VNNI `vpdpbusd` where the CPU has
+/// it and `cfg.isa` is `Avx512`; portable integer code on every other
+/// level: exact, not fast).
+///
+/// Accuracy, two parts:
+/// - against the exact product of the quantized operands
+///   ([`crate::reference::matmul_weights_int8`]): the integer sums are
+///   exact; the f32 scaling and accumulation give at most
+///   `2·(k/4 + 3)·ε·Σ_b |d_a·d_w|·Σ|q_a·q_w|` per element (ε = 2⁻²⁴), the
+///   f32 matmul's bound with k/4 terms;
+/// - against [`matmul_weights`] (f32 activations): quantizing A moves each
+///   activation by at most `d_a/2 + 2⁻²³·|a|`, so the product moves by at
+///   most `Σ_b (d_a/2)·Σ|w|` over the row's blocks (plus that relative
+///   term) — about 0.4% of `Σ|a·w|` for activations spread evenly over
+///   their block's range, more for a block with one outlier.
+///
+/// # Errors
+/// As [`matmul_weights`]; [`KernelError::InvalidArgument`] naming `w` for
+/// weights that are not Q8_0/Q4_0, `a` for a NaN or infinite activation.
+pub fn matmul_weights_int8(
+    c: MatMut<'_>,
+    a: MatRef<'_>,
+    w: WeightsRef<'_>,
+    alpha: f32,
+    beta: f32,
+    epilogue: Epilogue<'_>,
+    cfg: &Config,
+) -> Result<(), KernelError> {
+    let fmt = w.format();
+    if !fmt.is_quantized() {
+        return Err(KernelError::invalid(
+            "w",
+            format!("the int8 mode takes Q8_0 or Q4_0 weights, not {fmt:?} (use matmul_weights)"),
+        ));
+    }
+    let p = validate(c, a, w, alpha, beta, epilogue)?;
+    cfg.validate()?;
+    let Some(p) = p else { return Ok(()) };
+    let nthreads = cfg.parallelism.threads();
+    if p.k == 0 || p.alpha == 0.0 {
+        return dispatch(cfg.isa, Op { p, nthreads });
+    }
+    let qa = int8::QuantA::new(&p, fmt)?;
+    let vnni = int8_accelerated(cfg.isa);
+    let r = dispatch(
+        cfg.isa,
+        Int8Op {
+            p,
+            qa: &qa,
+            vnni,
+            nthreads,
+        },
+    );
+    qa.put();
+    r
+}
+
+/// Whether [`matmul_weights_int8`] runs integer dot-product instructions
+/// at `isa` on this CPU (AVX-512 VNNI under [`crate::Isa::Avx512`]); where
+/// it does not, the int8 mode runs portable integer code — exact, and far
+/// slower than [`matmul_weights`].
+pub fn int8_accelerated(isa: crate::Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa == crate::Isa::Avx512 && crate::arch::vnni::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        false
+    }
+}
+
+struct Int8Op<'q> {
+    p: Problem,
+    qa: &'q int8::QuantA,
+    vnni: bool,
+    nthreads: usize,
+}
+
+impl WithSimd for Int8Op<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (p, qa, vnni) = (self.p, self.qa, self.vnni);
+        let w = p.w.expect("int8 mode: block weights");
+        let decode = p.m <= int8::DOT_ROWS;
+        let work = if decode {
+            p.n * p.k
+        } else {
+            2usize.saturating_mul(p.m).saturating_mul(p.n).saturating_mul(p.k)
+        };
+        let min = if decode {
+            MIN_GEMV_ELEMS_PER_THREAD
+        } else {
+            MIN_FLOPS_PER_THREAD
+        };
+        let nt = threads::threads_for(crate::Parallelism::Threads(self.nthreads), work, min);
+        let step = p.n.div_ceil(nt).next_multiple_of(int8::CHUNK);
+        let jobs = p.n.div_ceil(step);
+        let qa = SendPtr(qa as *const int8::QuantA);
+        threads::for_each_index(nt, jobs, move |t| {
+            let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
+            let qa = qa;
+            // SAFETY: the QuantA outlives the call (borrowed by Int8Op,
+            // which `for_each_index` joins before returning); only read.
+            let qa = unsafe { &*qa.0 };
+            s.vectorize(Int8Cols {
+                p,
+                w,
+                qa,
+                vnni,
+                j0,
+                j1,
+            });
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*const int8::QuantA);
+// SAFETY: points at a QuantA that is only read, and outlives the threads.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+struct Int8Cols<'q> {
+    p: Problem,
+    w: LowB,
+    qa: &'q int8::QuantA,
+    vnni: bool,
+    j0: usize,
+    j1: usize,
+}
+
+impl WithSimd for Int8Cols<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (p, w, qa) = (&self.p, &self.w, self.qa);
+        // SAFETY: `qa` is p's A quantized for w's format (built by
+        // matmul_weights_int8 from the same Problem).
+        unsafe {
+            match p.act {
+                Act::None => int8::run_cols(s, p, w, qa, Identity, self.vnni, self.j0, self.j1),
+                act => int8::run_cols(s, p, w, qa, act, self.vnni, self.j0, self.j1),
+            }
+        }
+    }
 }
 
 /// [`matmul`] on an explicit [`pulp::Simd`] token, serial: for callers who

@@ -258,6 +258,57 @@ pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
         .collect()
 }
 
+/// Quantizes activations for the int8 mode
+/// ([`crate::matmul_weights_int8`]): each run of 32 values `x` to 32 `q`
+/// (`i8`) and one scale `d` (f32, not rounded to f16): `d = amax / 127`,
+/// `q = round(x · (1/d))` (half away from zero, `1/d` in f32) — llama.cpp's
+/// Q8_0 rounding with the scale kept in f32, so any finite input has a
+/// scale. The value stood for is `d · q`, within `d/2 + 2⁻²³·|x|` of `x`.
+///
+/// # Errors
+/// [`KernelError::ShapeMismatch`] naming `x` when its length is not a
+/// multiple of 32 or `q`/`d` have the wrong length;
+/// [`KernelError::InvalidArgument`] naming `x` on a NaN or infinite value.
+pub fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]) -> Result<(), KernelError> {
+    if !x.len().is_multiple_of(QK) || q.len() != x.len() || d.len() != x.len() / QK {
+        return Err(KernelError::shape(
+            "x",
+            format!(
+                "{} values (a multiple of 32 needed) into {} quants and {} scales",
+                x.len(),
+                q.len(),
+                d.len()
+            ),
+        ));
+    }
+    for ((c, qc), dc) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).zip(d) {
+        // Branch-free, so the loops vectorize: v·0 is NaN exactly when v
+        // is NaN or ±∞.
+        let bad = c.iter().fold(0.0f32, |s, &v| s + v * 0.0);
+        if bad.is_nan() {
+            let v = c.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+            return Err(KernelError::invalid("x", format!("{v} is not finite")));
+        }
+        let amax = c.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        let s = amax / 127.0;
+        let id = if s != 0.0 { 1.0 / s } else { 0.0 };
+        for (qv, &v) in qc.iter_mut().zip(c) {
+            *qv = round_half_away(v * id) as i8;
+        }
+        *dc = s;
+    }
+    Ok(())
+}
+
+/// `y.round()` (half away from zero) without a libm call: truncating `y +
+/// copysign(0.49999997, y)` (the largest f32 below ½) — exact for every
+/// f32 in i32's range (the sum rounds up to the next integer exactly when
+/// |y|'s fraction is ≥ ½). Here |y| ≤ 127.5.
+#[inline(always)]
+fn round_half_away(y: f32) -> i32 {
+    (y + f32::from_bits(0x3EFF_FFFF).copysign(y)) as i32
+}
+
 /// Quantizes `x` to Q4_0 exactly as llama.cpp's reference
 /// `quantize_row_q4_0_ref` does: `d = m / −8` with `m` the value of
 /// largest magnitude (its sign kept, the first one on ties), `nib =
@@ -631,5 +682,33 @@ impl OwnedWeights {
     /// The bytes the weights occupy.
     pub fn bytes(&self) -> usize {
         self.view().bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_away;
+
+    /// Equal to `f32::round` on every f32 within 64 ULPs of each half-integer
+    /// and integer in ±130 (where the two could disagree), and on a grid
+    /// across the range.
+    #[test]
+    fn round_half_away_is_f32_round() {
+        let check = |y: f32| assert_eq!(round_half_away(y), y.round() as i32, "{y:e}");
+        for h in -260i32..=260 {
+            let c = h as f32 * 0.5;
+            for d in -64i32..=64 {
+                let y = f32::from_bits((c.to_bits() as i32 + d) as u32);
+                if y.abs() <= 130.0 {
+                    check(y);
+                }
+            }
+        }
+        for i in 0..2_000_000u32 {
+            check(i as f32 * 1.3e-4 - 130.0);
+        }
+        for y in [0.0f32, -0.0, 1e-45, -1e-45, 0.49999997, -0.49999997, 0.5, -0.5] {
+            check(y);
+        }
     }
 }

@@ -1,0 +1,343 @@
+//! AVX-512 VNNI kernels of the int8 mode ([`crate::matmul::int8`]):
+//! `vpdpbusd` (64 u8 × i8 products summed in fours into 16 i32 lanes, two
+//! per cycle on the cores measured — the f32 FMA's rate with four times the
+//! products). Weights are the unsigned operand (`q + off`), activations the
+//! signed one; accumulators start at the row's `−off·Σq_a`, so the integer
+//! sums are exact.
+
+use crate::matmul::int8::QuantA;
+use crate::quant::QK;
+use core::arch::x86_64::*;
+
+/// Whether this CPU runs these kernels (on top of the AVX-512 level).
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// Blocks of k per pass of the GEMM (32 KB of a packed panel: L1).
+const KB: usize = 32;
+
+/// Packs weight rows `0..nc` (≤ 128) at `w` (`rb` bytes apart, `bs`-byte
+/// blocks, `nb` blocks a row) into 4 panels of 32 columns: per panel and
+/// block, `[8 groups][32 columns][4 bytes]` of unsigned weights (1 KB), and
+/// the 32 columns' scales as f32. Columns past `nc` are zeros. Each group
+/// of 16 columns is one gather of the same 4 bytes from 16 weight rows.
+///
+/// # Safety
+/// AVX-512 VNNI + F16C (checked by [`available`]); the weight rows exist;
+/// `pack` holds `128·32·nb` bytes, `scales` `128·nb` floats; `128·rb` fits
+/// in an `i32`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+pub(crate) unsafe fn pack_chunk(
+    q4: bool,
+    w: *const u8,
+    rb: usize,
+    bs: usize,
+    nc: usize,
+    nb: usize,
+    pack: *mut u8,
+    scales: *mut f32,
+) {
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let nib = _mm512_set1_epi32(0x0F0F_0F0F);
+    let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
+    for pn in 0..nc.div_ceil(32) {
+        for h in 0..2 {
+            let c0 = pn * 32 + h * 16;
+            let left = nc.saturating_sub(c0).min(16);
+            let mask: __mmask16 = if left == 16 { !0 } else { (1u16 << left) - 1 };
+            let idx = _mm512_mullo_epi32(
+                _mm512_add_epi32(lanes, _mm512_set1_epi32(c0 as i32)),
+                _mm512_set1_epi32(rb as i32),
+            );
+            let z = _mm512_setzero_si512();
+            for b in 0..nb {
+                // SAFETY: masked lanes read 4 bytes inside block b of an
+                // existing weight row (scale + quants); stores stay inside
+                // the buffers (sizes in the contract).
+                unsafe {
+                    let blk = w.add(b * bs);
+                    let out = pack.add((pn * nb + b) * 1024 + h * 64);
+                    let raw_d = _mm512_mask_i32gather_epi32::<1>(z, mask, idx, blk.cast());
+                    let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw_d));
+                    _mm512_storeu_ps(scales.add((pn * nb + b) * 32 + h * 16), d);
+                    if q4 {
+                        for g in 0..4 {
+                            let v = _mm512_mask_i32gather_epi32::<1>(
+                                z,
+                                mask,
+                                idx,
+                                blk.add(2 + 4 * g).cast(),
+                            );
+                            let lo = _mm512_and_si512(v, nib);
+                            let hi = _mm512_and_si512(_mm512_srli_epi32::<4>(v), nib);
+                            _mm512_storeu_si512(out.add(g * 128).cast(), lo);
+                            _mm512_storeu_si512(out.add((g + 4) * 128).cast(), hi);
+                        }
+                    } else {
+                        for g in 0..8 {
+                            let v = _mm512_mask_i32gather_epi32::<1>(
+                                z,
+                                mask,
+                                idx,
+                                blk.add(2 + 4 * g).cast(),
+                            );
+                            _mm512_storeu_si512(
+                                out.add(g * 128).cast(),
+                                _mm512_maskz_xor_epi32(mask, v, flip),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One block's 32 unsigned weights in element order.
+///
+/// # Safety
+/// AVX-512BW; `blk` is a whole block.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+#[inline]
+unsafe fn unsigned(q4: bool, blk: *const u8) -> __m256i {
+    // SAFETY: the quants follow the 2-byte scale (16 or 32 bytes).
+    unsafe {
+        if q4 {
+            let x = _mm_loadu_si128(blk.add(2).cast());
+            let lo = _mm_and_si128(x, _mm_set1_epi8(15));
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), _mm_set1_epi8(15));
+            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi)
+        } else {
+            _mm256_xor_si256(
+                _mm256_loadu_si256(blk.add(2).cast()),
+                _mm256_set1_epi8(-128),
+            )
+        }
+    }
+}
+
+/// `acc[i·ld + c]` (rows `0..qa.mp`, columns `0..nc`) = the int8 product of
+/// the packed chunk with every row of `qa`, KB blocks of k at a time so a
+/// panel's slice stays in L1 while every row tile passes over it.
+///
+/// # Safety
+/// AVX-512 VNNI (checked by [`available`]); `pack`/`scales` from
+/// [`pack_chunk`] for `qa.nb` blocks; `acc` holds `qa.mp` rows of `ld ≥
+/// 128` floats.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+pub(crate) unsafe fn gemm_chunk(
+    pack: *const u8,
+    scales: *const f32,
+    nc: usize,
+    qa: &QuantA,
+    acc: *mut f32,
+    ld: usize,
+) {
+    let nb = qa.nb;
+    let panels = nc.div_ceil(32);
+    let mut kb0 = 0;
+    while kb0 < nb {
+        let kb1 = (kb0 + KB).min(nb);
+        for pn in 0..panels {
+            let mut i = 0;
+            while i < qa.mp {
+                // SAFETY: the caller's contract; rows i..i+4 exist (mp is a
+                // multiple of 4).
+                unsafe {
+                    tile_4x32(
+                        pack.add(pn * nb * 1024),
+                        scales.add(pn * nb * 32),
+                        qa,
+                        i,
+                        kb0,
+                        kb1,
+                        acc.add(i * ld + pn * 32),
+                        ld,
+                    );
+                }
+                i += 4;
+            }
+        }
+        kb0 = kb1;
+    }
+}
+
+/// Rows `i..i+4` × one 32-column panel over blocks `kb0..kb1`, added to
+/// `out` (set when `kb0 == 0`).
+///
+/// # Safety
+/// As [`gemm_chunk`]; `bp`/`sp` at the panel's first block.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+#[inline]
+unsafe fn tile_4x32(
+    bp: *const u8,
+    sp: *const f32,
+    qa: &QuantA,
+    i: usize,
+    kb0: usize,
+    kb1: usize,
+    out: *mut f32,
+    ld: usize,
+) {
+    let (k, nb) = (qa.k, qa.nb);
+    let q = qa.q.as_ptr();
+    // SAFETY: every index below is inside the buffers (the caller's
+    // contract: rows i..i+4 of qa, blocks kb0..kb1 of the panel, 4 rows of
+    // 32 floats at `out`).
+    unsafe {
+        let mut f = [[_mm512_setzero_ps(); 2]; 4];
+        if kb0 > 0 {
+            for (r, fr) in f.iter_mut().enumerate() {
+                fr[0] = _mm512_loadu_ps(out.add(r * ld));
+                fr[1] = _mm512_loadu_ps(out.add(r * ld + 16));
+            }
+        }
+        for b in kb0..kb1 {
+            let mut ia = [[_mm512_setzero_si512(); 2]; 4];
+            for (r, ir) in ia.iter_mut().enumerate() {
+                let c = _mm512_set1_epi32(qa.blk[(i + r) * nb + b]);
+                *ir = [c, c];
+            }
+            let bb = bp.add(b * 1024);
+            let qb = q.add(i * k + b * QK);
+            for g in 0..8 {
+                let b0 = _mm512_loadu_si512(bb.add(g * 128).cast());
+                let b1 = _mm512_loadu_si512(bb.add(g * 128 + 64).cast());
+                for (r, ir) in ia.iter_mut().enumerate() {
+                    let a = _mm512_set1_epi32(qb.add(r * k + 4 * g).cast::<i32>().read_unaligned());
+                    ir[0] = _mm512_dpbusd_epi32(ir[0], b0, a);
+                    ir[1] = _mm512_dpbusd_epi32(ir[1], b1, a);
+                }
+            }
+            let d0 = _mm512_loadu_ps(sp.add(b * 32));
+            let d1 = _mm512_loadu_ps(sp.add(b * 32 + 16));
+            for r in 0..4 {
+                let da = _mm512_set1_ps(*qa.d.get_unchecked((i + r) * nb + b));
+                f[r][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia[r][0]), d0), da, f[r][0]);
+                f[r][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia[r][1]), d1), da, f[r][1]);
+            }
+        }
+        for (r, fr) in f.iter().enumerate() {
+            _mm512_storeu_ps(out.add(r * ld), fr[0]);
+            _mm512_storeu_ps(out.add(r * ld + 16), fr[1]);
+        }
+    }
+}
+
+/// Decode: `out[r·ld + c]` for rows `i0..i0+mr` (≤ 4) of `qa` and weight
+/// rows `c < nc` at `w`, the weights read once, two blocks per 512-bit
+/// vector; the next-but-one weight row is prefetched (short rows defeat the
+/// hardware prefetcher, as in the f32-activation path).
+///
+/// # Safety
+/// AVX-512 VNNI + F16C (checked by [`available`]); the weight rows exist
+/// (`rb` bytes apart, `bs`-byte blocks, `qa.nb` a row); `out` holds `mr`
+/// rows of `ld ≥ nc` floats; `tmp` holds `5·nb + 16` floats.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+pub(crate) unsafe fn dot(
+    q4: bool,
+    w: *const u8,
+    rb: usize,
+    bs: usize,
+    nc: usize,
+    qa: &QuantA,
+    i0: usize,
+    mr: usize,
+    out: *mut f32,
+    ld: usize,
+    tmp: *mut f32,
+) {
+    let (k, nb) = (qa.k, qa.nb);
+    let gidx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(bs as i32),
+    );
+    let shifts = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
+    let low4 = _mm512_set1_epi8(15);
+    let flip = _mm512_set1_epi8(-128);
+    // SAFETY: all indices inside the buffers (the caller's contract).
+    unsafe {
+        for c in 0..nc {
+            let row = w.add(c * rb);
+            // Scales: per 16 blocks, one gather of the 4 bytes at each
+            // block's start (the f16 in the low half), then d_a·d_w per row.
+            let mut b = 0;
+            while b < nb {
+                let left = (nb - b).min(16);
+                let mask: __mmask16 = if left == 16 { !0 } else { (1u16 << left) - 1 };
+                let raw = _mm512_mask_i32gather_epi32::<1>(
+                    _mm512_setzero_si512(),
+                    mask,
+                    gidx,
+                    row.add(b * bs).cast(),
+                );
+                let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+                for r in 0..mr {
+                    let da = _mm512_maskz_loadu_ps(mask, qa.d.as_ptr().add((i0 + r) * nb + b));
+                    _mm512_mask_storeu_ps(tmp.add(r * nb + b), mask, _mm512_mul_ps(dw, da));
+                }
+                b += 16;
+            }
+            let pf = if c + 2 < nc { Some(w.add((c + 2) * rb)) } else { None };
+            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+            let pairs = nb / 2;
+            for p in 0..pairs {
+                let blk = row.add(2 * p * bs);
+                if let Some(pf) = pf {
+                    _mm_prefetch::<_MM_HINT_T0>(pf.add(2 * p * bs).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(pf.add(2 * p * bs + 2 * bs - 1).cast());
+                }
+                let wv = if q4 {
+                    let x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(2).cast()));
+                    let x1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(bs + 2).cast()));
+                    let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x0), x1);
+                    _mm512_and_si512(_mm512_srlv_epi64(v, shifts), low4)
+                } else {
+                    let x0 = _mm256_loadu_si256(blk.add(2).cast());
+                    let x1 = _mm256_loadu_si256(blk.add(bs + 2).cast());
+                    _mm512_xor_si512(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(x0), x1), flip)
+                };
+                let h = p & 1;
+                for r in 0..mr {
+                    let i = i0 + r;
+                    let init = _mm512_loadu_si512(qa.lane.as_ptr().add(i * (k / 4) + 16 * p).cast());
+                    let av = _mm512_loadu_si512(qa.q.as_ptr().add(i * k + 64 * p).cast());
+                    let dot = _mm512_dpbusd_epi32(init, wv, av);
+                    let s0 = _mm512_set1_ps(*tmp.add(r * nb + 2 * p));
+                    let s = _mm512_mask_mov_ps(s0, 0xFF00, _mm512_set1_ps(*tmp.add(r * nb + 2 * p + 1)));
+                    acc[r][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r][h]);
+                }
+            }
+            if nb % 2 == 1 {
+                // The last block alone, in the low half.
+                let blk = row.add((nb - 1) * bs);
+                let wv = _mm512_castsi256_si512(unsigned(q4, blk));
+                let wv = _mm512_inserti64x4::<1>(wv, _mm256_setzero_si256());
+                for r in 0..mr {
+                    let i = i0 + r;
+                    let init = _mm512_maskz_loadu_epi32(
+                        0x00FF,
+                        qa.lane.as_ptr().add(i * (k / 4) + 8 * (nb - 1)).cast(),
+                    );
+                    let av = _mm512_maskz_loadu_epi8(
+                        0xFFFF_FFFF,
+                        qa.q.as_ptr().add(i * k + QK * (nb - 1)).cast(),
+                    );
+                    let dot = _mm512_dpbusd_epi32(init, wv, av);
+                    let s = _mm512_set1_ps(*tmp.add(r * nb + nb - 1));
+                    acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r][0]);
+                }
+            }
+            for (r, a) in acc.iter().enumerate().take(mr) {
+                *out.add(r * ld + c) = _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1]));
+            }
+        }
+    }
+}

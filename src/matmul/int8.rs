@@ -1,0 +1,324 @@
+//! The opt-in int8 mode ([`super::matmul_weights_int8`]): activations
+//! quantized per 32 along k to `i8` with an f32 scale, Q8_0/Q4_0 weights
+//! used as their integers, integer dot products per block, one f32
+//! multiply-add per block by the two scales.
+//!
+//! The weights enter the integer products unsigned (`u = q + 128` for Q8_0,
+//! the raw nibble `q` for Q4_0), the activations signed: that is the operand
+//! order of `vpdpbusd` (u8 × i8). The offset is taken back exactly, in
+//! integers, from a per-row correction `−off·Σ q_a` computed once when A is
+//! quantized ([`QuantA`]), so no cancellation happens in floating point.
+//!
+//! - AVX-512 VNNI (`Isa::Avx512` on a CPU with VNNI): decode (m ≤ 8)
+//!   streams the `[n, k]` blocks once (`crate::arch::vnni::dot`); larger m
+//!   packs B a chunk of 128 columns at a time as 4-k groups of u8 and runs a
+//!   4 × 32 outer-product microkernel (`crate::arch::vnni::gemm_4x32`).
+//! - every other level: the same integers in portable code
+//!   ([`portable_dot`]) — exact, but not fast; the mode exists for the
+//!   VNNI path.
+
+use super::lowp::finish_row;
+use super::{LowB, Problem};
+use crate::gelu::VecFn;
+use crate::quant::{QK, WeightFormat};
+use pulp::Simd;
+use std::cell::Cell;
+
+/// Output columns per chunk (decode accumulators, and the packed B chunk
+/// of the VNNI GEMM: 4 panels of 32).
+pub(crate) const CHUNK: usize = 128;
+
+/// Rows of A at or below which the product streams the weights (no packing).
+pub(crate) const DOT_ROWS: usize = 8;
+
+/// A quantized per 32 along k, rows padded with zeros to a multiple of 4.
+#[derive(Default)]
+pub(crate) struct QuantA {
+    /// Padded row count.
+    pub mp: usize,
+    pub k: usize,
+    pub nb: usize,
+    /// `[mp][k]` quants.
+    pub q: Vec<i8>,
+    /// `[mp][nb]` scales.
+    pub d: Vec<f32>,
+    /// `[mp][nb]`: `−off · Σ q` over each block.
+    pub blk: Vec<i32>,
+    /// `[mp][k/4]`: `−off · Σ q` over each group of 4.
+    pub lane: Vec<i32>,
+}
+
+thread_local! {
+    /// The calling thread's quantized A, reused across calls.
+    static QA: Cell<Option<QuantA>> = const { Cell::new(None) };
+    /// Per worker thread: accumulators, packed B, its scales, f16 scratch.
+    static WORK: Cell<Option<Work>> = const { Cell::new(None) };
+}
+
+#[derive(Default)]
+struct Work {
+    acc: Vec<f32>,
+    pack: Vec<u8>,
+    scales: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+/// The weights' offset: the unsigned weight is `q + off`.
+pub(crate) fn offset(fmt: WeightFormat) -> i32 {
+    match fmt {
+        WeightFormat::Q8_0 => 128,
+        _ => 8,
+    }
+}
+
+impl QuantA {
+    /// Quantizes A's rows (any strides) for weights in `fmt`.
+    ///
+    /// # Errors
+    /// `a` on a NaN or infinite activation.
+    pub(crate) fn new(p: &Problem, fmt: WeightFormat) -> Result<QuantA, crate::KernelError> {
+        let mut qa = QA.take().unwrap_or_default();
+        let (m, k) = (p.m, p.k);
+        let nb = k / QK;
+        let mp = m.next_multiple_of(4);
+        qa.mp = mp;
+        qa.k = k;
+        qa.nb = nb;
+        qa.q.clear();
+        qa.q.resize(mp * k, 0);
+        qa.d.clear();
+        qa.d.resize(mp * nb, 0.0);
+        qa.blk.clear();
+        qa.blk.resize(mp * nb, 0);
+        qa.lane.clear();
+        qa.lane.resize(mp * (k / 4), 0);
+        let off = offset(fmt);
+        let mut row = vec![0.0f32; k];
+        for i in 0..m {
+            for (q, r) in row.iter_mut().enumerate() {
+                // SAFETY: (i, q) is inside A (validated shape).
+                *r = unsafe { *p.a.add(i * p.rsa + q * p.csa) };
+            }
+            let res = crate::quant::quantize_activations(
+                &row,
+                &mut qa.q[i * k..(i + 1) * k],
+                &mut qa.d[i * nb..(i + 1) * nb],
+            );
+            if let Err(e) = res {
+                QA.set(Some(qa));
+                return Err(crate::KernelError::invalid(
+                    "a",
+                    format!("the int8 mode quantizes A: {e}"),
+                ));
+            }
+            let q = &qa.q[i * k..(i + 1) * k];
+            for (g, l) in qa.lane[i * (k / 4)..(i + 1) * (k / 4)]
+                .iter_mut()
+                .enumerate()
+            {
+                *l = -off * q[4 * g..4 * g + 4].iter().map(|&v| v as i32).sum::<i32>();
+            }
+            for b in 0..nb {
+                qa.blk[i * nb + b] = qa.lane[i * (k / 4) + 8 * b..i * (k / 4) + 8 * b + 8]
+                    .iter()
+                    .sum();
+            }
+        }
+        Ok(qa)
+    }
+
+    /// Gives the buffers back for the next call on this thread.
+    pub(crate) fn put(self) {
+        QA.set(Some(self));
+    }
+}
+
+/// Columns `[j0, j1)` of the product on this thread.
+///
+/// # Safety
+/// `qa` is `p`'s A quantized for `w`'s format; `w` is `p`'s weights.
+#[inline(always)]
+pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
+    s: S,
+    p: &Problem,
+    w: &LowB,
+    qa: &QuantA,
+    act: A,
+    vnni: bool,
+    j0: usize,
+    j1: usize,
+) {
+    let mut work = WORK.take().unwrap_or_default();
+    let q4 = w.fmt == WeightFormat::Q4_0;
+    let rb = w.row_bytes();
+    let bs = w.fmt.bytes(QK);
+    let (k, nb) = (p.k, qa.nb);
+    if work.acc.len() < 4 * CHUNK {
+        work.acc.resize(4 * CHUNK, 0.0);
+    }
+    if work.tmp.len() < 5 * nb + 16 {
+        work.tmp.resize(5 * nb + 16, 0.0);
+    }
+    // The packing gathers address 128 weight rows with i32 offsets.
+    let packed = vnni && p.m > DOT_ROWS && CHUNK * rb < i32::MAX as usize;
+    if packed {
+        work.pack.resize(CHUNK * k, 0);
+        work.scales.resize(CHUNK * nb, 0.0);
+        if work.acc.len() < qa.mp * CHUNK {
+            work.acc.resize(qa.mp * CHUNK, 0.0);
+        }
+    }
+    let mut jc = j0;
+    while jc < j1 {
+        let nc = CHUNK.min(j1 - jc);
+        // SAFETY (pointer offset): weight rows jc..jc+nc exist (callers
+        // split n).
+        let wj = unsafe { w.ptr.add(jc * rb) };
+        let acc = work.acc.as_mut_ptr();
+        if packed {
+            // SAFETY: the buffers have the sizes the kernels index (sized
+            // above); weight rows jc..jc+nc exist; `vnni` was checked.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                crate::arch::vnni::pack_chunk(
+                    q4,
+                    wj,
+                    rb,
+                    bs,
+                    nc,
+                    nb,
+                    work.pack.as_mut_ptr(),
+                    work.scales.as_mut_ptr(),
+                );
+                crate::arch::vnni::gemm_chunk(
+                    work.pack.as_ptr(),
+                    work.scales.as_ptr(),
+                    nc,
+                    qa,
+                    acc,
+                    CHUNK,
+                );
+            }
+            for i in 0..p.m {
+                // SAFETY: row i of the accumulators holds nc values; row i
+                // and columns jc..jc+nc of C exist.
+                unsafe {
+                    let row = core::slice::from_raw_parts_mut(acc.add(i * CHUNK), nc);
+                    finish_row(s, p, act, i, jc, row);
+                }
+            }
+            jc += nc;
+            continue;
+        }
+        let mut i0 = 0;
+        while i0 < p.m {
+            let mr = 4.min(p.m - i0);
+            // SAFETY: rows i0..i0+4 of the padded QuantA exist; `acc` holds
+            // 4·CHUNK floats, `tmp` 5·nb + 16; `vnni` was checked.
+            unsafe {
+                #[cfg(target_arch = "x86_64")]
+                if vnni {
+                    crate::arch::vnni::dot(
+                        q4,
+                        wj,
+                        rb,
+                        bs,
+                        nc,
+                        qa,
+                        i0,
+                        mr,
+                        acc,
+                        CHUNK,
+                        work.tmp.as_mut_ptr(),
+                    );
+                } else {
+                    portable_dot(q4, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                portable_dot(q4, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
+                for r in 0..mr {
+                    let row = core::slice::from_raw_parts_mut(acc.add(r * CHUNK), nc);
+                    finish_row(s, p, act, i0 + r, jc, row);
+                }
+            }
+            i0 += mr;
+        }
+        jc += nc;
+    }
+    WORK.set(Some(work));
+}
+
+/// The unsigned weight `t` of the block at `blk` (`q + 8` / `q + 128`).
+///
+/// # Safety
+/// `blk` points at a whole Q4_0 (`q4`) or Q8_0 block.
+#[inline(always)]
+unsafe fn weight_u(q4: bool, blk: *const u8, t: usize) -> i32 {
+    // SAFETY: the quants follow the 2-byte scale; t < 32.
+    unsafe {
+        if q4 {
+            let byte = *blk.add(2 + t % 16);
+            (if t < 16 { byte & 15 } else { byte >> 4 }) as i32
+        } else {
+            (*blk.add(2 + t) ^ 0x80) as i32
+        }
+    }
+}
+
+/// The f16 scale at the start of a block.
+///
+/// # Safety
+/// `blk` valid for 2 reads.
+#[inline(always)]
+unsafe fn scale(blk: *const u8) -> f32 {
+    // SAFETY: the caller's contract.
+    let bits = unsafe { blk.cast::<u16>().read_unaligned() };
+    crate::quant::f16::from_bits(bits).to_f32()
+}
+
+/// `out[r·ld + c] = Σ_b (d_a·d_w)·Σ_t q_a·(u − off)` for rows `i0..i0+mr`
+/// of `qa` and weight rows `c < nc` at `w` (`rb` bytes apart, `bs`-byte
+/// blocks), in portable code.
+///
+/// # Safety
+/// As [`run_cols`]; `out` holds `mr` rows of `ld ≥ nc` floats.
+#[allow(clippy::too_many_arguments)]
+unsafe fn portable_dot(
+    q4: bool,
+    w: *const u8,
+    rb: usize,
+    bs: usize,
+    nc: usize,
+    qa: &QuantA,
+    i0: usize,
+    mr: usize,
+    out: *mut f32,
+    ld: usize,
+) {
+    let (k, nb) = (qa.k, qa.nb);
+    for c in 0..nc {
+        let mut acc = [0.0f32; 4];
+        for b in 0..nb {
+            // SAFETY: block b of weight row c exists.
+            let blk = unsafe { w.add(c * rb + b * bs) };
+            // SAFETY: as above.
+            let dw = unsafe { scale(blk) };
+            let mut u = [0i32; QK];
+            for (t, v) in u.iter_mut().enumerate() {
+                // SAFETY: as above.
+                *v = unsafe { weight_u(q4, blk, t) };
+            }
+            for (r, a) in acc.iter_mut().enumerate().take(mr) {
+                let i = i0 + r;
+                let q = &qa.q[i * k + b * QK..i * k + (b + 1) * QK];
+                let isum = q.iter().zip(&u).map(|(&x, &y)| x as i32 * y).sum::<i32>()
+                    + qa.blk[i * nb + b];
+                *a += (qa.d[i * nb + b] * dw) * isum as f32;
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(mr) {
+            // SAFETY: the caller's contract.
+            unsafe { *out.add(r * ld + c) = *a };
+        }
+    }
+}
