@@ -72,7 +72,7 @@ pub use matmul::{
 };
 pub use norm::{layer_norm, layer_norm_inplace, rms_norm, rms_norm_inplace};
 pub use quant::{
-    BlockQ4_0, BlockQ8_0, OwnedWeights, WeightFormat, WeightsRef, bf16, f16, quantize_q4_0,
-    quantize_activations, quantize_q8_0,
+    BlockQ4_0, BlockQ8_0, OwnedWeights, WeightFormat, WeightsRef, bf16, f16, quantize_activations,
+    quantize_q4_0, quantize_q8_0,
 };
 pub use rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable, rope};

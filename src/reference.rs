@@ -558,9 +558,7 @@ pub fn matmul_weights_int8(
             b.iter().map(|blk| f16_value(blk.d.to_bits())).collect(),
         ),
         Data::Q4_0(b) => (
-            b.iter()
-                .flat_map(|blk| q4_0_values_raw(blk))
-                .collect(),
+            b.iter().flat_map(q4_0_values_raw).collect(),
             b.iter().map(|blk| f16_value(blk.d.to_bits())).collect(),
         ),
         _ => panic!("the int8 mode takes Q8_0 or Q4_0 weights"),
@@ -575,12 +573,25 @@ pub fn matmul_weights_int8(
                     })
                     .sum();
                 let s = da[i * nb + b] as f64 * dw[j * nb + b];
-                if abs { (s * isum as f64).abs() } else { s * isum as f64 }
+                if abs {
+                    (s * isum as f64).abs()
+                } else {
+                    s * isum as f64
+                }
             })
             .sum()
     };
-    let out = with_epilogue(c, (m, k, n), |i, j| term(i, j, false), alpha, beta, epilogue);
-    let mag = (0..m * n).map(|e| term(e / n.max(1), e % n.max(1), true)).collect();
+    let out = with_epilogue(
+        c,
+        (m, k, n),
+        |i, j| term(i, j, false),
+        alpha,
+        beta,
+        epilogue,
+    );
+    let mag = (0..m * n)
+        .map(|e| term(e / n.max(1), e % n.max(1), true))
+        .collect();
     (out, mag)
 }
 

@@ -319,6 +319,39 @@ tk_status tk_matmul_weights(tk_config cfg,
                             const float *bias,
                             tk_gelu gelu);
 
+// The opt-in int8 mode (Rust `matmul_weights_int8`): as
+// [`tk_matmul_weights`] with Q8_0 or Q4_0 weights (any other format is
+// `TK_ERR_INVALID_ARGUMENT` naming `w`), but each row of A is first
+// quantized per 32 along k to int8 with an f32 scale (llama.cpp's Q8_0
+// rounding) and the blocks are multiplied as integers — AVX-512 VNNI where
+// the CPU has it and the level is `TK_ISA_AVX512` (about 2× the f32
+// product's rate in prefill here), exact portable integer code elsewhere
+// (slow). A NaN or infinite activation is `TK_ERR_INVALID_ARGUMENT`
+// naming `a`. The result differs from [`tk_matmul_weights`] by the
+// quantization of A: at most `Σ_blocks (d_a/2)·Σ|w|` per element.
+//
+// # Safety
+// As [`tk_matmul_weights`].
+tk_status tk_matmul_weights_int8(tk_config cfg,
+                                 int64_t m,
+                                 int64_t n,
+                                 int64_t k,
+                                 float alpha,
+                                 const float *a,
+                                 int64_t rsa,
+                                 int64_t csa,
+                                 tk_weight_format format,
+                                 tk_weight_layout layout,
+                                 const void *w,
+                                 int64_t w_bytes,
+                                 float beta,
+                                 float *c,
+                                 int64_t rsc,
+                                 int64_t csc,
+                                 tk_epilogue epilogue,
+                                 const float *bias,
+                                 tk_gelu gelu);
+
 // `out = softmax(scale·q·kᵀ + mask)·v` per batch and head, flash-style
 // (memory O(N), the N×N scores never exist).
 //

@@ -851,6 +851,87 @@ pub unsafe extern "C" fn tk_matmul_weights(
     bias: *const f32,
     gelu: tk_gelu,
 ) -> tk_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        matmul_weights_c(
+            false, cfg, m, n, k, alpha, a, rsa, csa, format, layout, w, w_bytes, beta, c, rsc, csc,
+            epilogue, bias, gelu,
+        )
+    }
+}
+
+/// The opt-in int8 mode (Rust `matmul_weights_int8`): as
+/// [`tk_matmul_weights`] with Q8_0 or Q4_0 weights (any other format is
+/// `TK_ERR_INVALID_ARGUMENT` naming `w`), but each row of A is first
+/// quantized per 32 along k to int8 with an f32 scale (llama.cpp's Q8_0
+/// rounding) and the blocks are multiplied as integers — AVX-512 VNNI where
+/// the CPU has it and the level is `TK_ISA_AVX512` (about 2× the f32
+/// product's rate in prefill here), exact portable integer code elsewhere
+/// (slow). A NaN or infinite activation is `TK_ERR_INVALID_ARGUMENT`
+/// naming `a`. The result differs from [`tk_matmul_weights`] by the
+/// quantization of A: at most `Σ_blocks (d_a/2)·Σ|w|` per element.
+///
+/// # Safety
+/// As [`tk_matmul_weights`].
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tk_matmul_weights_int8(
+    cfg: tk_config,
+    m: i64,
+    n: i64,
+    k: i64,
+    alpha: f32,
+    a: *const f32,
+    rsa: i64,
+    csa: i64,
+    format: tk_weight_format,
+    layout: tk_weight_layout,
+    w: *const std::ffi::c_void,
+    w_bytes: i64,
+    beta: f32,
+    c: *mut f32,
+    rsc: i64,
+    csc: i64,
+    epilogue: tk_epilogue,
+    bias: *const f32,
+    gelu: tk_gelu,
+) -> tk_status {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        matmul_weights_c(
+            true, cfg, m, n, k, alpha, a, rsa, csa, format, layout, w, w_bytes, beta, c, rsc, csc,
+            epilogue, bias, gelu,
+        )
+    }
+}
+
+/// The body of [`tk_matmul_weights`] and [`tk_matmul_weights_int8`].
+///
+/// # Safety
+/// As [`tk_matmul_weights`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_weights_c(
+    int8: bool,
+    cfg: tk_config,
+    m: i64,
+    n: i64,
+    k: i64,
+    alpha: f32,
+    a: *const f32,
+    rsa: i64,
+    csa: i64,
+    format: tk_weight_format,
+    layout: tk_weight_layout,
+    w: *const std::ffi::c_void,
+    w_bytes: i64,
+    beta: f32,
+    c: *mut f32,
+    rsc: i64,
+    csc: i64,
+    epilogue: tk_epilogue,
+    bias: *const f32,
+    gelu: tk_gelu,
+) -> tk_status {
     ffi(|| {
         let cfg = config(cfg)?;
         let f = format_arg("format", format)?;
@@ -928,7 +1009,12 @@ pub unsafe extern "C" fn tk_matmul_weights(
             )
             .map_err(named("w"))?,
         };
-        tk::matmul_weights(
+        let run = if int8 {
+            tk::matmul_weights_int8
+        } else {
+            tk::matmul_weights
+        };
+        run(
             cv,
             av,
             wv,

@@ -468,6 +468,44 @@ static void test_weights(tk_config cfg, tk_weight_format fmt, tk_weight_layout l
         for (int j = n; j < c.rs && i * c.rs + j < (int)c.len; j++)
             CHECK(isnan(c.buf[i * c.rs + j]), "matmul_weights wrote past row %d", i);
     }
+    /* The int8 mode (block formats): within the quantization of A (each
+     * activation moves by at most d_a/2 + 2^-23|a|, d_a = amax/127 of its
+     * block) of the same reference; other formats are refused. */
+    if (ep != TK_EPILOGUE_BIAS_GELU) {
+        memcpy(c.buf, c0, c.len * sizeof(float));
+        st = tk_matmul_weights_int8(cfg, m, n, k, 1.0f, a.buf, a.rs, a.cs, fmt, lay, w, wb, beta, c.buf,
+                                    c.rs, c.cs, ep, bias, TK_GELU_TANH);
+        if (fmt < TK_WEIGHTS_Q8_0) {
+            CHECK(st == TK_ERR_INVALID_ARGUMENT && tk_last_error()[0] == 'w',
+                  "int8 with %s weights: %d (%s)", fmt_name(fmt), st, tk_last_error());
+        } else {
+            CHECK(st == TK_OK, "matmul_weights_int8 %s %s: %d (%s)", isa_name(cfg.isa), fmt_name(fmt),
+                  st, tk_last_error());
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    double s = 0, mag = 0, q = 0;
+                    for (int p = 0; p < k; p++) {
+                        double wv = deq[j * k + p];
+                        double av = a.buf[i * a.rs + p * a.cs];
+                        double amax = 0;
+                        for (int t = p / 32 * 32; t < p / 32 * 32 + 32; t++)
+                            amax = fmax(amax, fabs(a.buf[i * a.rs + t * a.cs]));
+                        s += av * wv;
+                        mag += fabs(av * wv);
+                        q += (amax / 127 / 2 + fabs(av) / 8388608.0) * fabs(wv);
+                    }
+                    double old = beta == 0.0f ? 0.0 : c0[i * c.rs + j];
+                    double bb = ep == TK_EPILOGUE_NONE ? 0.0 : bias[j];
+                    double want = s + beta * old + bb;
+                    double tol = q + 4.0 * (k + 3) * U * (mag + q + fabs(beta * old) + fabs(bb));
+                    double got = c.buf[i * c.rs + j];
+                    CHECK(fabs(got - want) <= tol,
+                          "matmul_weights_int8 %s %s %dx%dx%d: C[%d][%d] = %g, want %g (tol %g)",
+                          isa_name(cfg.isa), fmt_name(fmt), m, n, k, i, j, got, want, tol);
+                }
+            }
+        }
+    }
     free(x);
     free(w);
     free(deq);

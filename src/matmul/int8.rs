@@ -137,6 +137,7 @@ impl QuantA {
 ///
 /// # Safety
 /// `qa` is `p`'s A quantized for `w`'s format; `w` is `p`'s weights.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     s: S,
@@ -156,8 +157,8 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     if work.acc.len() < 4 * CHUNK {
         work.acc.resize(4 * CHUNK, 0.0);
     }
-    if work.tmp.len() < 5 * nb + 16 {
-        work.tmp.resize(5 * nb + 16, 0.0);
+    if work.tmp.len() < 4 * (nb + 16) {
+        work.tmp.resize(4 * (nb + 16), 0.0);
     }
     // The packing gathers address 128 weight rows with i32 offsets.
     let packed = vnni && p.m > DOT_ROWS && CHUNK * rb < i32::MAX as usize;
@@ -214,7 +215,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
         while i0 < p.m {
             let mr = 4.min(p.m - i0);
             // SAFETY: rows i0..i0+4 of the padded QuantA exist; `acc` holds
-            // 4·CHUNK floats, `tmp` 5·nb + 16; `vnni` was checked.
+            // 4·CHUNK floats, `tmp` 4·(nb + 16); `vnni` was checked.
             unsafe {
                 #[cfg(target_arch = "x86_64")]
                 if vnni {
@@ -311,8 +312,8 @@ unsafe fn portable_dot(
             for (r, a) in acc.iter_mut().enumerate().take(mr) {
                 let i = i0 + r;
                 let q = &qa.q[i * k + b * QK..i * k + (b + 1) * QK];
-                let isum = q.iter().zip(&u).map(|(&x, &y)| x as i32 * y).sum::<i32>()
-                    + qa.blk[i * nb + b];
+                let isum =
+                    q.iter().zip(&u).map(|(&x, &y)| x as i32 * y).sum::<i32>() + qa.blk[i * nb + b];
                 *a += (qa.d[i * nb + b] * dw) * isum as f32;
             }
         }

@@ -400,7 +400,10 @@ impl WithSimd for Int8Op<'_> {
         let work = if decode {
             p.n * p.k
         } else {
-            2usize.saturating_mul(p.m).saturating_mul(p.n).saturating_mul(p.k)
+            2usize
+                .saturating_mul(p.m)
+                .saturating_mul(p.n)
+                .saturating_mul(p.k)
         };
         let min = if decode {
             MIN_GEMV_ELEMS_PER_THREAD

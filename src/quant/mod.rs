@@ -286,7 +286,11 @@ pub fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]) -> Result<()
         // is NaN or ±∞.
         let bad = c.iter().fold(0.0f32, |s, &v| s + v * 0.0);
         if bad.is_nan() {
-            let v = c.iter().find(|v| !v.is_finite()).copied().unwrap_or(f32::NAN);
+            let v = c
+                .iter()
+                .find(|v| !v.is_finite())
+                .copied()
+                .unwrap_or(f32::NAN);
             return Err(KernelError::invalid("x", format!("{v} is not finite")));
         }
         let amax = c.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
@@ -707,7 +711,16 @@ mod tests {
         for i in 0..2_000_000u32 {
             check(i as f32 * 1.3e-4 - 130.0);
         }
-        for y in [0.0f32, -0.0, 1e-45, -1e-45, 0.49999997, -0.49999997, 0.5, -0.5] {
+        for y in [
+            0.0f32,
+            -0.0,
+            1e-45,
+            -1e-45,
+            0.49999997,
+            -0.49999997,
+            0.5,
+            -0.5,
+        ] {
             check(y);
         }
     }
