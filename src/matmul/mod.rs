@@ -323,7 +323,7 @@ pub fn matmul_weights(
 /// - against [`matmul_weights`] (f32 activations): quantizing A moves each
 ///   activation by at most `d_a/2 + 2⁻²³·|a|`, so the product moves by at
 ///   most `Σ_b (d_a/2)·Σ|w|` over the row's blocks (plus that relative
-///   term) — about 0.4% of `Σ|a·w|` for activations spread evenly over
+///   term) — about 0.8% of `Σ|a·w|` for activations spread evenly over
 ///   their block's range, more for a block with one outlier.
 ///
 /// # Errors
