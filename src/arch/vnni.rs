@@ -264,14 +264,50 @@ pub(crate) unsafe fn dot(
     // SAFETY: the caller's contract, passed on.
     unsafe {
         match (q4, mr) {
-            (true, 1) => dot_rows::<true, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (true, 2) => dot_rows::<true, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (true, 3) => dot_rows::<true, 3>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (true, _) => dot_rows::<true, 4>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, 1) => dot_rows::<false, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, 2) => dot_rows::<false, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, 3) => dot_rows::<false, 3>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, _) => dot_rows::<false, 4>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (true, 1) => cols::<true, 1, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (true, 2) => cols::<true, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (true, 3) => cols::<true, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (true, _) => cols::<true, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (false, 1) => cols::<false, 1, 4>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (false, 2) => cols::<false, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (false, 3) => cols::<false, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (false, _) => cols::<false, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+        }
+    }
+}
+
+/// `C` weight rows at a time (independent streams for the memory system,
+/// and each activation vector loaded once for all of them), the last `nc %
+/// C` one at a time. Measured (1×4096·4096 cold, one thread, % of a plain
+/// read): Q8_0 78% with C = 1, 89% with C = 4; Q4_0 73% with C = 1 or 2,
+/// 68% with C = 4 (its nibble unpacking already fills the vector ports).
+///
+/// # Safety
+/// As [`dot`]; `MR·C ≤ 4`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+unsafe fn cols<const Q4: bool, const MR: usize, const C: usize>(
+    w: *const u8,
+    rb: usize,
+    bs: usize,
+    nc: usize,
+    qa: &QuantA,
+    i0: usize,
+    out: *mut f32,
+    ld: usize,
+    tmp: *mut f32,
+) {
+    let full = nc / C * C;
+    // SAFETY: the caller's contract; columns split without overlap.
+    unsafe {
+        let mut c = 0;
+        while c < full {
+            dot_rows::<Q4, MR, C>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
+            c += C;
+        }
+        while c < nc {
+            dot_rows::<Q4, MR, 1>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
+            c += 1;
         }
     }
 }
@@ -304,19 +340,19 @@ unsafe fn pair<const Q4: bool>(blk: *const u8, bs: usize) -> __m512i {
     }
 }
 
-/// [`dot`] for `MR` rows: each row's accumulators live in registers, two
-/// per row (even and odd pairs of blocks) to halve the FMA chain.
+/// `MR` rows × `C` weight rows (the `C` columns of `out` from `out`): the
+/// accumulators live in registers, two per (row, column) (even and odd
+/// pairs of blocks) to halve the FMA chain.
 ///
 /// # Safety
-/// As [`dot`].
+/// As [`dot`], for weight rows `0..C` at `w`; `MR·C ≤ 4`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-#[allow(clippy::needless_range_loop)] // rows index three arrays at once
-unsafe fn dot_rows<const Q4: bool, const MR: usize>(
+#[allow(clippy::needless_range_loop)] // (row, column) index several arrays at once
+unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
     w: *const u8,
     rb: usize,
     bs: usize,
-    nc: usize,
     qa: &QuantA,
     i0: usize,
     out: *mut f32,
@@ -324,8 +360,8 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize>(
     tmp: *mut f32,
 ) {
     let (k, nb) = (qa.k, qa.nb);
-    // Row stride of the scales in `tmp`: whole vectors, so the unmasked
-    // stores of a row's last group stay inside the row.
+    // Stride of the scales in `tmp`: whole vectors, so the unmasked stores
+    // of a group's last vector stay inside it.
     let ts = nb.next_multiple_of(16);
     let gidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -335,16 +371,16 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize>(
     let lane = qa.lane.as_ptr();
     // SAFETY: all indices inside the buffers (the caller's contract).
     unsafe {
-        // Per row, the scale of both blocks of pair p side by side:
-        // tmp[r·ts + 2p], tmp[r·ts + 2p + 1]; computed per column.
-        let scale_pair = |r: usize, p: usize| -> __m512 {
-            let s0 = _mm512_set1_ps(*tmp.add(r * ts + 2 * p));
-            _mm512_mask_mov_ps(s0, 0xFF00, _mm512_set1_ps(*tmp.add(r * ts + 2 * p + 1)))
+        // The scales of both blocks of pair p for (row r, column cc) side by
+        // side: tmp[(r·C + cc)·ts + 2p], … + 2p + 1.
+        let scale_pair = |rc: usize, p: usize| -> __m512 {
+            let s0 = _mm512_set1_ps(*tmp.add(rc * ts + 2 * p));
+            _mm512_mask_mov_ps(s0, 0xFF00, _mm512_set1_ps(*tmp.add(rc * ts + 2 * p + 1)))
         };
-        for c in 0..nc {
-            let row = w.add(c * rb);
-            // Scales: per 16 blocks, one gather of the 4 bytes at each
-            // block's start (the f16 in the low half), then d_a·d_w per row.
+        // Scales: per 16 blocks, one gather of the 4 bytes at each block's
+        // start (the f16 in the low half), then d_a·d_w per row.
+        for cc in 0..C {
+            let row = w.add(cc * rb);
             let mut b = 0;
             while b < nb {
                 let left = (nb - b).min(16);
@@ -358,45 +394,55 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize>(
                 let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
                 for r in 0..MR {
                     let da = _mm512_maskz_loadu_ps(mask, qa.d.as_ptr().add((i0 + r) * nb + b));
-                    _mm512_storeu_ps(tmp.add(r * ts + b), _mm512_mul_ps(dw, da));
+                    _mm512_storeu_ps(tmp.add((r * C + cc) * ts + b), _mm512_mul_ps(dw, da));
                 }
                 b += 16;
             }
-            let mut acc0 = [_mm512_setzero_ps(); MR];
-            let mut acc1 = [_mm512_setzero_ps(); MR];
-            let pairs = nb / 2;
-            let mut p = 0;
-            while p + 2 <= pairs {
-                let blk = row.add(2 * p * bs);
+        }
+        let mut acc0 = [[_mm512_setzero_ps(); C]; MR];
+        let mut acc1 = [[_mm512_setzero_ps(); C]; MR];
+        let pairs = nb / 2;
+        let mut p = 0;
+        while p + 2 <= pairs {
+            let mut w0 = [_mm512_setzero_si512(); C];
+            let mut w1 = [_mm512_setzero_si512(); C];
+            for cc in 0..C {
+                let blk = w.add(cc * rb + 2 * p * bs);
                 // Past the last row near the end: a prefetch never faults.
                 let ahead = blk.wrapping_add(PF_BYTES);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * bs - 1).cast());
-                let w0 = pair::<Q4>(blk, bs);
-                let w1 = pair::<Q4>(blk.add(2 * bs), bs);
-                for r in 0..MR {
-                    let i = i0 + r;
-                    let qi = q.add(i * k + 64 * p);
-                    let li = lane.add(i * (k / 4) + 16 * p);
-                    let d0 = _mm512_dpbusd_epi32(
-                        _mm512_loadu_si512(li.cast()),
-                        w0,
-                        _mm512_loadu_si512(qi.cast()),
-                    );
-                    let d1 = _mm512_dpbusd_epi32(
-                        _mm512_loadu_si512(li.add(16).cast()),
-                        w1,
-                        _mm512_loadu_si512(qi.add(64).cast()),
-                    );
-                    acc0[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), scale_pair(r, p), acc0[r]);
-                    acc1[r] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), scale_pair(r, p + 1), acc1[r]);
-                }
-                p += 2;
+                w0[cc] = pair::<Q4>(blk, bs);
+                w1[cc] = pair::<Q4>(blk.add(2 * bs), bs);
             }
-            if p < pairs {
-                let w0 = pair::<Q4>(row.add(2 * p * bs), bs);
+            for r in 0..MR {
+                let i = i0 + r;
+                let qi = q.add(i * k + 64 * p);
+                let li = lane.add(i * (k / 4) + 16 * p);
+                let (a0, a1) = (
+                    _mm512_loadu_si512(qi.cast()),
+                    _mm512_loadu_si512(qi.add(64).cast()),
+                );
+                let (l0, l1) = (
+                    _mm512_loadu_si512(li.cast()),
+                    _mm512_loadu_si512(li.add(16).cast()),
+                );
+                for cc in 0..C {
+                    let d0 = _mm512_dpbusd_epi32(l0, w0[cc], a0);
+                    let d1 = _mm512_dpbusd_epi32(l1, w1[cc], a1);
+                    let rc = r * C + cc;
+                    acc0[r][cc] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), scale_pair(rc, p), acc0[r][cc]);
+                    acc1[r][cc] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), scale_pair(rc, p + 1), acc1[r][cc]);
+                }
+            }
+            p += 2;
+        }
+        if p < pairs {
+            for cc in 0..C {
+                let w0 = pair::<Q4>(w.add(cc * rb + 2 * p * bs), bs);
                 for r in 0..MR {
                     let i = i0 + r;
                     let d0 = _mm512_dpbusd_epi32(
@@ -404,12 +450,18 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize>(
                         w0,
                         _mm512_loadu_si512(q.add(i * k + 64 * p).cast()),
                     );
-                    acc0[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), scale_pair(r, p), acc0[r]);
+                    acc0[r][cc] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(d0),
+                        scale_pair(r * C + cc, p),
+                        acc0[r][cc],
+                    );
                 }
             }
-            if nb % 2 == 1 {
-                // The last block alone, in the low half.
-                let wv = _mm512_castsi256_si512(unsigned(Q4, row.add((nb - 1) * bs)));
+        }
+        if nb % 2 == 1 {
+            // The last block alone, in the low half.
+            for cc in 0..C {
+                let wv = _mm512_castsi256_si512(unsigned(Q4, w.add(cc * rb + (nb - 1) * bs)));
                 let wv = _mm512_inserti64x4::<1>(wv, _mm256_setzero_si256());
                 for r in 0..MR {
                     let i = i0 + r;
@@ -417,12 +469,15 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize>(
                         _mm512_maskz_loadu_epi32(0x00FF, lane.add(i * (k / 4) + 8 * (nb - 1)));
                     let av = _mm512_maskz_loadu_epi8(0xFFFF_FFFF, q.add(i * k + QK * (nb - 1)));
                     let dot = _mm512_dpbusd_epi32(init, wv, av);
-                    let s = _mm512_set1_ps(*tmp.add(r * ts + nb - 1));
-                    acc1[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc1[r]);
+                    let s = _mm512_set1_ps(*tmp.add((r * C + cc) * ts + nb - 1));
+                    acc1[r][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc1[r][cc]);
                 }
             }
-            for r in 0..MR {
-                *out.add(r * ld + c) = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
+        }
+        for r in 0..MR {
+            for cc in 0..C {
+                *out.add(r * ld + cc) =
+                    _mm512_reduce_add_ps(_mm512_add_ps(acc0[r][cc], acc1[r][cc]));
             }
         }
     }
