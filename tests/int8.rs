@@ -42,6 +42,11 @@ fn activations_quantize_with_llama_cpp_rounding_and_an_f32_scale() {
         }
         assert_eq!(q[b * 32..][..32].iter().map(|v| v.abs()).max(), Some(127));
     }
+    // Tiny blocks, where 1/d overflows to ∞: every nonzero q is ±127 (an
+    // error of at most amax < 2⁻¹²¹), zero stays 0, none wraps around.
+    let tiny: Vec<f32> = (0..32).map(|e| (e as f32 - 16.0) * 1e-39).collect();
+    quantize_activations(&tiny, &mut q[..32], &mut d[..1]).unwrap();
+    assert_eq!((q[0], q[16], q[31]), (-127, 0, 127), "{:?}", &q[..32]);
     // Zeros give d = 0 and q = 0; a bad value or length is an error.
     quantize_activations(&[0.0; 32], &mut q[..32], &mut d[..1]).unwrap();
     assert_eq!((d[0], q[..32].iter().all(|&v| v == 0)), (0.0, true));

@@ -93,14 +93,22 @@ impl QuantA {
         qa.lane.clear();
         qa.lane.resize(mp * (k / 4), 0);
         let off = offset(fmt);
-        let mut row = vec![0.0f32; k];
+        // A strided row is copied into `row` first; a contiguous one is read
+        // in place (decode: no allocation in steady state).
+        let mut row = Vec::new();
         for i in 0..m {
-            for (q, r) in row.iter_mut().enumerate() {
+            let x: &[f32] = if p.csa == 1 {
+                // SAFETY: row i of A holds k contiguous floats (validated
+                // shape, unit column stride).
+                unsafe { core::slice::from_raw_parts(p.a.add(i * p.rsa), k) }
+            } else {
+                row.clear();
                 // SAFETY: (i, q) is inside A (validated shape).
-                *r = unsafe { *p.a.add(i * p.rsa + q * p.csa) };
-            }
+                row.extend((0..k).map(|q| unsafe { *p.a.add(i * p.rsa + q * p.csa) }));
+                &row
+            };
             let res = crate::quant::quantize_activations(
-                &row,
+                x,
                 &mut qa.q[i * k..(i + 1) * k],
                 &mut qa.d[i * nb..(i + 1) * nb],
             );

@@ -413,13 +413,8 @@ impl WithSimd for Int8Op<'_> {
         let nt = threads::threads_for(crate::Parallelism::Threads(self.nthreads), work, min);
         let step = p.n.div_ceil(nt).next_multiple_of(int8::CHUNK);
         let jobs = p.n.div_ceil(step);
-        let qa = SendPtr(qa as *const int8::QuantA);
         threads::for_each_index(nt, jobs, move |t| {
             let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
-            let qa = qa;
-            // SAFETY: the QuantA outlives the call (borrowed by Int8Op,
-            // which `for_each_index` joins before returning); only read.
-            let qa = unsafe { &*qa.0 };
             s.vectorize(Int8Cols {
                 p,
                 w,
@@ -431,13 +426,6 @@ impl WithSimd for Int8Op<'_> {
         });
     }
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*const int8::QuantA);
-// SAFETY: points at a QuantA that is only read, and outlives the threads.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
 
 struct Int8Cols<'q> {
     p: Problem,

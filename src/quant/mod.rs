@@ -263,7 +263,9 @@ pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
 /// (`i8`) and one scale `d` (f32, not rounded to f16): `d = amax / 127`,
 /// `q = round(x · (1/d))` (half away from zero, `1/d` in f32) — llama.cpp's
 /// Q8_0 rounding with the scale kept in f32, so any finite input has a
-/// scale. The value stood for is `d · q`, within `d/2 + 2⁻²³·|x|` of `x`.
+/// scale. The value stood for is `d · q`, within `d/2 + 2⁻²³·|x|` of `x`
+/// (in a block whose largest magnitude is below 2⁻¹²¹, where `1/d`
+/// overflows, every nonzero `q` is ±127: within that magnitude).
 ///
 /// # Errors
 /// [`KernelError::ShapeMismatch`] naming `x` when its length is not a
@@ -297,7 +299,9 @@ pub fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]) -> Result<()
         let s = amax / 127.0;
         let id = if s != 0.0 { 1.0 / s } else { 0.0 };
         for (qv, &v) in qc.iter_mut().zip(c) {
-            *qv = round_half_away(v * id) as i8;
+            // |v·id| ≤ 127 but for amax < 2⁻¹²¹, where 1/d overflows to ∞:
+            // the clamp keeps those blocks' q at ±127 (as f32 → i8 would).
+            *qv = round_half_away(v * id).clamp(-127, 127) as i8;
         }
         *dc = s;
     }
