@@ -28,8 +28,9 @@ use std::cell::Cell;
 /// of the VNNI GEMM: 4 panels of 32).
 pub(crate) const CHUNK: usize = 128;
 
-/// Rows of A at or below which the product streams the weights (no packing).
-pub(crate) const DOT_ROWS: usize = 8;
+/// Rows of A at or below which the product streams the weights (no
+/// packing): the same bound as the f32-activation path's.
+pub(crate) use super::lowp::DOT_ROWS;
 
 /// A quantized per 32 along k, rows padded with zeros to a multiple of 4.
 #[derive(Default)]
