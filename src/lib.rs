@@ -11,11 +11,13 @@
 //! - [`block`]: a GPT-2 decoder layer with KV cache built from the above;
 //! - [`bias_gelu`]: fused bias add + GELU (exact erf or tanh form) in one pass;
 //!   [`silu`], [`swiglu`] (and the matmul epilogue [`Epilogue::SiluMul`]);
-//! - [`mod@quant`]: bf16, f16 and GGUF Q8_0/Q4_0 weights for
+//! - [`mod@quant`]: bf16, f16 and GGUF Q8_0/Q4_0/Q4_1 weights for
 //!   [`matmul_weights`] (widened in registers, or while packing);
 //! - [`mod@rope`]: rotary position embeddings in place on strided head views
 //!   (half-split and interleaved, partial rotary, Llama 3 scaling);
 //! - [`math`]: vector `exp`, `erf`, `erfc`, `tanh`, GELU shared by all kernels;
+//! - `model` (feature `model`, on by default): a GGUF reader, its byte-level
+//!   BPE tokenizer and a Llama-architecture model on the kernels above;
 //! - [`mod@reference`]: naive scalar (f64) oracles for every kernel.
 //!
 //! Every kernel takes a [`Config`] (ISA level and thread budget), checks its
@@ -45,6 +47,8 @@ pub mod gelu;
 pub mod isa;
 pub mod math;
 pub mod matmul;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod norm;
 pub mod quant;
 pub mod reference;
@@ -72,7 +76,7 @@ pub use matmul::{
 };
 pub use norm::{layer_norm, layer_norm_inplace, rms_norm, rms_norm_inplace};
 pub use quant::{
-    BlockQ4_0, BlockQ8_0, OwnedWeights, WeightFormat, WeightsRef, bf16, f16, quantize_activations,
-    quantize_q4_0, quantize_q8_0,
+    BlockQ4_0, BlockQ4_1, BlockQ8_0, OwnedWeights, WeightFormat, WeightsRef, bf16, f16,
+    quantize_activations, quantize_q4_0, quantize_q4_1, quantize_q8_0,
 };
 pub use rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable, rope};

@@ -474,6 +474,21 @@ pub fn q4_0_values(b: &crate::quant::BlockQ4_0) -> [f64; 32] {
     })
 }
 
+/// The 32 values of a Q4_1 block: `d · nib + m` rounded once to f32 (as
+/// llama.cpp computes it), nibbles ordered as Q4_0's.
+pub fn q4_1_values(b: &crate::quant::BlockQ4_1) -> [f64; 32] {
+    let (d, m) = (f16_value(b.d.to_bits()), f16_value(b.m.to_bits()));
+    core::array::from_fn(|e| {
+        let nib = if e < 16 {
+            b.qs[e] & 0x0f
+        } else {
+            b.qs[e - 16] >> 4
+        };
+        // d·nib is exact in f32; the sum rounds once.
+        f64::from((d * f64::from(nib)) as f32 + m as f32)
+    })
+}
+
 /// The weights as a row-major `[k, n]` f32 matrix (every value is exact in
 /// f32), decoded here from the formats' definitions.
 pub fn weights_f32(w: &crate::quant::WeightsRef<'_>) -> Vec<f32> {
@@ -492,6 +507,7 @@ pub fn weights_f32(w: &crate::quant::WeightsRef<'_>) -> Vec<f32> {
                 Data::F16(d, l) => f16_value(d[idx(l, p, j)].to_bits()),
                 Data::Q8_0(b) => q8_0_values(&b[j * (k / 32) + p / 32])[p % 32],
                 Data::Q4_0(b) => q4_0_values(&b[j * (k / 32) + p / 32])[p % 32],
+                Data::Q4_1(b) => q4_1_values(&b[j * (k / 32) + p / 32])[p % 32],
             } as f32;
         }
     }

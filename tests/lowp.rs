@@ -19,8 +19,9 @@ use proptest::prelude::*;
 use transformer_kernels::matmul::generic;
 use transformer_kernels::quant::{Block, WeightLayout, dequantize};
 use transformer_kernels::{
-    BlockQ4_0, BlockQ8_0, Config, Epilogue, KernelError, MatMut, MatRef, OwnedWeights, Parallelism,
-    WeightFormat, WeightsRef, f16, matmul_weights, quantize_q4_0, quantize_q8_0, reference,
+    BlockQ4_0, BlockQ4_1, BlockQ8_0, Config, Epilogue, KernelError, MatMut, MatRef, OwnedWeights,
+    Parallelism, WeightFormat, WeightsRef, f16, matmul_weights, quantize_q4_0, quantize_q4_1,
+    quantize_q8_0, reference,
 };
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
@@ -74,6 +75,31 @@ fn q4_0_matches_llama_cpp_rounding_and_nibble_order() {
 }
 
 #[test]
+fn q4_1_matches_llama_cpp_rounding_and_nibble_order() {
+    // x = e − 16: min −16, max 15, d = 31/15, m = −16, nib = min(15,
+    // trunc((x + 16)·(15/31) + 0.5)); element j < 16 in the low nibble of
+    // byte j, element j + 16 in its high nibble.
+    let x: Vec<f32> = (0..32).map(|e| e as f32 - 16.0).collect();
+    let b = quantize_q4_1(&x).unwrap();
+    let bytes = BlockQ4_1::as_bytes(&b);
+    assert_eq!(bytes.len(), 20);
+    assert_eq!(b[0].d, f16::from_f32(31.0 / 15.0));
+    assert_eq!(&bytes[2..4], &[0x00, 0xCC]); // f16 −16.0, little-endian
+    let id = 1.0f32 / (31.0f32 / 15.0);
+    let nib = |v: f32| (((v + 16.0) * id + 0.5) as u8).min(15);
+    for j in 0..16 {
+        let want = nib(x[j]) | (nib(x[j + 16]) << 4);
+        assert_eq!(bytes[4 + j], want, "byte {j}");
+    }
+    assert_eq!(bytes[4] & 0x0f, 0); // the minimum is nibble 0
+    assert_eq!(bytes[19] >> 4, 15); // the maximum nibble 15
+    // A constant block: d = 0, every value m.
+    let c = quantize_q4_1(&[2.5f32; 32]).unwrap();
+    assert_eq!(c[0].d.to_bits(), 0);
+    assert!(c[0].dequantize().iter().all(|&v| v == 2.5));
+}
+
+#[test]
 fn bytes_round_trip_and_bad_bytes_are_refused() {
     let x: Vec<f32> = (0..96).map(|e| ((e * 37) % 23) as f32 - 11.0).collect();
     let q8 = quantize_q8_0(&x).unwrap();
@@ -82,6 +108,13 @@ fn bytes_round_trip_and_bad_bytes_are_refused() {
     let b4 = BlockQ4_0::as_bytes(&q4).to_vec();
     assert_eq!(BlockQ8_0::from_bytes(&b8).unwrap(), &q8[..]);
     assert_eq!(BlockQ4_0::from_bytes(&b4).unwrap(), &q4[..]);
+    let q41 = quantize_q4_1(&x).unwrap();
+    let b41 = BlockQ4_1::as_bytes(&q41).to_vec();
+    assert_eq!(BlockQ4_1::from_bytes(&b41).unwrap(), &q41[..]);
+    assert_eq!(
+        BlockQ4_1::from_bytes(&b41[..21]).unwrap_err().arg(),
+        "bytes"
+    );
     let e = BlockQ8_0::from_bytes(&b8[..33]).unwrap_err();
     assert_eq!(e.arg(), "bytes");
     // An odd address: slicing one byte in from a 2-aligned buffer.
@@ -108,6 +141,30 @@ proptest! {
         let d8_all = dequantize(&q8);
         let q4 = quantize_q4_0(&x).unwrap();
         let d4_all = dequantize(&q4);
+        let q41 = quantize_q4_1(&x).unwrap();
+        let d41_all = dequantize(&q41);
+        for (bi, b) in q41.iter().enumerate() {
+            let r = reference::q4_1_values(b);
+            let blk = &x[bi * 32..][..32];
+            let lo = blk.iter().fold(f32::MAX, |m, &v| m.min(v)) as f64;
+            let hi = blk.iter().fold(f32::MIN, |m, &v| m.max(v)) as f64;
+            // d = (max − min)/15 and m = min, each rounded to f16 (2^-11
+            // relative, 2^-25 absolute among subnormals); nib = round((x −
+            // m)/d), within 15 steps: within d/2 of x, plus 15 times d's
+            // rounding, plus m's rounding, plus the f32 arithmetic.
+            let d = (hi - lo) / 15.0;
+            let (sd, sm) = (b.d.to_f32() as f64, b.m.to_f32() as f64);
+            let half_ulp = |v: f64| v.abs() * 4.9e-4 + 2f64.powi(-25);
+            prop_assert!((sd - d).abs() <= half_ulp(d));
+            prop_assert!((sm - lo).abs() <= half_ulp(lo));
+            for e in 0..32 {
+                let (i, v) = (bi * 32 + e, x[bi * 32 + e] as f64);
+                prop_assert_eq!(d41_all[i] as f64, r[e]);
+                let bound = 0.5 * d + 15.0 * (sd - d).abs() + (sm - lo).abs()
+                    + 1e-6 * (d + lo.abs() + hi.abs());
+                prop_assert!((r[e] - v).abs() <= bound, "q4_1 {e}: {} vs {v}", r[e]);
+            }
+        }
         for (bi, (b8, b4)) in q8.iter().zip(&q4).enumerate() {
             let r8 = reference::q8_0_values(b8);
             let r4 = reference::q4_0_values(b4);
@@ -163,6 +220,11 @@ fn quantizers_and_views_refuse_bad_input() {
         let mut w4 = quantize_q4_0(&vec![1.0f32; 64 * 3]).unwrap();
         w4[1].d = bad;
         assert_eq!(WeightsRef::q4_0(&w4, 64, 3).unwrap_err().arg(), "data");
+        // Q4_1: its minimum is checked as its scale is.
+        let mut w41 = quantize_q4_1(&vec![1.0f32; 64 * 3]).unwrap();
+        assert!(WeightsRef::q4_1(&w41, 64, 3).is_ok());
+        w41[2].m = bad;
+        assert_eq!(WeightsRef::q4_1(&w41, 64, 3).unwrap_err().arg(), "data");
     }
     let h = vec![f16::ZERO; 12];
     assert_eq!(
@@ -216,6 +278,7 @@ fn fmt() -> impl Strategy<Value = WeightFormat> {
         WeightFormat::F16,
         WeightFormat::Q8_0,
         WeightFormat::Q4_0,
+        WeightFormat::Q4_1,
     ])
 }
 

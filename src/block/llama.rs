@@ -270,9 +270,79 @@ impl LlamaLayer {
         })
     }
 
-    /// The weights (f32, as given).
+    /// A layer whose five matrices come already in their formats (QKV
+    /// fused `[d, qkv_width]`, O `[heads·head_dim, d]`, gate and up `[d,
+    /// ffn]`, down `[ffn, d]`, each as a k×n weight matrix; any format and
+    /// orientation), as a model loader holds them: nothing is converted
+    /// and no f32 copy is kept ([`LlamaLayer::weights`] then has empty
+    /// matrices; [`LlamaLayer::effective_weights`] decodes them).
+    ///
+    /// # Errors
+    /// As [`LlamaLayer::new`]; [`KernelError::ShapeMismatch`] naming
+    /// `weights` when a matrix or norm has the wrong shape.
+    pub fn from_formatted(
+        dims: LlamaDims,
+        attn_norm: Vec<f32>,
+        ffn_norm: Vec<f32>,
+        mats: [OwnedWeights; 5],
+        max_positions: usize,
+    ) -> Result<Self, KernelError> {
+        dims.check()?;
+        let (d, f, hq) = (dims.d, dims.ffn, dims.heads * dims.head_dim);
+        let want = [(d, dims.qkv_width()), (hq, d), (d, f), (d, f), (f, d)];
+        let names = ["w_qkv", "w_o", "w_gate", "w_up", "w_down"];
+        for ((m, (k, n)), name) in mats.iter().zip(want).zip(names) {
+            let v = m.view();
+            if (v.k(), v.n()) != (k, n) {
+                return Err(KernelError::shape(
+                    "weights",
+                    format!("{name} is {}x{}, expected {k}x{n}", v.k(), v.n()),
+                ));
+            }
+        }
+        for (name, len) in [("attn_norm", attn_norm.len()), ("ffn_norm", ffn_norm.len())] {
+            if len != d {
+                return Err(KernelError::shape(
+                    "weights",
+                    format!("{name} has {len} elements, expected {d}"),
+                ));
+            }
+        }
+        let table = RopeTable::new(&dims.rope, max_positions)?;
+        let w = LlamaWeights {
+            dims,
+            layout: WeightLayout::OutIn,
+            attn_norm,
+            w_qkv: Vec::new(),
+            w_o: Vec::new(),
+            ffn_norm,
+            w_gate: Vec::new(),
+            w_up: Vec::new(),
+            w_down: Vec::new(),
+        };
+        Ok(LlamaLayer {
+            w,
+            lowp: Some(Box::new(mats)),
+            table,
+            h: Vec::new(),
+            qkv: Vec::new(),
+            att: Vec::new(),
+            up: Vec::new(),
+            gate: Vec::new(),
+        })
+    }
+
+    /// The weights as given to [`LlamaLayer::new`] (f32); for a layer
+    /// built by [`LlamaLayer::from_formatted`], the dimensions and norms
+    /// with empty matrices.
     pub fn weights(&self) -> &LlamaWeights {
         &self.w
+    }
+
+    /// The five matrices the layer multiplies by (QKV, O, gate, up, down),
+    /// when they are held in a format of their own.
+    pub fn formatted(&self) -> Option<&[OwnedWeights; 5]> {
+        self.lowp.as_deref()
     }
 
     /// The layer with its five matrices converted to `format` (rounded to
@@ -285,6 +355,10 @@ impl LlamaLayer {
     /// [`KernelError::ShapeMismatch`] naming `k` when a block format meets
     /// an input width that is not a multiple of 32.
     pub fn with_weight_format(mut self, format: WeightFormat) -> Result<Self, KernelError> {
+        if self.w.w_qkv.is_empty() {
+            // Built from formatted matrices: start from their values.
+            self.w = self.effective_weights();
+        }
         if format == WeightFormat::F32 {
             self.lowp = None;
             return Ok(self);

@@ -175,6 +175,11 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Bytes of keys and values at full length.
+    pub fn bytes(&self) -> usize {
+        (self.k.len() + self.v.len()) * size_of::<f32>()
+    }
+
     /// Appends `n` tokens whose keys and values are the `heads·head_dim`
     /// floats at `k_at` and `v_at` of each `row`-float row of `src` (a fused
     /// QKV buffer). The caller has checked the room ([`check_tokens`]).

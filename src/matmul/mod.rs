@@ -232,6 +232,16 @@ fn validate(
                 n,
             )),
         ),
+        Data::Q4_1(d) => (
+            None,
+            Some(low(
+                WeightFormat::Q4_1,
+                d.as_ptr().cast(),
+                WeightLayout::OutIn,
+                k,
+                n,
+            )),
+        ),
     };
     Ok(Some(Problem {
         m,
@@ -339,7 +349,7 @@ pub fn matmul_weights_int8(
     cfg: &Config,
 ) -> Result<(), KernelError> {
     let fmt = w.format();
-    if !fmt.is_quantized() {
+    if !matches!(fmt, WeightFormat::Q8_0 | WeightFormat::Q4_0) {
         return Err(KernelError::invalid(
             "w",
             format!("the int8 mode takes Q8_0 or Q4_0 weights, not {fmt:?} (use matmul_weights)"),

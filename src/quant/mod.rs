@@ -13,8 +13,9 @@
 //! |---------------|-------|----------|-----------------------------------------------|
 //! | [`BlockQ8_0`] | 34    | 32       | `d · qs[e]` (`qs: [i8; 32]`)                   |
 //! | [`BlockQ4_0`] | 18    | 32       | `d · (nib(e) − 8)`; `nib(e)` is the low nibble of `qs[e]` for `e < 16`, the high nibble of `qs[e − 16]` otherwise |
+//! | [`BlockQ4_1`] | 20    | 32       | `d · nib(e) + m` (nibbles as Q4_0)             |
 //!
-//! `d` is an IEEE half (`f16`, little-endian). Blocks run along k: a
+//! `d` (and Q4_1's `m`) is an IEEE half (`f16`, little-endian). Blocks run along k: a
 //! quantized matrix is stored as n rows of k weights (`[out, in]`, as in
 //! PyTorch's `nn.Linear` and GGUF), each row `k / 32` blocks.
 
@@ -51,16 +52,20 @@ pub enum WeightFormat {
     Q8_0,
     /// GGUF Q4_0: 32 × 4 bits and an f16 scale (4.5 bits a weight).
     Q4_0,
+    /// GGUF Q4_1: 32 × 4 bits, an f16 scale and an f16 minimum (5 bits a
+    /// weight).
+    Q4_1,
 }
 
 impl WeightFormat {
     /// Every format.
-    pub const ALL: [WeightFormat; 5] = [
+    pub const ALL: [WeightFormat; 6] = [
         WeightFormat::F32,
         WeightFormat::Bf16,
         WeightFormat::F16,
         WeightFormat::Q8_0,
         WeightFormat::Q4_0,
+        WeightFormat::Q4_1,
     ];
 
     /// Bytes that `count` weights occupy (`count` a multiple of 32 for the
@@ -71,12 +76,16 @@ impl WeightFormat {
             WeightFormat::Bf16 | WeightFormat::F16 => count * 2,
             WeightFormat::Q8_0 => count / QK * size_of::<BlockQ8_0>(),
             WeightFormat::Q4_0 => count / QK * size_of::<BlockQ4_0>(),
+            WeightFormat::Q4_1 => count / QK * size_of::<BlockQ4_1>(),
         }
     }
 
     /// Whether the format is a block format (k a multiple of 32, `[n, k]`).
     pub fn is_quantized(self) -> bool {
-        matches!(self, WeightFormat::Q8_0 | WeightFormat::Q4_0)
+        matches!(
+            self,
+            WeightFormat::Q8_0 | WeightFormat::Q4_0 | WeightFormat::Q4_1
+        )
     }
 }
 
@@ -89,10 +98,11 @@ impl std::str::FromStr for WeightFormat {
             "f16" => WeightFormat::F16,
             "q8_0" => WeightFormat::Q8_0,
             "q4_0" => WeightFormat::Q4_0,
+            "q4_1" => WeightFormat::Q4_1,
             _ => {
                 return Err(KernelError::invalid(
                     "format",
-                    format!("{s:?} is not one of f32, bf16, f16, q8_0, q4_0"),
+                    format!("{s:?} is not one of f32, bf16, f16, q8_0, q4_0, q4_1"),
                 ));
             }
         })
@@ -121,6 +131,20 @@ pub struct BlockQ4_0 {
     pub qs: [u8; QK / 2],
 }
 
+/// A GGUF Q4_1 block: 32 weights `d · nibble + m`, nibbles ordered as in
+/// [`BlockQ4_0`]. 20 bytes, alignment 2.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct BlockQ4_1 {
+    /// Scale.
+    pub d: f16,
+    /// Minimum (the value of nibble 0).
+    pub m: f16,
+    /// Packed nibbles.
+    pub qs: [u8; QK / 2],
+}
+
+const _: () = assert!(size_of::<BlockQ4_1>() == 20 && align_of::<BlockQ4_1>() == 2);
 const _: () = assert!(size_of::<BlockQ8_0>() == 34 && align_of::<BlockQ8_0>() == 2);
 const _: () = assert!(size_of::<BlockQ4_0>() == 18 && align_of::<BlockQ4_0>() == 2);
 
@@ -130,6 +154,11 @@ pub trait Block: Copy + sealed::Sealed + 'static {
     const FORMAT: WeightFormat;
     /// The block's scale.
     fn scale(&self) -> f16;
+    /// Whether the block's parameters (scale, and Q4_1's minimum) are
+    /// finite.
+    fn is_finite(&self) -> bool {
+        self.scale().is_finite()
+    }
     /// The 32 weights, as f32 (exact).
     fn dequantize(&self) -> [f32; QK];
 
@@ -175,6 +204,7 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::BlockQ8_0 {}
     impl Sealed for super::BlockQ4_0 {}
+    impl Sealed for super::BlockQ4_1 {}
 }
 
 impl Block for BlockQ8_0 {
@@ -199,6 +229,26 @@ impl Block for BlockQ4_0 {
             let b = self.qs[e % 16];
             let nib = if e < 16 { b & 0x0f } else { b >> 4 };
             d * (f32::from(nib) - 8.0)
+        })
+    }
+}
+
+impl Block for BlockQ4_1 {
+    const FORMAT: WeightFormat = WeightFormat::Q4_1;
+    fn scale(&self) -> f16 {
+        self.d
+    }
+    fn is_finite(&self) -> bool {
+        self.d.is_finite() && self.m.is_finite()
+    }
+    fn dequantize(&self) -> [f32; QK] {
+        // d·q is exact (11 × 4 bits); the one rounding is the add of m, as
+        // llama.cpp's `d * q + m`.
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        core::array::from_fn(|e| {
+            let b = self.qs[e % 16];
+            let nib = if e < 16 { b & 0x0f } else { b >> 4 };
+            d * f32::from(nib) + m
         })
     }
 }
@@ -348,6 +398,32 @@ pub fn quantize_q4_0(x: &[f32]) -> Result<Vec<BlockQ4_0>, KernelError> {
         .collect()
 }
 
+/// Quantizes `x` to Q4_1 exactly as llama.cpp's reference
+/// `quantize_row_q4_1_ref` does: `m = min x`, `d = (max x − m) / 15`, `nib
+/// = min(15, trunc((x − m)/d + 0.5))` with `1/d` in f32; `d` and `m`
+/// rounded to f16.
+///
+/// # Errors
+/// As [`quantize_q8_0`] (also when the minimum overflows f16).
+pub fn quantize_q4_1(x: &[f32]) -> Result<Vec<BlockQ4_1>, KernelError> {
+    check_quantize_input(x)?;
+    x.chunks_exact(QK)
+        .map(|c| {
+            let (min, max) = c
+                .iter()
+                .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let d = (max - min) / 15.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let nib = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
+            Ok(BlockQ4_1 {
+                d: finite_scale(d)?,
+                m: finite_scale(min)?,
+                qs: core::array::from_fn(|j| nib(c[j]) | (nib(c[j + 16]) << 4)),
+            })
+        })
+        .collect()
+}
+
 /// The f32 values of `blocks`, 32 per block.
 pub fn dequantize<B: Block>(blocks: &[B]) -> Vec<f32> {
     blocks.iter().flat_map(|b| b.dequantize()).collect()
@@ -361,6 +437,7 @@ pub(crate) enum Data<'a> {
     F16(&'a [f16], WeightLayout),
     Q8_0(&'a [BlockQ8_0]),
     Q4_0(&'a [BlockQ4_0]),
+    Q4_1(&'a [BlockQ4_1]),
 }
 
 /// A read-only k×n weight matrix (the B of `A·B`) in any [`WeightFormat`]:
@@ -403,14 +480,13 @@ fn check_blocks<B: Block>(blocks: &[B], k: usize, n: usize) -> Result<(), Kernel
         ));
     }
     check_len("data", blocks.len(), elems(k / QK, n)?, "blocks")?;
-    if let Some(i) = blocks.iter().position(|b| !b.scale().is_finite()) {
+    if let Some(i) = blocks.iter().position(|b| !b.is_finite()) {
         return Err(KernelError::invalid(
             "data",
             format!(
-                "block {i} (row {}, k {}) has scale {}",
+                "block {i} (row {}, k {}) has a NaN or infinite scale or minimum",
                 i / (k / QK),
                 i % (k / QK) * QK,
-                blocks[i].scale()
             ),
         ));
     }
@@ -492,6 +568,20 @@ impl<'a> WeightsRef<'a> {
         })
     }
 
+    /// A k×n Q4_1 matrix: n rows of `k / 32` blocks. Reads every scale and
+    /// minimum once.
+    ///
+    /// # Errors
+    /// As [`WeightsRef::q8_0`].
+    pub fn q4_1(data: &'a [BlockQ4_1], k: usize, n: usize) -> Result<Self, KernelError> {
+        check_blocks(data, k, n)?;
+        Ok(WeightsRef {
+            data: Data::Q4_1(data),
+            k,
+            n,
+        })
+    }
+
     /// Rows (the inner dimension of the product).
     pub fn k(&self) -> usize {
         self.k
@@ -510,6 +600,7 @@ impl<'a> WeightsRef<'a> {
             Data::F16(..) => WeightFormat::F16,
             Data::Q8_0(_) => WeightFormat::Q8_0,
             Data::Q4_0(_) => WeightFormat::Q4_0,
+            Data::Q4_1(_) => WeightFormat::Q4_1,
         }
     }
 
@@ -520,7 +611,7 @@ impl<'a> WeightsRef<'a> {
             Data::F32(b) if b.row_stride() == 1 && b.col_stride() != 1 => WeightLayout::OutIn,
             Data::F32(_) => WeightLayout::InOut,
             Data::Bf16(_, l) | Data::F16(_, l) => l,
-            Data::Q8_0(_) | Data::Q4_0(_) => WeightLayout::OutIn,
+            Data::Q8_0(_) | Data::Q4_0(_) | Data::Q4_1(_) => WeightLayout::OutIn,
         }
     }
 
@@ -545,6 +636,7 @@ impl<'a> WeightsRef<'a> {
             Data::F16(d, l) => d[at(l)].to_f32(),
             Data::Q8_0(b) => b[j * (k / QK) + p / QK].dequantize()[p % QK],
             Data::Q4_0(b) => b[j * (k / QK) + p / QK].dequantize()[p % QK],
+            Data::Q4_1(b) => b[j * (k / QK) + p / QK].dequantize()[p % QK],
         })
     }
 
@@ -557,6 +649,7 @@ impl<'a> WeightsRef<'a> {
             Data::F16(d, _) => d.iter().map(|v| v.to_f32()).collect(),
             Data::Q8_0(b) => dequantize(b),
             Data::Q4_0(b) => dequantize(b),
+            Data::Q4_1(b) => dequantize(b),
         }
     }
 
@@ -574,6 +667,7 @@ impl<'a> WeightsRef<'a> {
             },
             Data::Q8_0(b) => BlockQ8_0::as_bytes(b),
             Data::Q4_0(b) => BlockQ4_0::as_bytes(b),
+            Data::Q4_1(b) => BlockQ4_1::as_bytes(b),
         })
     }
 
@@ -592,6 +686,7 @@ impl<'a> WeightsRef<'a> {
         match self.data {
             Data::Q8_0(b) => put_rows(&mut b.iter().map(Block::dequantize)),
             Data::Q4_0(b) => put_rows(&mut b.iter().map(Block::dequantize)),
+            Data::Q4_1(b) => put_rows(&mut b.iter().map(Block::dequantize)),
             _ => {
                 for p in 0..k {
                     for j in 0..n {
@@ -601,6 +696,65 @@ impl<'a> WeightsRef<'a> {
             }
         }
         out
+    }
+
+    /// Column `j` (the weights of output j, a stored row for `[n, k]`
+    /// layouts — an embedding table's row for token j) as f32 into `out`.
+    ///
+    /// # Errors
+    /// [`KernelError::OutOfBounds`] naming `j` past the columns;
+    /// [`KernelError::ShapeMismatch`] naming `out` when it does not hold k
+    /// values.
+    pub fn column_into(&self, j: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        let (k, n) = (self.k, self.n);
+        if j >= n {
+            return Err(KernelError::bounds("j", format!("column {j} of {n}")));
+        }
+        check_len("out", out.len(), k, "elements")?;
+        let nb = k / QK;
+        let put = |out: &mut [f32], blocks: &mut dyn Iterator<Item = [f32; QK]>| {
+            for (o, b) in out.chunks_exact_mut(QK).zip(blocks) {
+                o.copy_from_slice(&b);
+            }
+        };
+        match self.data {
+            Data::Q8_0(b) => put(
+                out,
+                &mut b[j * nb..(j + 1) * nb].iter().map(Block::dequantize),
+            ),
+            Data::Q4_0(b) => put(
+                out,
+                &mut b[j * nb..(j + 1) * nb].iter().map(Block::dequantize),
+            ),
+            Data::Q4_1(b) => put(
+                out,
+                &mut b[j * nb..(j + 1) * nb].iter().map(Block::dequantize),
+            ),
+            _ => {
+                for (p, o) in out.iter_mut().enumerate() {
+                    *o = self.get(p, j).unwrap_or(0.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy of these weights that owns its data (format and orientation
+    /// kept; a strided f32 view is copied to row-major `[k, n]`).
+    pub fn to_owned(&self) -> OwnedWeights {
+        let data = match self.data {
+            Data::F32(_) => Owned::F32(self.to_f32()),
+            Data::Bf16(d, l) => Owned::Bf16(d.to_vec(), l),
+            Data::F16(d, l) => Owned::F16(d.to_vec(), l),
+            Data::Q8_0(b) => Owned::Q8_0(b.to_vec()),
+            Data::Q4_0(b) => Owned::Q4_0(b.to_vec()),
+            Data::Q4_1(b) => Owned::Q4_1(b.to_vec()),
+        };
+        OwnedWeights {
+            data,
+            k: self.k,
+            n: self.n,
+        }
     }
 }
 
@@ -626,6 +780,7 @@ enum Owned {
     F16(Vec<f16>, WeightLayout),
     Q8_0(Vec<BlockQ8_0>),
     Q4_0(Vec<BlockQ4_0>),
+    Q4_1(Vec<BlockQ4_1>),
 }
 
 impl OwnedWeights {
@@ -669,6 +824,101 @@ impl OwnedWeights {
             ),
             WeightFormat::Q8_0 => Owned::Q8_0(quantize_q8_0(&ordered(WeightLayout::OutIn))?),
             WeightFormat::Q4_0 => Owned::Q4_0(quantize_q4_0(&ordered(WeightLayout::OutIn))?),
+            WeightFormat::Q4_1 => Owned::Q4_1(quantize_q4_1(&ordered(WeightLayout::OutIn))?),
+        };
+        Ok(OwnedWeights { data, k, n })
+    }
+
+    /// The columns of `parts` side by side (`[k, n₁ + n₂ + …]`) — e.g.
+    /// Q, K and V projections fused into one — copying the stored data as
+    /// is when every part has the same format and `[n, k]` layout (rows
+    /// concatenated, nothing rounded), else through f32 into `format`
+    /// (`[n, k]`).
+    ///
+    /// # Errors
+    /// [`KernelError::ShapeMismatch`] naming `parts` when they are none or
+    /// their k differ; the conversion's errors.
+    pub fn concat_columns(
+        parts: &[WeightsRef<'_>],
+        format: WeightFormat,
+    ) -> Result<Self, KernelError> {
+        let Some(first) = parts.first() else {
+            return Err(KernelError::shape("parts", "no matrices to join"));
+        };
+        let k = first.k;
+        if parts.iter().any(|p| p.k != k) {
+            return Err(KernelError::shape("parts", "the matrices' k differ"));
+        }
+        let n: usize = parts.iter().map(|p| p.n).sum();
+        let same = parts
+            .iter()
+            .all(|p| p.format() == format && p.layout() == WeightLayout::OutIn);
+        let data = match (same, format) {
+            (true, WeightFormat::Bf16) => Owned::Bf16(
+                parts
+                    .iter()
+                    .flat_map(|p| match p.data {
+                        Data::Bf16(d, _) => d,
+                        _ => &[],
+                    })
+                    .copied()
+                    .collect(),
+                WeightLayout::OutIn,
+            ),
+            (true, WeightFormat::F16) => Owned::F16(
+                parts
+                    .iter()
+                    .flat_map(|p| match p.data {
+                        Data::F16(d, _) => d,
+                        _ => &[],
+                    })
+                    .copied()
+                    .collect(),
+                WeightLayout::OutIn,
+            ),
+            (true, WeightFormat::Q8_0) => Owned::Q8_0(
+                parts
+                    .iter()
+                    .flat_map(|p| match p.data {
+                        Data::Q8_0(d) => d,
+                        _ => &[],
+                    })
+                    .copied()
+                    .collect(),
+            ),
+            (true, WeightFormat::Q4_0) => Owned::Q4_0(
+                parts
+                    .iter()
+                    .flat_map(|p| match p.data {
+                        Data::Q4_0(d) => d,
+                        _ => &[],
+                    })
+                    .copied()
+                    .collect(),
+            ),
+            (true, WeightFormat::Q4_1) => Owned::Q4_1(
+                parts
+                    .iter()
+                    .flat_map(|p| match p.data {
+                        Data::Q4_1(d) => d,
+                        _ => &[],
+                    })
+                    .copied()
+                    .collect(),
+            ),
+            _ => {
+                // Row-major [k, n] values of all parts, then converted.
+                let cols: Vec<Vec<f32>> = parts.iter().map(|p| p.to_f32()).collect();
+                let mut w = vec![0.0f32; k * n];
+                let mut j0 = 0;
+                for (p, c) in parts.iter().zip(&cols) {
+                    for q in 0..k {
+                        w[q * n + j0..q * n + j0 + p.n].copy_from_slice(&c[q * p.n..(q + 1) * p.n]);
+                    }
+                    j0 += p.n;
+                }
+                return OwnedWeights::from_f32(&w, k, n, format, WeightLayout::OutIn);
+            }
         };
         Ok(OwnedWeights { data, k, n })
     }
@@ -683,6 +933,7 @@ impl OwnedWeights {
             Owned::F16(w, l) => Data::F16(w, *l),
             Owned::Q8_0(w) => Data::Q8_0(w),
             Owned::Q4_0(w) => Data::Q4_0(w),
+            Owned::Q4_1(w) => Data::Q4_1(w),
         };
         WeightsRef { data, k, n }
     }
