@@ -193,6 +193,10 @@ typedef int32_t tk_math_fn;
 // (18 bytes).
 #define TK_WEIGHTS_Q4_0 4
 
+// GGUF / llama.cpp Q4_1 blocks: per 32 weights an f16 scale `d`, an f16
+// minimum `m` and 16 bytes of nibbles (as Q4_0), w = d·q + m (20 bytes).
+#define TK_WEIGHTS_Q4_1 5
+
 // `[k, n]` row-major: weight (p, j) at element `p·n + j`.
 #define TK_LAYOUT_IN_OUT 0
 

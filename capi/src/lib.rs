@@ -137,6 +137,9 @@ pub const TK_WEIGHTS_Q8_0: tk_weight_format = 3;
 /// bytes of nibbles (weights 0–15 low, 16–31 high), w = d·(q − 8)
 /// (18 bytes).
 pub const TK_WEIGHTS_Q4_0: tk_weight_format = 4;
+/// GGUF / llama.cpp Q4_1 blocks: per 32 weights an f16 scale `d`, an f16
+/// minimum `m` and 16 bytes of nibbles (as Q4_0), w = d·q + m (20 bytes).
+pub const TK_WEIGHTS_Q4_1: tk_weight_format = 5;
 
 /// How a k×n weight matrix is stored (one of the `TK_LAYOUT_*` values).
 pub type tk_weight_layout = i32;
@@ -436,6 +439,7 @@ fn format_arg(arg: &'static str, raw: tk_weight_format) -> Result<tk::WeightForm
         TK_WEIGHTS_F16 => tk::WeightFormat::F16,
         TK_WEIGHTS_Q8_0 => tk::WeightFormat::Q8_0,
         TK_WEIGHTS_Q4_0 => tk::WeightFormat::Q4_0,
+        TK_WEIGHTS_Q4_1 => tk::WeightFormat::Q4_1,
         _ => {
             return Err(fail(
                 tk_status::TK_ERR_INVALID_ARGUMENT,
@@ -741,6 +745,9 @@ pub unsafe extern "C" fn tk_quantize_f32(
             tk::WeightFormat::Q4_0 => {
                 tk::quant::Block::as_bytes(&tk::quantize_q4_0(xs).map_err(named("x"))?).to_vec()
             }
+            tk::WeightFormat::Q4_1 => {
+                tk::quant::Block::as_bytes(&tk::quantize_q4_1(xs).map_err(named("x"))?).to_vec()
+            }
         };
         debug_assert_eq!(bytes.len(), ob);
         if ob > 0 {
@@ -806,6 +813,9 @@ pub unsafe extern "C" fn tk_dequantize_f32(
             ),
             tk::WeightFormat::Q4_0 => tk::quant::dequantize(
                 <tk::BlockQ4_0 as tk::quant::Block>::from_bytes(b).map_err(named("w"))?,
+            ),
+            tk::WeightFormat::Q4_1 => tk::quant::dequantize(
+                <tk::BlockQ4_1 as tk::quant::Block>::from_bytes(b).map_err(named("w"))?,
             ),
         };
         // SAFETY: valid for `count` writes (caller), no overlap with `w`
@@ -1004,6 +1014,12 @@ unsafe fn matmul_weights_c(
             .map_err(named("w"))?,
             tk::WeightFormat::Q4_0 => tk::WeightsRef::q4_0(
                 <tk::BlockQ4_0 as tk::quant::Block>::from_bytes(wbytes).map_err(named("w"))?,
+                k_,
+                n_,
+            )
+            .map_err(named("w"))?,
+            tk::WeightFormat::Q4_1 => tk::WeightsRef::q4_1(
+                <tk::BlockQ4_1 as tk::quant::Block>::from_bytes(wbytes).map_err(named("w"))?,
                 k_,
                 n_,
             )

@@ -390,8 +390,8 @@ static void expect(tk_status got, tk_status want, const char *arg, const char *w
 /* ---- low-precision weights -------------------------------------------- */
 
 static const char *fmt_name(tk_weight_format f) {
-    static const char *names[] = {"f32", "bf16", "f16", "q8_0", "q4_0"};
-    return f >= 0 && f <= 4 ? names[f] : "?";
+    static const char *names[] = {"f32", "bf16", "f16", "q8_0", "q4_0", "q4_1"};
+    return f >= 0 && f <= 5 ? names[f] : "?";
 }
 
 /* Quantize a random k x n matrix in `fmt` / `layout` through the ABI,
@@ -404,7 +404,11 @@ static void test_weights(tk_config cfg, tk_weight_format fmt, tk_weight_layout l
     int64_t wb = -1;
     tk_status st = tk_weight_bytes(fmt, k, n, &wb);
     CHECK(st == TK_OK && wb >= 0, "weight_bytes %s: %d (%s)", fmt_name(fmt), st, tk_last_error());
-    int64_t per = fmt == TK_WEIGHTS_F32 ? 4 : fmt <= TK_WEIGHTS_F16 ? 2 : fmt == TK_WEIGHTS_Q8_0 ? 34 : 18;
+    int64_t per = fmt == TK_WEIGHTS_F32    ? 4
+                  : fmt <= TK_WEIGHTS_F16  ? 2
+                  : fmt == TK_WEIGHTS_Q8_0 ? 34
+                  : fmt == TK_WEIGHTS_Q4_0 ? 18
+                                           : 20;
     int64_t want_b = fmt <= TK_WEIGHTS_F16 ? per * k * n : per * (k / 32) * n;
     CHECK(wb == want_b, "weight_bytes %s %dx%d: %lld, want %lld", fmt_name(fmt), k, n, (long long)wb,
           (long long)want_b);
@@ -416,19 +420,27 @@ static void test_weights(tk_config cfg, tk_weight_format fmt, tk_weight_layout l
     st = tk_dequantize_f32(fmt, w, wb, deq, (int64_t)k * n);
     CHECK(st == TK_OK, "dequantize %s: %d (%s)", fmt_name(fmt), st, tk_last_error());
     for (int b0 = 0; b0 < k * n; b0 += 32) {
-        double amax = 0;
+        double amax = 0, lo = INFINITY, hi = -INFINITY;
         int end = b0 + 32 < k * n ? b0 + 32 : k * n;
-        for (int i = b0; i < end; i++) amax = fmax(amax, fabs(x[i]));
+        for (int i = b0; i < end; i++) {
+            amax = fmax(amax, fabs(x[i]));
+            lo = fmin(lo, x[i]);
+            hi = fmax(hi, x[i]);
+        }
         for (int i = b0; i < end; i++) {
             /* f32 exact; bf16/f16 half an ULP (8 / 11 significant bits);
              * Q8_0 half a step of amax/127 plus the f16 rounding of the
              * scale (127 steps · 2^-11); Q4_0 one step of amax/8 (the
-             * clamp at +7 when the largest value is negative). */
+             * clamp at +7 when the largest value is negative); Q4_1 half a
+             * step of (max − min)/15 plus the f16 rounding of d (15 steps)
+             * and of m. */
             double tol = fmt == TK_WEIGHTS_F32    ? 0
                          : fmt == TK_WEIGHTS_BF16 ? fabs(x[i]) / 256
                          : fmt == TK_WEIGHTS_F16  ? fabs(x[i]) / 2048 + 6e-8
                          : fmt == TK_WEIGHTS_Q8_0 ? amax / 127 * (0.5 + 127.0 / 2048) + 1e-7
-                                                  : amax / 8 * (1 + 8.0 / 2048) + 1e-7;
+                         : fmt == TK_WEIGHTS_Q4_0 ? amax / 8 * (1 + 8.0 / 2048) + 1e-7
+                                                  : (hi - lo) / 15 * (0.5 + 15.0 / 2048) +
+                                                        fabs(lo) / 2048 + 1e-6;
             CHECK(fabs(deq[i] - x[i]) <= tol, "%s value %d: %g from %g (tol %g)", fmt_name(fmt), i,
                   deq[i], x[i], tol);
         }
@@ -475,7 +487,7 @@ static void test_weights(tk_config cfg, tk_weight_format fmt, tk_weight_layout l
         memcpy(c.buf, c0, c.len * sizeof(float));
         st = tk_matmul_weights_int8(cfg, m, n, k, 1.0f, a.buf, a.rs, a.cs, fmt, lay, w, wb, beta, c.buf,
                                     c.rs, c.cs, ep, bias, TK_GELU_TANH);
-        if (fmt < TK_WEIGHTS_Q8_0) {
+        if (fmt < TK_WEIGHTS_Q8_0 || fmt == TK_WEIGHTS_Q4_1) {
             CHECK(st == TK_ERR_INVALID_ARGUMENT && tk_last_error()[0] == 'w',
                   "int8 with %s weights: %d (%s)", fmt_name(fmt), st, tk_last_error());
         } else {
@@ -701,7 +713,7 @@ int main(void) {
         }
         for (int t = 0; t < 30; t++) {
             static const int ms[] = {1, 2, 5, 8, 9, 20};
-            tk_weight_format f = rand_int(0, 4);
+            tk_weight_format f = rand_int(0, 5);
             tk_weight_layout l = f >= TK_WEIGHTS_Q8_0 ? TK_LAYOUT_OUT_IN : rand_int(0, 1);
             tk_config c2 = cfg;
             c2.threads = rand_int(0, 3) == 0 ? 2 : 1;
