@@ -105,8 +105,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let t0 = Instant::now();
     let file = GgufFile::open(&args.model)?;
+    let t_parse = t0.elapsed();
     let tok = Tokenizer::from_gguf(&file)?;
     let ids = tok.encode(&text, true);
+    let t_tok = t0.elapsed();
     let max_len = ids.len() + args.max_tokens;
     let mut model = LlamaModel::from_gguf(&file, args.weights, max_len)?;
     drop(file);
@@ -166,11 +168,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         args.threads
     );
     println!(
-        "prompt {} tokens: prefill {:.1} ms = {:.1} tok/s; load {:.1} ms; time to first token {:.1} ms",
+        "prompt {} tokens: prefill {:.1} ms = {:.1} tok/s; load {:.1} ms (header {:.1}, \
+         tokenizer {:.1}, weights {:.1}); time to first token {:.1} ms",
         ids.len(),
         prefill.as_secs_f64() * 1e3,
         ids.len() as f64 / prefill.as_secs_f64(),
         load.as_secs_f64() * 1e3,
+        t_parse.as_secs_f64() * 1e3,
+        (t_tok - t_parse).as_secs_f64() * 1e3,
+        (load - t_tok).as_secs_f64() * 1e3,
         ttft.as_secs_f64() * 1e3
     );
     if decoded > 0 {

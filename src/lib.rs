@@ -62,8 +62,8 @@ pub struct ReadmeDoctests;
 
 pub use attention::{AttentionOptions, HeadsMut, HeadsRef, attention, attention_with_lse};
 pub use block::{
-    Gpt2Layer, Gpt2Weights, KvCache, LlamaDims, LlamaLayer, LlamaStageTimes, LlamaWeights,
-    StageTimes, WeightLayout,
+    Gpt2Layer, Gpt2Weights, KvCache, LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes,
+    LlamaWeights, StageTimes, WeightLayout,
 };
 pub use error::KernelError;
 pub use gelu::{

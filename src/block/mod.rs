@@ -473,4 +473,4 @@ impl Gpt2Layer {
 }
 
 mod llama;
-pub use llama::{LlamaDims, LlamaLayer, LlamaStageTimes, LlamaWeights, WeightLayout};
+pub use llama::{LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes, LlamaWeights, WeightLayout};

@@ -183,7 +183,7 @@ impl Bytes {
 /// A parsed GGUF file: metadata and tensor infos read, tensor data left in
 /// the mapping until asked for.
 pub struct GgufFile {
-    bytes: Bytes,
+    bytes: std::sync::Arc<Bytes>,
     /// Format version (2 or 3).
     pub version: u32,
     /// Metadata, in file order.
@@ -363,7 +363,9 @@ impl GgufFile {
         // crate's contract (as every mmap-based loader's) is that the model
         // file is not modified while it is mapped — a file truncated under
         // the mapping would fault on access instead of reading garbage.
-        let map = unsafe { memmap2::Mmap::map(&file) }
+        // `populate`: the pages are mapped in one call (MAP_POPULATE) rather
+        // than faulted in one by one as the weights are first read.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
             .map_err(|e| KernelError::invalid("path", format!("{}: {e}", path.display())))?;
         Self::parse(Bytes::Mapped(map))
     }
@@ -473,7 +475,7 @@ impl GgufFile {
             metadata,
             tensors,
             data_start,
-            bytes,
+            bytes: std::sync::Arc::new(bytes),
         })
     }
 
@@ -603,5 +605,20 @@ impl GgufFile {
     /// As [`GgufFile::weights`].
     pub fn owned(&self, name: &str) -> Result<OwnedWeights, KernelError> {
         Ok(self.weights(name)?.to_owned())
+    }
+
+    /// Tensor `name` as weights that stay in the file's mapping (nothing
+    /// copied; the mapping lives as long as any such weights do, after
+    /// this `GgufFile` is dropped).
+    ///
+    /// # Errors
+    /// As [`GgufFile::weights`].
+    pub fn mapped(&self, name: &str) -> Result<OwnedWeights, KernelError> {
+        let view = self.weights(name)?;
+        let keep: std::sync::Arc<dyn core::any::Any + Send + Sync> = self.bytes.clone();
+        // SAFETY: `view` reads only the file's bytes, which `keep` owns (a
+        // read-only private mapping or a Vec, neither moved nor written
+        // after parsing).
+        Ok(unsafe { OwnedWeights::shared(keep, view) })
     }
 }

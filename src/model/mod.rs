@@ -3,10 +3,11 @@
 //! caches, the final RMSNorm and the output projection — what an engine
 //! builds around the kernels, small enough to read in one sitting.
 //!
-//! Weights stay in the file's formats (Q4_0, Q4_1, Q8_0, bf16, f16, f32)
-//! or are converted once at load; the Q, K and V projections of each layer
-//! are joined into one matrix (their rows concatenated, nothing
-//! re-rounded). GGUF stores Llama's Q and K rows permuted for the
+//! Weights stay in the file's formats (Q4_0, Q4_1, Q8_0, bf16, f16, f32),
+//! read in place from the memory-mapped file (the mapping outlives the
+//! [`GgufFile`] as long as the model holds it), or are converted once at
+//! load; the Q, K and V projections of each layer are joined into one
+//! matrix (their rows concatenated — copied — nothing re-rounded). GGUF stores Llama's Q and K rows permuted for the
 //! interleaved RoPE pairing (`(x[2i], x[2i+1])`, llama.cpp's mode 0), so
 //! the layers rotate with [`RopeLayout::Interleaved`].
 //!
@@ -34,7 +35,7 @@ pub mod tokenizer;
 pub use gguf::{GgufFile, TensorInfo, TensorType, Value};
 pub use tokenizer::{PreTokenizer, Tokenizer};
 
-use crate::block::{KvCache, LlamaDims, LlamaLayer, LlamaStageTimes};
+use crate::block::{KvCache, LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes};
 use crate::error::KernelError;
 use crate::isa::Config;
 use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights};
@@ -54,6 +55,8 @@ pub struct LlamaModel {
     output: Option<OwnedWeights>,
     output_norm: Vec<f32>,
     layers: Vec<LlamaLayer>,
+    /// One set of activation buffers for every layer.
+    scratch: LlamaScratch,
     x: Vec<f32>,
     h: Vec<f32>,
     logits: Vec<f32>,
@@ -177,10 +180,12 @@ impl LlamaModel {
             )));
         }
         let vocab = embed_w.n();
-        let convert = |w: WeightsRef<'_>| -> Result<OwnedWeights, KernelError> {
+        // A matrix in the asked format, or left in the mapping.
+        let convert = |name: &str| -> Result<OwnedWeights, KernelError> {
+            let w = f.weights(name)?;
             match format {
                 Some(fm) if fm != w.format() => OwnedWeights::concat_columns(&[w], fm),
-                _ => Ok(w.to_owned()),
+                _ => f.mapped(name),
             }
         };
         let norm = |name: &str, len: usize| -> Result<Vec<f32>, KernelError> {
@@ -205,10 +210,10 @@ impl LlamaModel {
             let qkv = OwnedWeights::concat_columns(&[q, k, v], qkv_fmt)?;
             let mats = [
                 qkv,
-                convert(f.weights(&t("attn_output"))?)?,
-                convert(f.weights(&t("ffn_gate"))?)?,
-                convert(f.weights(&t("ffn_up"))?)?,
-                convert(f.weights(&t("ffn_down"))?)?,
+                convert(&t("attn_output"))?,
+                convert(&t("ffn_gate"))?,
+                convert(&t("ffn_up"))?,
+                convert(&t("ffn_down"))?,
             ];
             let layer = LlamaLayer::from_formatted(
                 dims,
@@ -221,10 +226,12 @@ impl LlamaModel {
             layers.push(layer);
         }
         let output = match f.tensor("output.weight") {
-            Some(_) => Some(convert(f.weights("output.weight")?)?),
+            Some(_) => Some(convert("output.weight")?),
             None => match format {
                 // Tied: the output converted when a format is asked for.
-                Some(fm) if fm != embed_w.format() => Some(convert(embed_w)?),
+                Some(fm) if fm != embed_w.format() => {
+                    Some(OwnedWeights::concat_columns(&[embed_w], fm)?)
+                }
                 _ => None,
             },
         };
@@ -236,10 +243,11 @@ impl LlamaModel {
         Ok(LlamaModel {
             dims,
             vocab,
-            embed: embed_w.to_owned(),
+            embed: f.mapped("token_embd.weight")?,
             output,
             output_norm: norm("output_norm.weight", d)?,
             layers,
+            scratch: LlamaScratch::default(),
             x: Vec::new(),
             h: Vec::new(),
             logits: Vec::new(),
@@ -348,8 +356,14 @@ impl LlamaModel {
         for (i, &t) in tokens.iter().enumerate() {
             emb.column_into(t as usize, &mut self.x[i * d..(i + 1) * d])?;
         }
-        for (layer, c) in self.layers.iter_mut().zip(&mut cache.layers) {
-            layer.forward(&mut self.x, Some(c), cfg, times.as_deref_mut())?;
+        for (layer, c) in self.layers.iter().zip(&mut cache.layers) {
+            layer.forward_with(
+                &mut self.x,
+                Some(c),
+                &mut self.scratch,
+                cfg,
+                times.as_deref_mut(),
+            )?;
         }
         let rows = if all_logits { n } else { 1 };
         let x = &self.x[(n - rows) * d..];

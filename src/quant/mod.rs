@@ -781,6 +781,12 @@ enum Owned {
     Q8_0(Vec<BlockQ8_0>),
     Q4_0(Vec<BlockQ4_0>),
     Q4_1(Vec<BlockQ4_1>),
+    /// A view into bytes the handle keeps alive (a memory-mapped file).
+    Shared {
+        /// Holds the bytes alive; never read.
+        _keep: std::sync::Arc<dyn core::any::Any + Send + Sync>,
+        view: WeightsRef<'static>,
+    },
 }
 
 impl OwnedWeights {
@@ -923,6 +929,28 @@ impl OwnedWeights {
         Ok(OwnedWeights { data, k, n })
     }
 
+    /// Weights that stay where `view` finds them, kept alive by `keep`.
+    ///
+    /// # Safety
+    /// Every byte `view` reads is owned by `keep` (directly or through a
+    /// mapping it holds), never moves, and is never written while `keep`
+    /// lives.
+    pub(crate) unsafe fn shared(
+        keep: std::sync::Arc<dyn core::any::Any + Send + Sync>,
+        view: WeightsRef<'_>,
+    ) -> Self {
+        let (k, n) = (view.k, view.n);
+        // SAFETY: the caller's contract: the borrow lives as long as `keep`,
+        // which this value holds; `view()` hands it out only for as long as
+        // `&self` lives.
+        let view: WeightsRef<'static> = unsafe { core::mem::transmute(view) };
+        OwnedWeights {
+            data: Owned::Shared { _keep: keep, view },
+            k,
+            n,
+        }
+    }
+
     /// A view of these weights.
     pub fn view(&self) -> WeightsRef<'_> {
         let (k, n) = (self.k, self.n);
@@ -934,6 +962,7 @@ impl OwnedWeights {
             Owned::Q8_0(w) => Data::Q8_0(w),
             Owned::Q4_0(w) => Data::Q4_0(w),
             Owned::Q4_1(w) => Data::Q4_1(w),
+            Owned::Shared { view, .. } => return *view,
         };
         WeightsRef { data, k, n }
     }
