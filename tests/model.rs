@@ -643,7 +643,9 @@ fn smollm2_tokenizer_round_trips_edge_cases() {
     // The ids llama.cpp (0.3.36) gives this prompt, read off its tokenizer.
     assert_eq!(
         t.encode("It was the best of times, it was the worst of times,", true),
-        [1589, 436, 260, 1450, 282, 1711, 28, 357, 436, 260, 9250, 282, 1711, 28]
+        [
+            1589, 436, 260, 1450, 282, 1711, 28, 357, 436, 260, 9250, 282, 1711, 28
+        ]
     );
     // Digits are single tokens.
     let ids = t.encode("2024", false);

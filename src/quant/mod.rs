@@ -859,59 +859,28 @@ impl OwnedWeights {
         let same = parts
             .iter()
             .all(|p| p.format() == format && p.layout() == WeightLayout::OutIn);
+        // The parts' stored data, concatenated (rows, for `[n, k]`).
+        macro_rules! cat {
+            ($v:ident $(, $layout:expr)?) => {
+                Owned::$v(
+                    parts
+                        .iter()
+                        .flat_map(|p| match p.data {
+                            Data::$v(d, ..) => d,
+                            _ => &[],
+                        })
+                        .copied()
+                        .collect()
+                    $(, $layout)?
+                )
+            };
+        }
         let data = match (same, format) {
-            (true, WeightFormat::Bf16) => Owned::Bf16(
-                parts
-                    .iter()
-                    .flat_map(|p| match p.data {
-                        Data::Bf16(d, _) => d,
-                        _ => &[],
-                    })
-                    .copied()
-                    .collect(),
-                WeightLayout::OutIn,
-            ),
-            (true, WeightFormat::F16) => Owned::F16(
-                parts
-                    .iter()
-                    .flat_map(|p| match p.data {
-                        Data::F16(d, _) => d,
-                        _ => &[],
-                    })
-                    .copied()
-                    .collect(),
-                WeightLayout::OutIn,
-            ),
-            (true, WeightFormat::Q8_0) => Owned::Q8_0(
-                parts
-                    .iter()
-                    .flat_map(|p| match p.data {
-                        Data::Q8_0(d) => d,
-                        _ => &[],
-                    })
-                    .copied()
-                    .collect(),
-            ),
-            (true, WeightFormat::Q4_0) => Owned::Q4_0(
-                parts
-                    .iter()
-                    .flat_map(|p| match p.data {
-                        Data::Q4_0(d) => d,
-                        _ => &[],
-                    })
-                    .copied()
-                    .collect(),
-            ),
-            (true, WeightFormat::Q4_1) => Owned::Q4_1(
-                parts
-                    .iter()
-                    .flat_map(|p| match p.data {
-                        Data::Q4_1(d) => d,
-                        _ => &[],
-                    })
-                    .copied()
-                    .collect(),
-            ),
+            (true, WeightFormat::Bf16) => cat!(Bf16, WeightLayout::OutIn),
+            (true, WeightFormat::F16) => cat!(F16, WeightLayout::OutIn),
+            (true, WeightFormat::Q8_0) => cat!(Q8_0),
+            (true, WeightFormat::Q4_0) => cat!(Q4_0),
+            (true, WeightFormat::Q4_1) => cat!(Q4_1),
             _ => {
                 // Row-major [k, n] values of all parts, then converted.
                 let cols: Vec<Vec<f32>> = parts.iter().map(|p| p.to_f32()).collect();
