@@ -139,18 +139,11 @@ impl Writer {
     }
 }
 
-/// Deterministic values in [−scale, scale].
+/// Deterministic values in [−scale, scale) (the shared test generator).
 fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
+    common::layer_input(len, 1, seed)
+        .into_iter()
+        .map(|v| v * scale)
         .collect()
 }
 
