@@ -216,9 +216,18 @@ impl Config {
 pub(crate) trait Level: Copy + Send + Sync {
     /// Runs `op` at this level.
     fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output, KernelError>;
+    /// `IsaUnavailable` where this level cannot run here.
+    fn validate(self) -> Result<(), KernelError>;
 }
 
 impl Level for Isa {
+    fn validate(self) -> Result<(), KernelError> {
+        Config {
+            isa: self,
+            parallelism: Parallelism::Serial,
+        }
+        .validate()
+    }
     #[inline]
     fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output, KernelError> {
         dispatch(self, op)
@@ -230,6 +239,9 @@ impl Level for Isa {
 pub(crate) struct Token<S>(pub S);
 
 impl<S: Simd> Level for Token<S> {
+    fn validate(self) -> Result<(), KernelError> {
+        Ok(()) // holding the token proves the CPU runs it
+    }
     #[inline]
     fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output, KernelError> {
         Ok(self.0.vectorize(op))

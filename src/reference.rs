@@ -535,9 +535,10 @@ pub fn matmul_weights(
 /// The int8 mode of [`crate::matmul_weights_int8`] in f64: each row of A
 /// quantized per 32 along k by [`crate::quant::quantize_activations`] (the
 /// kernel's own quantizer), then `Σ_blocks d_a·d_w·Σ q_a·q_w` with the
-/// weights' integers (`q`, or `q − 8` for Q4_0) and scales, then the
-/// epilogue as [`matmul`]. Also returns, per element, `Σ_blocks |d_a·d_w|·
-/// Σ |q_a·q_w|` (the magnitude the kernel's rounding bound scales with).
+/// weights' integers (`q`, `q − 8` for Q4_0, the nibble for Q4_1) and
+/// scales, plus `m_w·d_a·Σ q_a` for Q4_1, then the epilogue as [`matmul`].
+/// Also returns, per element, `Σ_blocks (|d_a·d_w|·Σ |q_a·q_w| + |m_w·d_a|·
+/// Σ |q_a|)` (the magnitude the kernel's rounding bound scales with).
 ///
 /// # Panics
 /// As [`matmul`]; on f32/bf16/f16 weights or activations that do not
@@ -565,7 +566,8 @@ pub fn matmul_weights_int8(
         )
         .expect("finite activations");
     }
-    // The weights' integers and scales, [n][k] and [n][nb].
+    // The weights' integers and scales, [n][k] and [n][nb]; Q4_1's m.
+    let mut mw = vec![0f64; n * nb];
     let (qw, dw): (Vec<i32>, Vec<f64>) = match w.data {
         Data::Q8_0(b) => (
             b.iter()
@@ -577,7 +579,21 @@ pub fn matmul_weights_int8(
             b.iter().flat_map(q4_0_values_raw).collect(),
             b.iter().map(|blk| f16_value(blk.d.to_bits())).collect(),
         ),
-        _ => panic!("the int8 mode takes Q8_0 or Q4_0 weights"),
+        Data::Q4_1(b) => {
+            mw = b.iter().map(|blk| f16_value(blk.m.to_bits())).collect();
+            (
+                b.iter()
+                    .flat_map(|blk| {
+                        (0..QK).map(|e| {
+                            let byte = blk.qs[e % 16];
+                            (if e < 16 { byte & 15 } else { byte >> 4 }) as i32
+                        })
+                    })
+                    .collect(),
+                b.iter().map(|blk| f16_value(blk.d.to_bits())).collect(),
+            )
+        }
+        _ => panic!("the int8 mode takes Q8_0, Q4_0 or Q4_1 weights"),
     };
     let term = |i: usize, j: usize, abs: bool| -> f64 {
         (0..nb)
@@ -589,10 +605,14 @@ pub fn matmul_weights_int8(
                     })
                     .sum();
                 let s = da[i * nb + b] as f64 * dw[j * nb + b];
+                let qs = &qa[i * k + b * QK..i * k + (b + 1) * QK];
+                let ms = da[i * nb + b] as f64 * mw[j * nb + b];
                 if abs {
-                    (s * isum as f64).abs()
+                    let qabs: i64 = qs.iter().map(|&q| (q as i64).abs()).sum();
+                    (s * isum as f64).abs() + (ms * qabs as f64).abs()
                 } else {
-                    s * isum as f64
+                    let qsum: i64 = qs.iter().map(|&q| q as i64).sum();
+                    s * isum as f64 + ms * qsum as f64
                 }
             })
             .sum()

@@ -1,5 +1,5 @@
 //! The opt-in int8 mode (`matmul_weights_int8`): activations quantized per
-//! 32 along k, Q8_0/Q4_0 weights as integers.
+//! 32 along k, Q8_0/Q4_0/Q4_1 weights as integers.
 //!
 //! Against `reference::matmul_weights_int8` (f64 on the same quantized
 //! operands, A quantized by the crate's own `quantize_activations`): the
@@ -7,7 +7,10 @@
 //! f32 scalings and the accumulation, at most k/4 + 3 of them in a chain
 //! (the VNNI decode path sums 16 lanes of partial sums over k/64 pairs of
 //! blocks; the others one term per block):
-//!   t = 2·(k/4 + 3)·u·(|α|·M + |β·c_ij| + |bias_j|),   M = Σ_b |d_a·d_w|·Σ|q_a·q_w|
+//!   t = 2·(k/4 + 3)·u·(|α|·M + |β·c_ij| + |bias_j|),
+//!   M = Σ_b (|d_a·d_w|·Σ|q_a·q_w| + |m_w·d_a|·Σ|q_a|)   (m_w: Q4_1's minimum, else 0)
+//! (Q4_1's `m_w·(d_a·Σq_a)` adds two roundings per block, well inside the
+//! k/4 + 3 of the chain for a 32-element block)
 //! (u = 2⁻²⁴), and for `SiluMul` (|silu'| ≤ 1.1): 1.1·t·|u_ij| + 4 ULP + 1e-7.
 //!
 //! Against the f32-activation product (`matmul_weights`): quantizing A moves
@@ -17,6 +20,7 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
+use transformer_kernels::matmul::generic;
 use transformer_kernels::quant::WeightLayout;
 use transformer_kernels::{
     Config, Epilogue, Isa, KernelError, MatMut, MatRef, OwnedWeights, Parallelism, WeightFormat,
@@ -88,7 +92,11 @@ fn case() -> impl Strategy<Value = Case> {
         1usize..=70,
         prop::sample::select(vec![1usize, 31, 32, 33, 127, 128, 129, 300])
     ];
-    let fmt = prop::sample::select(vec![WeightFormat::Q8_0, WeightFormat::Q4_0]);
+    let fmt = prop::sample::select(vec![
+        WeightFormat::Q8_0,
+        WeightFormat::Q4_0,
+        WeightFormat::Q4_1,
+    ]);
     (m, n, fmt, 0usize..7).prop_flat_map(|(m, n, fmt, kk)| {
         let k = [32usize, 64, 96, 160, 288, 1056, 1088][kk];
         let v = |len: usize| prop::collection::vec(-2.0f32..2.0, len);
@@ -173,26 +181,44 @@ fn check(case: &Case) {
         .unwrap();
         c
     };
-    for cfg in configs() {
-        let c = run(&cfg);
+    // The 4-lane width (NEON's) through `generic`, beside every level.
+    let mut c4 = c0.clone();
+    generic::matmul_weights_int8(
+        pulp::Scalar128b,
+        MatMut::new(&mut c4, m, n, ldc, 1).unwrap(),
+        a,
+        w,
+        case.alpha,
+        case.beta,
+        epi,
+    )
+    .unwrap();
+    let runs = configs()
+        .into_iter()
+        .map(|cfg| (format!("{}", cfg.isa), Some(cfg)))
+        .chain([("Scalar128b".to_string(), None)]);
+    for (name, cfg) in runs {
+        let c = match cfg {
+            Some(cfg) => run(&cfg),
+            None => c4.clone(),
+        };
         for (idx, &want) in exact.iter().enumerate() {
             let (i, j) = (idx / n, idx % n);
             let g = c[i * ldc + j] as f64;
             let err = (g - want).abs();
             assert!(
                 err <= tol(idx),
-                "{} {fmt:?} {m}x{n}x{k}: ({i}, {j}) got {g}, want {want} (err {err:e} > {:e})",
-                cfg.isa,
+                "{name} {fmt:?} {m}x{n}x{k}: ({i}, {j}) got {g}, want {want} (err {err:e} > {:e})",
                 tol(idx)
             );
         }
         for i in 0..m {
             assert!(
                 c[i * ldc + n].is_nan() && c[i * ldc + n + 1].is_nan(),
-                "{}: padding written",
-                cfg.isa
+                "{name}: padding written"
             );
         }
+        let Some(cfg) = cfg else { continue };
         let c2 = run(&Config {
             isa: cfg.isa,
             parallelism: Parallelism::Threads(2),
@@ -220,7 +246,7 @@ proptest! {
 #[test]
 fn within_the_quantization_bound_of_the_f32_activation_product() {
     for (m, n, k) in [(1usize, 700usize, 256usize), (3, 130, 96), (40, 260, 320)] {
-        for fmt in [WeightFormat::Q8_0, WeightFormat::Q4_0] {
+        for fmt in [WeightFormat::Q8_0, WeightFormat::Q4_0, WeightFormat::Q4_1] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 2654435761) % 1999) as f32 / 999.5 - 1.0)
                 .collect();

@@ -3,9 +3,9 @@
 //! per cycle on the cores measured — the f32 FMA's rate with four times the
 //! products). Weights are the unsigned operand (`q + off`), activations the
 //! signed one; accumulators start at the row's `−off·Σq_a`, so the integer
-//! sums are exact.
+//! sums are exact. Q4_1 blocks add `m_w·(d_a·Σq_a)` per block in f32.
 
-use crate::matmul::int8::QuantA;
+use crate::matmul::int8::{Blk, QuantA};
 use crate::quant::QK;
 use core::arch::x86_64::*;
 
@@ -29,17 +29,18 @@ const PF_BYTES: usize = 12288;
 /// Packs weight rows `0..nc` (≤ 128) at `w` (`rb` bytes apart, `bs`-byte
 /// blocks, `nb` blocks a row) into 4 panels of 32 columns: per panel and
 /// block, `[8 groups][32 columns][4 bytes]` of unsigned weights (1 KB), and
-/// the 32 columns' scales as f32. Columns past `nc` are zeros. Each group
-/// of 16 columns is one gather of the same 4 bytes from 16 weight rows.
+/// the 32 columns' scales as f32 (and, for Q4_1, their `m` in the same
+/// layout `128·nb` floats on). Columns past `nc` are zeros. Each group of
+/// 16 columns is one gather of the same 4 bytes from 16 weight rows.
 ///
 /// # Safety
 /// AVX-512 VNNI + F16C (checked by [`available`]); the weight rows exist;
-/// `pack` holds `128·32·nb` bytes, `scales` `128·nb` floats; `128·rb` fits
-/// in an `i32`.
+/// `pack` holds `128·32·nb` bytes, `scales` `2·128·nb` floats; `128·rb`
+/// fits in an `i32`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 pub(crate) unsafe fn pack_chunk(
-    q4: bool,
+    f: Blk,
     w: *const u8,
     rb: usize,
     bs: usize,
@@ -51,6 +52,7 @@ pub(crate) unsafe fn pack_chunk(
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let nib = _mm512_set1_epi32(0x0F0F_0F0F);
     let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
+    let qat = f.quants_at();
     for pn in 0..nc.div_ceil(32) {
         for h in 0..2 {
             let c0 = pn * 32 + h * 16;
@@ -71,13 +73,18 @@ pub(crate) unsafe fn pack_chunk(
                     let raw_d = _mm512_mask_i32gather_epi32::<1>(z, mask, idx, blk.cast());
                     let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw_d));
                     _mm512_storeu_ps(scales.add((pn * nb + b) * 32 + h * 16), d);
-                    if q4 {
+                    if f == Blk::Q4m {
+                        let m =
+                            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(raw_d)));
+                        _mm512_storeu_ps(scales.add(128 * nb + (pn * nb + b) * 32 + h * 16), m);
+                    }
+                    if f.nibbles() {
                         for g in 0..4 {
                             let v = _mm512_mask_i32gather_epi32::<1>(
                                 z,
                                 mask,
                                 idx,
-                                blk.add(2 + 4 * g).cast(),
+                                blk.add(qat + 4 * g).cast(),
                             );
                             let lo = _mm512_and_si512(v, nib);
                             let hi = _mm512_and_si512(_mm512_srli_epi32::<4>(v), nib);
@@ -107,14 +114,14 @@ pub(crate) unsafe fn pack_chunk(
 /// One block's 32 unsigned weights in element order.
 ///
 /// # Safety
-/// AVX-512BW; `blk` is a whole block.
+/// AVX-512BW; `blk` is a whole block of format `f`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 #[inline]
-unsafe fn unsigned(q4: bool, blk: *const u8) -> __m256i {
-    // SAFETY: the quants follow the 2-byte scale (16 or 32 bytes).
+unsafe fn unsigned(f: Blk, blk: *const u8) -> __m256i {
+    // SAFETY: the quants follow the scale(s) (16 or 32 bytes).
     unsafe {
-        if q4 {
-            let x = _mm_loadu_si128(blk.add(2).cast());
+        if f.nibbles() {
+            let x = _mm_loadu_si128(blk.add(f.quants_at()).cast());
             let lo = _mm_and_si128(x, _mm_set1_epi8(15));
             let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), _mm_set1_epi8(15));
             _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi)
@@ -133,10 +140,11 @@ unsafe fn unsigned(q4: bool, blk: *const u8) -> __m256i {
 ///
 /// # Safety
 /// AVX-512 VNNI (checked by [`available`]); `pack`/`scales` from
-/// [`pack_chunk`] for `qa.nb` blocks; `acc` holds `qa.mp` rows of `ld ≥
-/// 128` floats.
+/// [`pack_chunk`] with format `f` for `qa.nb` blocks; `acc` holds `qa.mp`
+/// rows of `ld ≥ 128` floats.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 pub(crate) unsafe fn gemm_chunk(
+    f: Blk,
     pack: *const u8,
     scales: *const f32,
     nc: usize,
@@ -155,16 +163,14 @@ pub(crate) unsafe fn gemm_chunk(
                 // SAFETY: the caller's contract; rows i..i+4 exist (mp is a
                 // multiple of 4).
                 unsafe {
-                    tile_4x32(
-                        pack.add(pn * nb * 1024),
-                        scales.add(pn * nb * 32),
-                        qa,
-                        i,
-                        kb0,
-                        kb1,
-                        acc.add(i * ld + pn * 32),
-                        ld,
-                    );
+                    let (bp, sp) = (pack.add(pn * nb * 1024), scales.add(pn * nb * 32));
+                    let out = acc.add(i * ld + pn * 32);
+                    if f == Blk::Q4m {
+                        let mp = sp.add(128 * nb);
+                        tile_4x32::<true>(bp, sp, mp, qa, i, kb0, kb1, out, ld);
+                    } else {
+                        tile_4x32::<false>(bp, sp, sp, qa, i, kb0, kb1, out, ld);
+                    }
                 }
                 i += 4;
             }
@@ -174,16 +180,18 @@ pub(crate) unsafe fn gemm_chunk(
 }
 
 /// Rows `i..i+4` × one 32-column panel over blocks `kb0..kb1`, added to
-/// `out` (set when `kb0 == 0`).
+/// `out` (set when `kb0 == 0`); with `MIN`, plus Q4_1's `m` term.
 ///
 /// # Safety
-/// As [`gemm_chunk`]; `bp`/`sp` at the panel's first block.
+/// As [`gemm_chunk`]; `bp`/`sp`/`mp` (the `m`, read with `MIN`) at the
+/// panel's first block.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 #[inline]
-unsafe fn tile_4x32(
+unsafe fn tile_4x32<const MIN: bool>(
     bp: *const u8,
     sp: *const f32,
+    mp: *const f32,
     qa: &QuantA,
     i: usize,
     kb0: usize,
@@ -230,6 +238,15 @@ unsafe fn tile_4x32(
                 f[r][1] =
                     _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia[r][1]), d1), da, f[r][1]);
             }
+            if MIN {
+                let m0 = _mm512_loadu_ps(mp.add(b * 32));
+                let m1 = _mm512_loadu_ps(mp.add(b * 32 + 16));
+                for (r, fr) in f.iter_mut().enumerate() {
+                    let sa = _mm512_set1_ps(*qa.sa.get_unchecked((i + r) * nb + b));
+                    fr[0] = _mm512_fmadd_ps(m0, sa, fr[0]);
+                    fr[1] = _mm512_fmadd_ps(m1, sa, fr[1]);
+                }
+            }
         }
         for (r, fr) in f.iter().enumerate() {
             _mm512_storeu_ps(out.add(r * ld), fr[0]);
@@ -249,7 +266,7 @@ unsafe fn tile_4x32(
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 pub(crate) unsafe fn dot(
-    q4: bool,
+    f: Blk,
     w: *const u8,
     rb: usize,
     bs: usize,
@@ -263,16 +280,34 @@ pub(crate) unsafe fn dot(
 ) {
     // SAFETY: the caller's contract, passed on.
     unsafe {
-        match (q4, mr) {
-            (true, 1) => cols::<true, 1, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (true, 2) => cols::<true, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (true, 3) => cols::<true, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (true, _) => cols::<true, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, 1) => cols::<false, 1, 4>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, 2) => cols::<false, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, 3) => cols::<false, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (false, _) => cols::<false, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+        match (f, mr) {
+            (Blk::Q4, 1) => cols::<Q4, 1, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4, 2) => cols::<Q4, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4, 3) => cols::<Q4, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4, _) => cols::<Q4, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4m, 1) => cols::<Q4M, 1, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4m, 2) => cols::<Q4M, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4m, 3) => cols::<Q4M, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4m, _) => cols::<Q4M, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q8, 1) => cols::<Q8, 1, 4>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q8, 2) => cols::<Q8, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q8, 3) => cols::<Q8, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q8, _) => cols::<Q8, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
         }
+    }
+}
+
+/// The formats as const parameters of the decode kernels.
+const Q8: u8 = 0;
+const Q4: u8 = 1;
+const Q4M: u8 = 2;
+
+/// The [`Blk`] of a const format parameter.
+const fn fmt_of<const F: u8>() -> Blk {
+    match F {
+        Q8 => Blk::Q8,
+        Q4 => Blk::Q4,
+        _ => Blk::Q4m,
     }
 }
 
@@ -286,7 +321,7 @@ pub(crate) unsafe fn dot(
 /// As [`dot`]; `MR·C ≤ 4`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-unsafe fn cols<const Q4: bool, const MR: usize, const C: usize>(
+unsafe fn cols<const F: u8, const MR: usize, const C: usize>(
     w: *const u8,
     rb: usize,
     bs: usize,
@@ -302,11 +337,11 @@ unsafe fn cols<const Q4: bool, const MR: usize, const C: usize>(
     unsafe {
         let mut c = 0;
         while c < full {
-            dot_rows::<Q4, MR, C>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
+            dot_rows::<F, MR, C>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
             c += C;
         }
         while c < nc {
-            dot_rows::<Q4, MR, 1>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
+            dot_rows::<F, MR, 1>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
             c += 1;
         }
     }
@@ -318,12 +353,13 @@ unsafe fn cols<const Q4: bool, const MR: usize, const C: usize>(
 /// AVX-512BW; both blocks exist.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 #[inline]
-unsafe fn pair<const Q4: bool>(blk: *const u8, bs: usize) -> __m512i {
+unsafe fn pair<const F: u8>(blk: *const u8, bs: usize) -> __m512i {
+    let at = fmt_of::<F>().quants_at();
     // SAFETY: the quants of both blocks (the caller's contract).
     unsafe {
-        if Q4 {
-            let x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(2).cast()));
-            let x1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(bs + 2).cast()));
+        if F != Q8 {
+            let x0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(at).cast()));
+            let x1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(bs + at).cast()));
             let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x0), x1);
             _mm512_and_si512(
                 _mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
@@ -349,7 +385,7 @@ unsafe fn pair<const Q4: bool>(blk: *const u8, bs: usize) -> __m512i {
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 #[allow(clippy::needless_range_loop)] // (row, column) index several arrays at once
-unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
+unsafe fn dot_rows<const F: u8, const MR: usize, const C: usize>(
     w: *const u8,
     rb: usize,
     bs: usize,
@@ -378,7 +414,10 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
             _mm512_mask_mov_ps(s0, 0xFF00, _mm512_set1_ps(*tmp.add(rc * ts + 2 * p + 1)))
         };
         // Scales: per 16 blocks, one gather of the 4 bytes at each block's
-        // start (the f16 in the low half), then d_a·d_w per row.
+        // start (the f16 in the low half), then d_a·d_w per row. Q4_1's m
+        // (the high half) times the rows' block sums d_a·Σq_a is summed
+        // here, once per (row, column): `mins`.
+        let mut mins = [[_mm512_setzero_ps(); C]; MR];
         for cc in 0..C {
             let row = w.add(cc * rb);
             let mut b = 0;
@@ -395,6 +434,13 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
                 for r in 0..MR {
                     let da = _mm512_maskz_loadu_ps(mask, qa.d.as_ptr().add((i0 + r) * nb + b));
                     _mm512_storeu_ps(tmp.add((r * C + cc) * ts + b), _mm512_mul_ps(dw, da));
+                }
+                if F == Q4M {
+                    let mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(raw)));
+                    for r in 0..MR {
+                        let sa = _mm512_maskz_loadu_ps(mask, qa.sa.as_ptr().add((i0 + r) * nb + b));
+                        mins[r][cc] = _mm512_fmadd_ps(mw, sa, mins[r][cc]);
+                    }
                 }
                 b += 16;
             }
@@ -413,8 +459,8 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * bs - 1).cast());
-                w0[cc] = pair::<Q4>(blk, bs);
-                w1[cc] = pair::<Q4>(blk.add(2 * bs), bs);
+                w0[cc] = pair::<F>(blk, bs);
+                w1[cc] = pair::<F>(blk.add(2 * bs), bs);
             }
             for r in 0..MR {
                 let i = i0 + r;
@@ -442,7 +488,7 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
         }
         if p < pairs {
             for cc in 0..C {
-                let w0 = pair::<Q4>(w.add(cc * rb + 2 * p * bs), bs);
+                let w0 = pair::<F>(w.add(cc * rb + 2 * p * bs), bs);
                 for r in 0..MR {
                     let i = i0 + r;
                     let d0 = _mm512_dpbusd_epi32(
@@ -461,7 +507,8 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
         if nb % 2 == 1 {
             // The last block alone, in the low half.
             for cc in 0..C {
-                let wv = _mm512_castsi256_si512(unsigned(Q4, w.add(cc * rb + (nb - 1) * bs)));
+                let wv =
+                    _mm512_castsi256_si512(unsigned(fmt_of::<F>(), w.add(cc * rb + (nb - 1) * bs)));
                 let wv = _mm512_inserti64x4::<1>(wv, _mm256_setzero_si256());
                 for r in 0..MR {
                     let i = i0 + r;
@@ -476,8 +523,13 @@ unsafe fn dot_rows<const Q4: bool, const MR: usize, const C: usize>(
         }
         for r in 0..MR {
             for cc in 0..C {
-                *out.add(r * ld + cc) =
-                    _mm512_reduce_add_ps(_mm512_add_ps(acc0[r][cc], acc1[r][cc]));
+                let sum = _mm512_add_ps(acc0[r][cc], acc1[r][cc]);
+                let sum = if F == Q4M {
+                    _mm512_add_ps(sum, mins[r][cc])
+                } else {
+                    sum
+                };
+                *out.add(r * ld + cc) = _mm512_reduce_add_ps(sum);
             }
         }
     }

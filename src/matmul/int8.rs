@@ -1,13 +1,15 @@
 //! The opt-in int8 mode ([`super::matmul_weights_int8`]): activations
-//! quantized per 32 along k to `i8` with an f32 scale, Q8_0/Q4_0 weights
-//! used as their integers, integer dot products per block, one f32
+//! quantized per 32 along k to `i8` with an f32 scale, Q8_0/Q4_0/Q4_1
+//! weights used as their integers, integer dot products per block, one f32
 //! multiply-add per block by the two scales.
 //!
 //! The weights enter the integer products unsigned (`u = q + 128` for Q8_0,
-//! the raw nibble `q` for Q4_0), the activations signed: that is the operand
-//! order of `vpdpbusd` (u8 × i8). The offset is taken back exactly, in
-//! integers, from a per-row correction `−off·Σ q_a` computed once when A is
-//! quantized ([`QuantA`]), so no cancellation happens in floating point.
+//! the raw nibble for Q4_0 and Q4_1), the activations signed: that is the
+//! operand order of `vpdpbusd` (u8 × i8). The offset is taken back exactly,
+//! in integers, from a per-row correction `−off·Σ q_a` computed once when A
+//! is quantized ([`QuantA`]), so no cancellation happens in floating point.
+//! Q4_1's `w = d·u + m` adds `m·d_a·Σ q_a` per block: one f32 multiply-add
+//! with the block sums kept in [`QuantA::sa`].
 //!
 //! - AVX-512 VNNI (`Isa::Avx512` on a CPU with VNNI): decode (m ≤ 8)
 //!   streams the `[n, k]` blocks once (`crate::arch::vnni::dot`); larger m
@@ -47,6 +49,45 @@ pub(crate) struct QuantA {
     pub blk: Vec<i32>,
     /// `[mp][k/4]`: `−off · Σ q` over each group of 4.
     pub lane: Vec<i32>,
+    /// `[mp][nb]`: `d · Σ q` over each block (the activations' block sums,
+    /// for Q4_1's `m` term).
+    pub sa: Vec<f32>,
+}
+
+/// A block format as the int8 kernels see it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Blk {
+    /// Q8_0: f16 d, 32 × i8.
+    Q8,
+    /// Q4_0: f16 d, 16 bytes of nibbles (`q − 8`).
+    Q4,
+    /// Q4_1: f16 d, f16 m, 16 bytes of nibbles (`d·q + m`).
+    Q4m,
+}
+
+impl Blk {
+    /// The int8 mode's formats.
+    pub(crate) fn of(fmt: WeightFormat) -> Option<Blk> {
+        match fmt {
+            WeightFormat::Q8_0 => Some(Blk::Q8),
+            WeightFormat::Q4_0 => Some(Blk::Q4),
+            WeightFormat::Q4_1 => Some(Blk::Q4m),
+            _ => None,
+        }
+    }
+
+    /// Where the quants start in a block.
+    pub(crate) const fn quants_at(self) -> usize {
+        match self {
+            Blk::Q4m => 4,
+            _ => 2,
+        }
+    }
+
+    /// Whether the quants are nibbles.
+    pub(crate) const fn nibbles(self) -> bool {
+        !matches!(self, Blk::Q8)
+    }
 }
 
 thread_local! {
@@ -68,6 +109,7 @@ struct Work {
 pub(crate) fn offset(fmt: WeightFormat) -> i32 {
     match fmt {
         WeightFormat::Q8_0 => 128,
+        WeightFormat::Q4_1 => 0,
         _ => 8,
     }
 }
@@ -93,6 +135,8 @@ impl QuantA {
         qa.blk.resize(mp * nb, 0);
         qa.lane.clear();
         qa.lane.resize(mp * (k / 4), 0);
+        qa.sa.clear();
+        qa.sa.resize(mp * nb, 0.0);
         let off = offset(fmt);
         // A strided row is copied into `row` first; a contiguous one is read
         // in place (decode: no allocation in steady state).
@@ -131,6 +175,8 @@ impl QuantA {
                 qa.blk[i * nb + b] = qa.lane[i * (k / 4) + 8 * b..i * (k / 4) + 8 * b + 8]
                     .iter()
                     .sum();
+                let sum: i32 = q[QK * b..QK * (b + 1)].iter().map(|&v| v as i32).sum();
+                qa.sa[i * nb + b] = qa.d[i * nb + b] * sum as f32;
             }
         }
         Ok(qa)
@@ -159,7 +205,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     j1: usize,
 ) {
     let mut work = WORK.take().unwrap_or_default();
-    let q4 = w.fmt == WeightFormat::Q4_0;
+    let f = Blk::of(w.fmt).expect("int8 mode: a block format");
     let rb = w.row_bytes();
     let bs = w.fmt.bytes(QK);
     let (k, nb) = (p.k, qa.nb);
@@ -173,7 +219,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     let packed = vnni && p.m > DOT_ROWS && CHUNK * rb < i32::MAX as usize;
     if packed {
         work.pack.resize(CHUNK * k, 0);
-        work.scales.resize(CHUNK * nb, 0.0);
+        work.scales.resize(2 * CHUNK * nb, 0.0);
         if work.acc.len() < qa.mp * CHUNK {
             work.acc.resize(qa.mp * CHUNK, 0.0);
         }
@@ -191,7 +237,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 crate::arch::vnni::pack_chunk(
-                    q4,
+                    f,
                     wj,
                     rb,
                     bs,
@@ -201,6 +247,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
                     work.scales.as_mut_ptr(),
                 );
                 crate::arch::vnni::gemm_chunk(
+                    f,
                     work.pack.as_ptr(),
                     work.scales.as_ptr(),
                     nc,
@@ -229,7 +276,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
                 #[cfg(target_arch = "x86_64")]
                 if vnni {
                     crate::arch::vnni::dot(
-                        q4,
+                        f,
                         wj,
                         rb,
                         bs,
@@ -242,10 +289,10 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
                         work.tmp.as_mut_ptr(),
                     );
                 } else {
-                    portable_dot(q4, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
+                    portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
                 }
                 #[cfg(not(target_arch = "x86_64"))]
-                portable_dot(q4, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
+                portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
                 for r in 0..mr {
                     let row = core::slice::from_raw_parts_mut(acc.add(r * CHUNK), nc);
                     finish_row(s, p, act, i0 + r, jc, row);
@@ -258,16 +305,16 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     WORK.set(Some(work));
 }
 
-/// The unsigned weight `t` of the block at `blk` (`q + 8` / `q + 128`).
+/// The unsigned weight `t` of the block at `blk` (the nibble, or `q + 128`).
 ///
 /// # Safety
-/// `blk` points at a whole Q4_0 (`q4`) or Q8_0 block.
+/// `blk` points at a whole block of format `f`.
 #[inline(always)]
-unsafe fn weight_u(q4: bool, blk: *const u8, t: usize) -> i32 {
-    // SAFETY: the quants follow the 2-byte scale; t < 32.
+unsafe fn weight_u(f: Blk, blk: *const u8, t: usize) -> i32 {
+    // SAFETY: the quants follow the scale(s); t < 32.
     unsafe {
-        if q4 {
-            let byte = *blk.add(2 + t % 16);
+        if f.nibbles() {
+            let byte = *blk.add(f.quants_at() + t % 16);
             (if t < 16 { byte & 15 } else { byte >> 4 }) as i32
         } else {
             (*blk.add(2 + t) ^ 0x80) as i32
@@ -275,26 +322,26 @@ unsafe fn weight_u(q4: bool, blk: *const u8, t: usize) -> i32 {
     }
 }
 
-/// The f16 scale at the start of a block.
+/// The f16 at byte `at` of a block (its scale at 0, Q4_1's `m` at 2).
 ///
 /// # Safety
-/// `blk` valid for 2 reads.
+/// `blk` valid for `at + 2` reads.
 #[inline(always)]
-unsafe fn scale(blk: *const u8) -> f32 {
+unsafe fn half(blk: *const u8, at: usize) -> f32 {
     // SAFETY: the caller's contract.
-    let bits = unsafe { blk.cast::<u16>().read_unaligned() };
+    let bits = unsafe { blk.add(at).cast::<u16>().read_unaligned() };
     crate::quant::f16::from_bits(bits).to_f32()
 }
 
-/// `out[r·ld + c] = Σ_b (d_a·d_w)·Σ_t q_a·(u − off)` for rows `i0..i0+mr`
-/// of `qa` and weight rows `c < nc` at `w` (`rb` bytes apart, `bs`-byte
-/// blocks), in portable code.
+/// `out[r·ld + c] = Σ_b (d_a·d_w)·Σ_t q_a·(u − off) (+ m_w·d_a·Σ_t q_a for
+/// Q4_1)` for rows `i0..i0+mr` of `qa` and weight rows `c < nc` at `w`
+/// (`rb` bytes apart, `bs`-byte blocks), in portable code.
 ///
 /// # Safety
 /// As [`run_cols`]; `out` holds `mr` rows of `ld ≥ nc` floats.
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable_dot(
-    q4: bool,
+    f: Blk,
     w: *const u8,
     rb: usize,
     bs: usize,
@@ -312,11 +359,17 @@ unsafe fn portable_dot(
             // SAFETY: block b of weight row c exists.
             let blk = unsafe { w.add(c * rb + b * bs) };
             // SAFETY: as above.
-            let dw = unsafe { scale(blk) };
+            let dw = unsafe { half(blk, 0) };
+            // SAFETY: as above (Q4_1 blocks hold m at byte 2).
+            let mw = if f == Blk::Q4m {
+                unsafe { half(blk, 2) }
+            } else {
+                0.0
+            };
             let mut u = [0i32; QK];
             for (t, v) in u.iter_mut().enumerate() {
                 // SAFETY: as above.
-                *v = unsafe { weight_u(q4, blk, t) };
+                *v = unsafe { weight_u(f, blk, t) };
             }
             for (r, a) in acc.iter_mut().enumerate().take(mr) {
                 let i = i0 + r;
@@ -324,6 +377,9 @@ unsafe fn portable_dot(
                 let isum =
                     q.iter().zip(&u).map(|(&x, &y)| x as i32 * y).sum::<i32>() + qa.blk[i * nb + b];
                 *a += (qa.d[i * nb + b] * dw) * isum as f32;
+                if f == Blk::Q4m {
+                    *a += mw * qa.sa[i * nb + b];
+                }
             }
         }
         for (r, a) in acc.iter().enumerate().take(mr) {

@@ -20,7 +20,7 @@ pub use view::{MatMut, MatRef};
 use crate::error::KernelError;
 pub(crate) use crate::gelu::Act;
 use crate::gelu::{GeluKind, Identity};
-use crate::isa::{Config, dispatch};
+use crate::isa::{Config, Level, Token, dispatch};
 use crate::quant::{Data, WeightFormat, WeightLayout, WeightsRef};
 use crate::threads;
 use pulp::{Simd, WithSimd};
@@ -325,8 +325,8 @@ pub fn matmul_weights(
 /// The opt-in int8 mode: `C ← epilogue(alpha·Ã·W + beta·C)` where Ã is A
 /// with each row quantized per 32 along k to `i8` and an f32 scale
 /// ([`crate::quant::quantize_activations`]: `d = amax/127`, llama.cpp's
-/// Q8_0 rounding), and W is Q8_0 or Q4_0 (`[n, k]`), multiplied as
-/// integers a block at a time (AVX-512 VNNI `vpdpbusd` where the CPU has
+/// Q8_0 rounding), and W is Q8_0, Q4_0 or Q4_1 (`[n, k]`), multiplied as
+/// integers a block at a time (Q4_1's `m` adds `m·d_a·Σq_a` per block) (AVX-512 VNNI `vpdpbusd` where the CPU has
 /// it and `cfg.isa` is `Avx512`; portable integer code on every other
 /// level: exact, not fast).
 ///
@@ -344,7 +344,7 @@ pub fn matmul_weights(
 ///
 /// # Errors
 /// As [`matmul_weights`]; [`KernelError::InvalidArgument`] naming `w` for
-/// weights that are not Q8_0/Q4_0, `a` for a NaN or infinite activation.
+/// weights that are not Q8_0/Q4_0/Q4_1, `a` for a NaN or infinite activation.
 pub fn matmul_weights_int8(
     c: MatMut<'_>,
     a: MatRef<'_>,
@@ -354,31 +354,52 @@ pub fn matmul_weights_int8(
     epilogue: Epilogue<'_>,
     cfg: &Config,
 ) -> Result<(), KernelError> {
+    int8_impl(
+        cfg.isa,
+        c,
+        a,
+        w,
+        (alpha, beta),
+        epilogue,
+        cfg.parallelism.threads(),
+        int8_accelerated(cfg.isa),
+    )
+}
+
+/// The int8 mode on a level: checks, quantizes A, runs.
+#[allow(clippy::too_many_arguments)]
+fn int8_impl<L: Level>(
+    level: L,
+    c: MatMut<'_>,
+    a: MatRef<'_>,
+    w: WeightsRef<'_>,
+    (alpha, beta): (f32, f32),
+    epilogue: Epilogue<'_>,
+    nthreads: usize,
+    vnni: bool,
+) -> Result<(), KernelError> {
     let fmt = w.format();
-    if !matches!(fmt, WeightFormat::Q8_0 | WeightFormat::Q4_0) {
+    if int8::Blk::of(fmt).is_none() {
         return Err(KernelError::invalid(
             "w",
-            format!("the int8 mode takes Q8_0 or Q4_0 weights, not {fmt:?} (use matmul_weights)"),
+            format!(
+                "the int8 mode takes Q8_0, Q4_0 or Q4_1 weights, not {fmt:?} (use matmul_weights)"
+            ),
         ));
     }
     let p = validate(c, a, w, alpha, beta, epilogue)?;
-    cfg.validate()?;
+    level.validate()?;
     let Some(p) = p else { return Ok(()) };
-    let nthreads = cfg.parallelism.threads();
     if p.k == 0 || p.alpha == 0.0 {
-        return dispatch(cfg.isa, Op { p, nthreads });
+        return level.run(Op { p, nthreads });
     }
     let qa = int8::QuantA::new(&p, fmt)?;
-    let vnni = int8_accelerated(cfg.isa);
-    let r = dispatch(
-        cfg.isa,
-        Int8Op {
-            p,
-            qa: &qa,
-            vnni,
-            nthreads,
-        },
-    );
+    let r = level.run(Int8Op {
+        p,
+        qa: &qa,
+        vnni,
+        nthreads,
+    });
     qa.put();
     r
 }
@@ -502,6 +523,21 @@ pub mod generic {
             simd.vectorize(Op { p, nthreads: 1 });
         }
         Ok(())
+    }
+
+    /// As [`super::matmul_weights_int8`], on `simd`, one thread, in the
+    /// portable integer code (exact, not fast: the VNNI kernels run under
+    /// `Isa::Avx512` only).
+    pub fn matmul_weights_int8<S: Simd>(
+        simd: S,
+        c: MatMut<'_>,
+        a: MatRef<'_>,
+        w: WeightsRef<'_>,
+        alpha: f32,
+        beta: f32,
+        epilogue: Epilogue<'_>,
+    ) -> Result<(), KernelError> {
+        int8_impl(Token(simd), c, a, w, (alpha, beta), epilogue, 1, false)
     }
 }
 
