@@ -68,6 +68,46 @@ fn prefill_and_decode_match_reference_composition() {
     }
 }
 
+/// The whole layer at the 4-lane width (`pulp::Scalar128b`, NEON's tile
+/// and tail shapes in portable code) through `forward_on`: prefill, prefill
+/// through a cache and token-by-token decode, on f32 and Q4_1 weights.
+#[test]
+fn four_lane_layer_matches_reference() {
+    use transformer_kernels::WeightFormat;
+    let (d, h, mlp) = (64, 4, 96);
+    let w = Gpt2Weights::random(d, h, mlp, 9);
+    for fmt in [WeightFormat::F32, WeightFormat::Q4_1] {
+        let mut layer = Gpt2Layer::new(w.clone())
+            .unwrap()
+            .with_weight_format(fmt)
+            .unwrap();
+        let eff = layer.effective_weights();
+        for n in [1usize, 7, 20] {
+            let x0 = layer_input(n, d, 90 + n as u64);
+            let want = reference::gpt2_layer(&eff, &x0, n);
+            let s4 = pulp::Scalar128b;
+            let mut x = x0.clone();
+            layer.forward_on(s4, &mut x, None, None).unwrap();
+            let e = max_diff(&x, &want);
+            assert!(e <= TOL, "4-lane {fmt:?} prefill n={n}: max diff {e}");
+            let mut cache = KvCache::new(32, h, d / h);
+            let mut xc = x0.clone();
+            layer
+                .forward_on(s4, &mut xc, Some(&mut cache), None)
+                .unwrap();
+            let e = max_diff(&xc, &want);
+            assert!(e <= TOL, "4-lane {fmt:?} cached prefill n={n}: {e}");
+            let mut cache = KvCache::new(32, h, d / h);
+            let mut xt = x0.clone();
+            for row in xt.chunks_mut(d) {
+                layer.forward_on(s4, row, Some(&mut cache), None).unwrap();
+            }
+            let e = max_diff(&xt, &want);
+            assert!(e <= TOL, "4-lane {fmt:?} decode n={n}: max diff {e}");
+        }
+    }
+}
+
 /// A layer on bf16 / f16 / Q8_0 / Q4_0 weights equals the reference layer
 /// on those weights' exact values (`effective_weights`) — prefill through
 /// the packed driver (n = 20), small-m (n = 5) and token-by-token decode —

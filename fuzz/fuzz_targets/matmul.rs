@@ -2,7 +2,11 @@
 //! not), alpha/beta, epilogue, ISA, threads and values. Constructors refuse
 //! views that leave their data; matmul refuses mismatched shapes with the
 //! output untouched; valid finite calls match the f64 reference within the
-//! property tests' bound; canaries around C are never written.
+//! property tests' bound; canaries around C are never written. A quarter of
+//! the views are built as the transpose of a view, a quarter as a
+//! `submatrix` of a larger one (sometimes out of bounds, which must be an
+//! `Err`); every element of every view is checked against its position
+//! computed here by hand, apart from the crate's own index code.
 #![no_main]
 
 #[path = "common.rs"]
@@ -50,6 +54,141 @@ fn view_shape(
     Ok((rows, cols, rs, cs, len))
 }
 
+/// How a view is built from its buffer.
+#[derive(Clone, Copy)]
+enum How {
+    Plain,
+    /// `new(data, cols, rows, cs, rs).t()`.
+    Transposed,
+    /// `new(data, rows + er, cols + ec, rs, cs).submatrix(r0, c0, rows, cols)`.
+    Sub {
+        r0: usize,
+        c0: usize,
+        er: usize,
+        ec: usize,
+    },
+}
+
+/// A view's logical shape, its parent's strides and buffer length, and how
+/// it is built.
+#[derive(Clone, Copy)]
+struct Shape {
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+    len: usize,
+    how: How,
+}
+
+impl Shape {
+    /// Usually a `rows × cols` view (plain, transposed or a sub-block);
+    /// sometimes other dimensions, strides that overlap or a short buffer.
+    fn draw(u: &mut Unstructured, rows: usize, cols: usize) -> arbitrary::Result<Shape> {
+        match u.int_in_range(0..=3u8)? {
+            0 => {
+                let (c, r, cs, rs, len) = view_shape(u, cols, rows)?;
+                Ok(Shape {
+                    rows: r,
+                    cols: c,
+                    rs,
+                    cs,
+                    len,
+                    how: How::Transposed,
+                })
+            }
+            1 => {
+                let (er, ec) = (u.int_in_range(0..=4usize)?, u.int_in_range(0..=4usize)?);
+                let (pr, pc, rs, cs, len) = view_shape(u, rows + er, cols + ec)?;
+                let (r, c) = (pr.saturating_sub(er), pc.saturating_sub(ec));
+                // 1 in 8 starts one past the room left: out of bounds.
+                let over = usize::from(u.ratio(1, 8)?);
+                let r0 = u.int_in_range(0..=er)? + over;
+                let c0 = u.int_in_range(0..=ec)?;
+                Ok(Shape {
+                    rows: r,
+                    cols: c,
+                    rs,
+                    cs,
+                    len,
+                    how: How::Sub { r0, c0, er, ec },
+                })
+            }
+            _ => {
+                let (r, c, rs, cs, len) = view_shape(u, rows, cols)?;
+                Ok(Shape {
+                    rows: r,
+                    cols: c,
+                    rs,
+                    cs,
+                    len,
+                    how: How::Plain,
+                })
+            }
+        }
+    }
+
+    /// Where element (i, j) of the view lives in the buffer, by hand.
+    fn index(&self, i: usize, j: usize) -> usize {
+        match self.how {
+            How::Plain | How::Transposed => i * self.rs + j * self.cs,
+            How::Sub { r0, c0, .. } => (r0 + i) * self.rs + (c0 + j) * self.cs,
+        }
+    }
+
+    /// Whether the sub-block lies inside its parent.
+    fn in_bounds(&self) -> bool {
+        match self.how {
+            How::Sub { r0, c0, er, ec } => r0 <= er && c0 <= ec,
+            _ => true,
+        }
+    }
+
+    fn make_ref<'a>(&self, data: &'a [f32]) -> Option<MatRef<'a>> {
+        let v = match self.how {
+            How::Plain => MatRef::new(data, self.rows, self.cols, self.rs, self.cs).ok()?,
+            How::Transposed => MatRef::new(data, self.cols, self.rows, self.cs, self.rs)
+                .ok()?
+                .t(),
+            How::Sub { r0, c0, er, ec } => {
+                let p = MatRef::new(data, self.rows + er, self.cols + ec, self.rs, self.cs).ok()?;
+                let sub = p.submatrix(r0, c0, self.rows, self.cols);
+                assert_eq!(sub.is_ok(), self.in_bounds(), "submatrix bounds check");
+                sub.ok()?
+            }
+        };
+        assert_eq!((v.rows(), v.cols()), (self.rows, self.cols));
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                let want = data[self.index(i, j)];
+                assert_eq!(
+                    v.get(i, j).map(f32::to_bits),
+                    Some(want.to_bits()),
+                    "view ({i},{j})"
+                );
+            }
+        }
+        Some(v)
+    }
+
+    fn make_mut<'a>(&self, data: &'a mut [f32]) -> Option<MatMut<'a>> {
+        let v = match self.how {
+            How::Plain => MatMut::new(data, self.rows, self.cols, self.rs, self.cs).ok()?,
+            How::Transposed => MatMut::new(data, self.cols, self.rows, self.cs, self.rs)
+                .ok()?
+                .t(),
+            How::Sub { r0, c0, er, ec } => {
+                let p = MatMut::new(data, self.rows + er, self.cols + ec, self.rs, self.cs).ok()?;
+                let sub = p.submatrix(r0, c0, self.rows, self.cols);
+                assert_eq!(sub.is_ok(), self.in_bounds(), "submatrix bounds check");
+                sub.ok()?
+            }
+        };
+        assert_eq!((v.rows(), v.cols()), (self.rows, self.cols));
+        Some(v)
+    }
+}
+
 fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let cfg = config(u)?;
     let hostile = u.ratio(1, 4)?;
@@ -92,9 +231,12 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
             u.int_in_range(0..=70usize)?,
         )
     };
-    let (ar, ac, ars, acs, alen) = view_shape(u, m, k)?;
-    let (br, bc, brs, bcs, blen) = view_shape(u, k, n)?;
-    let (cr, cc, crs, ccs, clen) = view_shape(u, m, n)?;
+    let sa = Shape::draw(u, m, k)?;
+    let sb = Shape::draw(u, k, n)?;
+    let sc = Shape::draw(u, m, n)?;
+    let (ar, ac, alen) = (sa.rows, sa.cols, sa.len);
+    let (br, bc, blen) = (sb.rows, sb.cols, sb.len);
+    let (cr, cc, clen) = (sc.rows, sc.cols, sc.len);
     let a = values(u, alen, hostile)?;
     let b = values(u, blen, hostile)?;
     let c0 = values(u, clen, hostile)?;
@@ -120,15 +262,12 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         _ => Epilogue::SiluMul(uview),
     };
 
-    let (Ok(av), Ok(bv)) = (
-        MatRef::new(&a, ar, ac, ars, acs),
-        MatRef::new(&b, br, bc, brs, bcs),
-    ) else {
+    let (Some(av), Some(bv)) = (sa.make_ref(&a), sb.make_ref(&b)) else {
         return Ok(()); // refused at construction: nothing else to check
     };
     let mut cbuf = padded(clen, 0.0);
     cbuf[PAD..PAD + clen].copy_from_slice(&c0);
-    let Ok(cv) = MatMut::new(&mut cbuf[PAD..PAD + clen], cr, cc, crs, ccs) else {
+    let Some(cv) = sc.make_mut(&mut cbuf[PAD..PAD + clen]) else {
         check_canaries(&cbuf, "c");
         return Ok(());
     };
@@ -139,7 +278,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let mut live = vec![false; clen];
     for i in 0..cr {
         for j in 0..cc {
-            live[i * crs + j * ccs] = true;
+            live[sc.index(i, j)] = true;
         }
     }
     for (idx, (&x, &y)) in cbuf[PAD..PAD + clen].iter().zip(&c0).enumerate() {
@@ -176,9 +315,9 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
             if !finite {
                 return Ok(());
             }
-            let c0v = MatRef::new(&c0, cr, cc, crs, ccs).unwrap();
+            let c0v = sc.make_ref(&c0).unwrap();
             let want = reference::matmul(Some(c0v), av, bv, alpha, beta, ep);
-            let cview = MatRef::new(got, cr, cc, crs, ccs).unwrap();
+            let cview = sc.make_ref(got).unwrap();
             for i in 0..cr {
                 for j in 0..cc {
                     let s: f64 = (0..ac)

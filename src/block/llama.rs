@@ -9,11 +9,11 @@
 //! ```
 
 use super::KvCache;
-use crate::attention::{AttentionOptions, HeadsMut, HeadsRef, attention};
+use super::ops::{LayerOps, On};
+use crate::attention::{AttentionOptions, HeadsMut, HeadsRef};
 use crate::error::KernelError;
 use crate::isa::Config;
-use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights};
-use crate::norm::rms_norm;
+use crate::matmul::{Epilogue, MatMut, MatRef};
 pub use crate::quant::WeightLayout;
 use crate::quant::{OwnedWeights, WeightFormat, WeightsRef};
 use crate::rope::{Positions, RopeLayout, RopeParams, RopeScaling, RopeTable};
@@ -240,6 +240,8 @@ pub struct LlamaLayer {
     /// The five matrices in a low-precision format (QKV, O, gate, up,
     /// down), when the layer runs on them.
     lowp: Option<Box<[OwnedWeights; 5]>>,
+    /// Block formats multiplied in the int8 mode.
+    int8: bool,
     table: RopeTable,
     scratch: LlamaScratch,
 }
@@ -268,6 +270,7 @@ impl LlamaLayer {
         Ok(LlamaLayer {
             w,
             lowp: None,
+            int8: false,
             table,
             scratch: LlamaScratch::default(),
         })
@@ -326,6 +329,7 @@ impl LlamaLayer {
         Ok(LlamaLayer {
             w,
             lowp: Some(Box::new(mats)),
+            int8: false,
             table,
             scratch: LlamaScratch::default(),
         })
@@ -381,6 +385,23 @@ impl LlamaLayer {
             conv(&w.w_down, f, d)?,
         ]));
         Ok(self)
+    }
+
+    /// Multiplies the block-format matrices (Q8_0, Q4_0, Q4_1) in the
+    /// opt-in int8 mode ([`crate::matmul_weights_int8`]: activations
+    /// quantized per 32 to i8, integer dot products — llama.cpp's scheme;
+    /// AVX-512 VNNI where the CPU has it) instead of with f32 activations.
+    /// Other formats are unaffected. The outputs then move by the
+    /// quantization of the activations (the bound in that function's
+    /// documentation), not by rounding alone.
+    pub fn with_int8(mut self, on: bool) -> Self {
+        self.int8 = on;
+        self
+    }
+
+    /// Whether [`Self::with_int8`] is on.
+    pub fn int8(&self) -> bool {
+        self.int8
     }
 
     /// The format the layer's matrices are multiplied in.
@@ -480,10 +501,40 @@ impl LlamaLayer {
         cfg: &Config,
         times: Option<&mut LlamaStageTimes>,
     ) -> Result<(), KernelError> {
+        self.run(x, cache, scratch, cfg, times)
+    }
+
+    /// As [`LlamaLayer::forward_with`], every kernel on `simd`, one thread:
+    /// for running the layer at a width this CPU has no
+    /// [`Isa`](crate::Isa) for (the tests run it on `pulp::Scalar128b`,
+    /// NEON's 4 lanes).
+    ///
+    /// # Errors
+    /// As [`LlamaLayer::forward`].
+    pub fn forward_on<S: pulp::Simd>(
+        &self,
+        simd: S,
+        x: &mut [f32],
+        cache: Option<&mut KvCache>,
+        scratch: &mut LlamaScratch,
+        times: Option<&mut LlamaStageTimes>,
+    ) -> Result<(), KernelError> {
+        self.run(x, cache, scratch, On(simd), times)
+    }
+
+    fn run<O: LayerOps>(
+        &self,
+        x: &mut [f32],
+        cache: Option<&mut KvCache>,
+        scratch: &mut LlamaScratch,
+        cfg: O,
+        times: Option<&mut LlamaStageTimes>,
+    ) -> Result<(), KernelError> {
         let dm = self.w.dims;
         let (d, hd, ffn) = (dm.d, dm.head_dim, dm.ffn);
         let (hq, hk) = (dm.heads, dm.kv_heads);
         let wq = dm.qkv_width();
+        cfg.validate()?;
         let n = super::check_tokens(x, d, cache.as_deref(), hk, hd)?;
         let pos0 = cache.as_ref().map_or(0, |c| c.len);
         if pos0 + n > self.table.max_positions() {
@@ -516,19 +567,19 @@ impl LlamaLayer {
         let w = &self.w;
 
         let s = Instant::now();
-        rms_norm(x, &w.attn_norm, h, dm.eps, cfg)?;
+        cfg.rms_norm(x, &w.attn_norm, h, dm.eps)?;
         t.norms += s.elapsed();
 
         let s = Instant::now();
         let lw = &self.lowp;
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(qkv, n, wq)?,
             MatRef::row_major(h, n, d)?,
             Self::wref(w, lw, 0)?,
             1.0,
             0.0,
             Epilogue::None,
-            cfg,
         )?;
         t.qkv += s.elapsed();
 
@@ -538,12 +589,11 @@ impl LlamaLayer {
         let (k_at, v_at) = (hq * hd, (hq + hk) * hd);
         let s = Instant::now();
         let pos = Positions::Start(pos0);
-        self.table
-            .apply(HeadsMut::strided(qkv, 1, n, hq, hd, st)?, pos, cfg)?;
-        self.table.apply(
+        cfg.rope(&self.table, HeadsMut::strided(qkv, 1, n, hq, hd, st)?, pos)?;
+        cfg.rope(
+            &self.table,
             HeadsMut::strided(&mut qkv[k_at..], 1, n, hk, hd, st)?,
             pos,
-            cfg,
         )?;
         t.rope += s.elapsed();
 
@@ -558,7 +608,7 @@ impl LlamaLayer {
             None => {
                 let k = HeadsRef::strided(&qkv[k_at..], 1, n, hk, hd, st)?;
                 let v = HeadsRef::strided(&qkv[v_at..], 1, n, hk, hd, st)?;
-                attention(out, q, k, v, &opts, cfg)?;
+                cfg.attention(out, q, k, v, &opts)?;
             }
             Some(c) => {
                 let kvw = hk * hd;
@@ -566,58 +616,58 @@ impl LlamaLayer {
                 let len = c.len;
                 let k = HeadsRef::bshd(&c.k[..len * kvw], 1, len, hk, hd)?;
                 let v = HeadsRef::bshd(&c.v[..len * kvw], 1, len, hk, hd)?;
-                attention(out, q, k, v, &opts, cfg)?;
+                cfg.attention(out, q, k, v, &opts)?;
             }
         }
         t.attention += s.elapsed();
 
         let s = Instant::now();
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(att, n, hq * hd)?,
             Self::wref(w, lw, 1)?,
             1.0,
             1.0,
             Epilogue::None,
-            cfg,
         )?;
         t.out_proj += s.elapsed();
 
         let s = Instant::now();
-        rms_norm(x, &w.ffn_norm, h, dm.eps, cfg)?;
+        cfg.rms_norm(x, &w.ffn_norm, h, dm.eps)?;
         t.norms += s.elapsed();
 
         let s = Instant::now();
         let h = MatRef::row_major(h, n, d)?;
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(up, n, ffn)?,
             h,
             Self::wref(w, lw, 3)?,
             1.0,
             0.0,
             Epilogue::None,
-            cfg,
         )?;
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(gate, n, ffn)?,
             h,
             Self::wref(w, lw, 2)?,
             1.0,
             0.0,
             Epilogue::SiluMul(MatRef::row_major(up, n, ffn)?),
-            cfg,
         )?;
         t.gate_up += s.elapsed();
 
         let s = Instant::now();
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(gate, n, ffn)?,
             Self::wref(w, lw, 4)?,
             1.0,
             1.0,
             Epilogue::None,
-            cfg,
         )?;
         t.down += s.elapsed();
         Ok(())

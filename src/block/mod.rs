@@ -13,13 +13,13 @@
 //! step (N = 1) against a [`KvCache`]. Weights are row-major `[in, out]`
 //! (`y = x·W`), the layout of GPT-2's `Conv1D`.
 
-use crate::attention::{AttentionOptions, HeadsMut, HeadsRef, attention};
+use crate::attention::{AttentionOptions, HeadsMut, HeadsRef};
 use crate::error::KernelError;
 use crate::gelu::GeluKind;
 use crate::isa::Config;
-use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights};
-use crate::norm::layer_norm;
+use crate::matmul::{Epilogue, MatMut, MatRef};
 use crate::quant::{OwnedWeights, WeightFormat, WeightsRef};
+use ops::LayerOps;
 use std::time::{Duration, Instant};
 
 /// A deterministic source of `n` values uniform in `offset ± scale`
@@ -259,6 +259,8 @@ pub struct Gpt2Layer {
     /// The four matrices (QKV, O, up, down) in a low-precision format, when
     /// one was asked for.
     lowp: Option<Box<[OwnedWeights; 4]>>,
+    /// Block formats multiplied in the int8 mode.
+    int8: bool,
     h: Vec<f32>,
     qkv: Vec<f32>,
     att: Vec<f32>,
@@ -274,6 +276,7 @@ impl Gpt2Layer {
         Ok(Gpt2Layer {
             w,
             lowp: None,
+            int8: false,
             h: Vec::new(),
             qkv: Vec::new(),
             att: Vec::new(),
@@ -312,6 +315,23 @@ impl Gpt2Layer {
             conv(&w.w_down, mlp, d)?,
         ]));
         Ok(self)
+    }
+
+    /// Multiplies the block-format matrices (Q8_0, Q4_0, Q4_1) in the
+    /// opt-in int8 mode ([`crate::matmul_weights_int8`]: activations
+    /// quantized per 32 to i8, integer dot products — llama.cpp's scheme;
+    /// AVX-512 VNNI where the CPU has it) instead of with f32 activations.
+    /// Other formats are unaffected. The outputs then move by the
+    /// quantization of the activations (the bound in that function's
+    /// documentation), not by rounding alone.
+    pub fn with_int8(mut self, on: bool) -> Self {
+        self.int8 = on;
+        self
+    }
+
+    /// Whether [`Self::with_int8`] is on.
+    pub fn int8(&self) -> bool {
+        self.int8
     }
 
     /// The format the layer's matrices are multiplied in.
@@ -372,8 +392,35 @@ impl Gpt2Layer {
         cfg: &Config,
         times: Option<&mut StageTimes>,
     ) -> Result<(), KernelError> {
+        self.run(x, cache, cfg, times)
+    }
+
+    /// As [`Gpt2Layer::forward`], every kernel on `simd`, one thread: for
+    /// running the layer at a width this CPU has no [`Isa`](crate::Isa) for
+    /// (the tests run it on `pulp::Scalar128b`, NEON's 4 lanes).
+    ///
+    /// # Errors
+    /// As [`Gpt2Layer::forward`].
+    pub fn forward_on<S: pulp::Simd>(
+        &mut self,
+        simd: S,
+        x: &mut [f32],
+        cache: Option<&mut KvCache>,
+        times: Option<&mut StageTimes>,
+    ) -> Result<(), KernelError> {
+        self.run(x, cache, ops::On(simd), times)
+    }
+
+    fn run<O: LayerOps>(
+        &mut self,
+        x: &mut [f32],
+        cache: Option<&mut KvCache>,
+        cfg: O,
+        times: Option<&mut StageTimes>,
+    ) -> Result<(), KernelError> {
         let (d, heads, mlp) = (self.w.d, self.w.heads, self.w.mlp);
         let hd = d / heads;
+        cfg.validate()?;
         let n = check_tokens(x, d, cache.as_deref(), heads, hd)?;
         if n == 0 {
             return Ok(());
@@ -390,18 +437,18 @@ impl Gpt2Layer {
         let (w, lw) = (&self.w, &self.lowp);
 
         let s = Instant::now();
-        layer_norm(x, &w.ln1_g, &w.ln1_b, &mut self.h, w.eps, cfg)?;
+        cfg.layer_norm(x, &w.ln1_g, &w.ln1_b, &mut self.h, w.eps)?;
         t.ln += s.elapsed();
 
         let s = Instant::now();
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(&mut self.qkv, n, 3 * d)?,
             MatRef::row_major(&self.h, n, d)?,
             Self::wref(w, lw, 0)?,
             1.0,
             0.0,
             Epilogue::Bias(&w.b_qkv),
-            cfg,
         )?;
         t.qkv += s.elapsed();
 
@@ -417,55 +464,55 @@ impl Gpt2Layer {
             None => {
                 let k = HeadsRef::strided(&self.qkv[d..], 1, n, heads, hd, st)?;
                 let v = HeadsRef::strided(&self.qkv[2 * d..], 1, n, heads, hd, st)?;
-                attention(out, q, k, v, &opts, cfg)?;
+                cfg.attention(out, q, k, v, &opts)?;
             }
             Some(c) => {
                 c.append(&self.qkv, 3 * d, d, 2 * d, n);
                 let len = c.len;
                 let k = HeadsRef::bshd(&c.k[..len * d], 1, len, heads, hd)?;
                 let v = HeadsRef::bshd(&c.v[..len * d], 1, len, heads, hd)?;
-                attention(out, q, k, v, &opts, cfg)?;
+                cfg.attention(out, q, k, v, &opts)?;
             }
         }
         t.attention += s.elapsed();
 
         let s = Instant::now();
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(&self.att, n, d)?,
             Self::wref(w, lw, 1)?,
             1.0,
             1.0,
             Epilogue::Bias(&w.b_o),
-            cfg,
         )?;
         t.out_proj += s.elapsed();
 
         let s = Instant::now();
-        layer_norm(x, &w.ln2_g, &w.ln2_b, &mut self.h, w.eps, cfg)?;
+        cfg.layer_norm(x, &w.ln2_g, &w.ln2_b, &mut self.h, w.eps)?;
         t.ln += s.elapsed();
 
         let s = Instant::now();
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(&mut self.up, n, mlp)?,
             MatRef::row_major(&self.h, n, d)?,
             Self::wref(w, lw, 2)?,
             1.0,
             0.0,
             Epilogue::BiasGelu(&w.b_up, GeluKind::Tanh),
-            cfg,
         )?;
         t.mlp_up += s.elapsed();
 
         let s = Instant::now();
-        matmul_weights(
+        cfg.product(
+            self.int8,
             MatMut::row_major(x, n, d)?,
             MatRef::row_major(&self.up, n, mlp)?,
             Self::wref(w, lw, 3)?,
             1.0,
             1.0,
             Epilogue::Bias(&w.b_down),
-            cfg,
         )?;
         t.mlp_down += s.elapsed();
         Ok(())
@@ -473,4 +520,5 @@ impl Gpt2Layer {
 }
 
 mod llama;
+mod ops;
 pub use llama::{LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes, LlamaWeights, WeightLayout};
