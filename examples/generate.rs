@@ -9,9 +9,12 @@
 //! cargo run --release --example generate -- --model PATH \
 //!     --prompt "It was the best of times, it was the worst of times," \
 //!     [--max-tokens 64] [--threads P] [--weights q4_1|q8_0|q4_0|bf16|f16|f32] \
-//!     [--isa avx512|avx2|neon|scalar] [--chat] [--repeat-prompt N]
+//!     [--isa avx512|avx2|neon|scalar] [--int8] [--chat] [--repeat-prompt N]
 //! ```
 //!
+//! `--int8` multiplies the block-format weights with activations quantized
+//! per 32 to i8 (`LlamaModel::set_int8`, llama.cpp's scheme; AVX-512 VNNI
+//! where the CPU has it);
 //! `--chat` wraps the prompt in the model's chat turns (ChatML:
 //! `<|im_start|>user … <|im_end|>` then the assistant's turn);
 //! `--repeat-prompt N` repeats the prompt N times (long-prompt timing);
@@ -32,6 +35,7 @@ struct Args {
     chat: bool,
     repeat: usize,
     quiet: bool,
+    int8: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -45,6 +49,7 @@ fn parse() -> Result<Args, String> {
         chat: false,
         repeat: 1,
         quiet: false,
+        int8: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -59,6 +64,7 @@ fn parse() -> Result<Args, String> {
             "--repeat-prompt" => a.repeat = val()?.parse().map_err(|e| format!("{e}"))?,
             "--chat" => a.chat = true,
             "--quiet" => a.quiet = true,
+            "--int8" => a.int8 = true,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -111,6 +117,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let t_tok = t0.elapsed();
     let max_len = ids.len() + args.max_tokens;
     let mut model = LlamaModel::from_gguf(&file, args.weights, max_len)?;
+    model.set_int8(args.int8);
     drop(file);
     let mut cache = model.new_cache(max_len);
     let load = t0.elapsed();
@@ -159,11 +166,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let file_bytes = std::fs::metadata(&args.model)?.len();
     println!(
-        "model {} ({:.1} MiB), weights {}, isa {:?}, threads {}",
+        "model {} ({:.1} MiB), weights {}{}, isa {:?}, threads {}",
         args.model,
         mib(file_bytes),
         args.weights
             .map_or("as stored".to_string(), |w| format!("{w:?}")),
+        if args.int8 { ", int8 activations" } else { "" },
         cfg.isa,
         args.threads
     );

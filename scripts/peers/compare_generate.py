@@ -9,7 +9,10 @@ the CPU model) and writes the raw figures as JSON.
     cargo build --release --example generate
     python3 scripts/peers/compare_generate.py --model PATH \
         [--python $(bash scripts/peers/setup.sh)] [--threads 1 2] \
-        [--weights stored q8_0] [--runs 5] [--json out.json]
+        [--weights stored stored+int8 q8_0] [--runs 5] [--json out.json]
+
+A weights entry is `stored` (the file's formats) or a `--weights` format of
+the example, with `+int8` for the int8 activation mode (`--int8`).
 """
 
 import argparse
@@ -35,8 +38,13 @@ def ours(model, threads, weights, repeat, max_tokens):
     cmd = [str(ROOT / "target/release/examples/generate"), "--model", model, "--quiet",
            "--threads", str(threads), "--repeat-prompt", str(repeat),
            "--max-tokens", str(max_tokens)]
-    if weights != "stored":
-        cmd += ["--weights", weights]
+    base, _, mode = weights.partition("+")
+    if base != "stored":
+        cmd += ["--weights", base]
+    if mode == "int8":
+        cmd += ["--int8"]
+    elif mode:
+        raise SystemExit(f"unknown weights mode {mode!r} (only +int8)")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return parse_ours(out)
 

@@ -38,7 +38,7 @@ pub use tokenizer::{PreTokenizer, Tokenizer};
 use crate::block::{KvCache, LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes};
 use crate::error::KernelError;
 use crate::isa::Config;
-use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights};
+use crate::matmul::{Epilogue, MatMut, MatRef, matmul_weights, matmul_weights_int8};
 use crate::norm::rms_norm;
 use crate::quant::{OwnedWeights, WeightFormat, WeightsRef};
 use crate::rope::{RopeLayout, RopeParams};
@@ -57,6 +57,8 @@ pub struct LlamaModel {
     layers: Vec<LlamaLayer>,
     /// One set of activation buffers for every layer.
     scratch: LlamaScratch,
+    /// Block-format products in the int8 mode.
+    int8: bool,
     x: Vec<f32>,
     h: Vec<f32>,
     logits: Vec<f32>,
@@ -248,10 +250,29 @@ impl LlamaModel {
             output_norm: norm("output_norm.weight", d)?,
             layers,
             scratch: LlamaScratch::default(),
+            int8: false,
             x: Vec::new(),
             h: Vec::new(),
             logits: Vec::new(),
         })
+    }
+
+    /// Multiplies every block-format matrix (Q8_0, Q4_0, Q4_1: the
+    /// layers' and the output projection) in the opt-in int8 mode, as
+    /// llama.cpp does: activations quantized per 32 to i8, integer dot
+    /// products (AVX-512 VNNI where the CPU has it, else portable and slow —
+    /// see [`crate::int8_accelerated`]). See [`LlamaLayer::with_int8`].
+    pub fn set_int8(&mut self, on: bool) {
+        self.int8 = on;
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|l| l.with_int8(on))
+            .collect();
+    }
+
+    /// Whether [`Self::set_int8`] is on.
+    pub fn int8(&self) -> bool {
+        self.int8
     }
 
     /// The layers' shape.
@@ -371,7 +392,17 @@ impl LlamaModel {
         rms_norm(x, &self.output_norm, &mut self.h, self.dims.eps, cfg)?;
         self.logits.resize(rows * self.vocab, 0.0);
         let out = self.output.as_ref().unwrap_or(&self.embed).view();
-        matmul_weights(
+        let int8 = self.int8
+            && matches!(
+                out.format(),
+                WeightFormat::Q8_0 | WeightFormat::Q4_0 | WeightFormat::Q4_1
+            );
+        let product = if int8 {
+            matmul_weights_int8
+        } else {
+            matmul_weights
+        };
+        product(
             MatMut::row_major(&mut self.logits, rows, self.vocab)?,
             MatRef::row_major(&self.h, rows, d)?,
             out,
