@@ -23,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// One layer under test: forward `x` through it with `cache`.
 enum Layer {
-    Gpt2(Gpt2Layer),
-    Llama(LlamaLayer, LlamaScratch),
+    Gpt2(Box<Gpt2Layer>),
+    Llama(Box<LlamaLayer>, LlamaScratch),
 }
 
 impl Layer {
@@ -70,7 +70,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         let Ok(l) = Gpt2Layer::new(w).and_then(|l| l.with_weight_format(fmt)) else {
             return Ok(());
         };
-        (Layer::Gpt2(l), heads * hd, heads, hd, usize::MAX)
+        (Layer::Gpt2(Box::new(l)), heads * hd, heads, hd, usize::MAX)
     } else {
         let kv_heads = u.int_in_range(1..=2usize)?;
         let heads = kv_heads * u.int_in_range(1..=3usize)?;
@@ -97,7 +97,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         };
         let d = dims.d;
         (
-            Layer::Llama(l, LlamaScratch::default()),
+            Layer::Llama(Box::new(l), LlamaScratch::default()),
             d,
             kv_heads,
             hd,
