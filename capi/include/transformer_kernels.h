@@ -324,7 +324,7 @@ tk_status tk_matmul_weights(tk_config cfg,
                             tk_gelu gelu);
 
 // The opt-in int8 mode (Rust `matmul_weights_int8`): as
-// [`tk_matmul_weights`] with Q8_0 or Q4_0 weights (any other format is
+// [`tk_matmul_weights`] with Q8_0, Q4_0 or Q4_1 weights (any other format is
 // `TK_ERR_INVALID_ARGUMENT` naming `w`), but each row of A is first
 // quantized per 32 along k to int8 with an f32 scale (llama.cpp's Q8_0
 // rounding) and the blocks are multiplied as integers — AVX-512 VNNI where
