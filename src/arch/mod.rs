@@ -4,6 +4,8 @@
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod int8_avx2;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod vnni;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;

@@ -14,10 +14,12 @@
 //! - AVX-512 VNNI (`Isa::Avx512` on a CPU with VNNI): decode (m ≤ 8)
 //!   streams the `[n, k]` blocks once (`crate::arch::vnni::dot`); larger m
 //!   packs B a chunk of 128 columns at a time as 4-k groups of u8 and runs a
-//!   4 × 32 outer-product microkernel (`crate::arch::vnni::gemm_4x32`).
-//! - every other level: the same integers in portable code
-//!   ([`portable_dot`]) — exact, but not fast; the mode exists for the
-//!   VNNI path.
+//!   4 × 32 outer-product microkernel (`crate::arch::vnni::gemm_chunk`).
+//! - AVX2 (`Isa::Avx2`, or `Isa::Avx512` without VNNI): `vpmaddubsw` +
+//!   `vpmaddwd` a block at a time, 4 rows of A against each weight row
+//!   (`crate::arch::int8_avx2::dot`), for every m.
+//! - every other level (scalar, NEON, the `generic` tokens): the same
+//!   integers in portable code ([`portable_dot`]) — exact, but not fast.
 
 use super::lowp::finish_row;
 use super::{LowB, Problem};
@@ -52,6 +54,37 @@ pub(crate) struct QuantA {
     /// `[mp][nb]`: `d · Σ q` over each block (the activations' block sums,
     /// for Q4_1's `m` term).
     pub sa: Vec<f32>,
+}
+
+/// Which integer kernel runs the int8 mode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kernel {
+    /// Portable integer code.
+    Portable,
+    /// `vpmaddubsw` (AVX2).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// `vpdpbusd` (AVX-512 VNNI).
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
+impl Kernel {
+    /// The kernel for `isa` on this CPU.
+    pub(crate) fn for_isa(isa: crate::Isa) -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::Isa;
+            if isa == Isa::Avx512 && crate::arch::vnni::available() {
+                return Kernel::Vnni;
+            }
+            if matches!(isa, Isa::Avx2 | Isa::Avx512) && crate::arch::int8_avx2::available() {
+                return Kernel::Avx2;
+            }
+        }
+        let _ = isa;
+        Kernel::Portable
+    }
 }
 
 /// A block format as the int8 kernels see it.
@@ -200,7 +233,7 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     w: &LowB,
     qa: &QuantA,
     act: A,
-    vnni: bool,
+    kernel: Kernel,
     j0: usize,
     j1: usize,
 ) {
@@ -216,6 +249,10 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
         work.tmp.resize(4 * (nb + 16), 0.0);
     }
     // The packing gathers address 128 weight rows with i32 offsets.
+    #[cfg(target_arch = "x86_64")]
+    let vnni = kernel == Kernel::Vnni;
+    #[cfg(not(target_arch = "x86_64"))]
+    let vnni = false;
     let packed = vnni && p.m > DOT_ROWS && CHUNK * rb < i32::MAX as usize;
     if packed {
         work.pack.resize(CHUNK * k, 0);
@@ -271,11 +308,12 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
         while i0 < p.m {
             let mr = 4.min(p.m - i0);
             // SAFETY: rows i0..i0+4 of the padded QuantA exist; `acc` holds
-            // 4·CHUNK floats, `tmp` 4·(nb + 16); `vnni` was checked.
+            // 4·CHUNK floats, `tmp` 4·(nb + 16); the kernel's features were
+            // checked by Kernel::for_isa.
             unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if vnni {
-                    crate::arch::vnni::dot(
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Vnni => crate::arch::vnni::dot(
                         f,
                         wj,
                         rb,
@@ -287,12 +325,13 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
                         acc,
                         CHUNK,
                         work.tmp.as_mut_ptr(),
-                    );
-                } else {
-                    portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
+                    ),
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => {
+                        crate::arch::int8_avx2::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)
+                    }
+                    Kernel::Portable => portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK),
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK);
                 for r in 0..mr {
                     let row = core::slice::from_raw_parts_mut(acc.add(r * CHUNK), nc);
                     finish_row(s, p, act, i0 + r, jc, row);

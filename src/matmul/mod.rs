@@ -326,9 +326,11 @@ pub fn matmul_weights(
 /// with each row quantized per 32 along k to `i8` and an f32 scale
 /// ([`crate::quant::quantize_activations`]: `d = amax/127`, llama.cpp's
 /// Q8_0 rounding), and W is Q8_0, Q4_0 or Q4_1 (`[n, k]`), multiplied as
-/// integers a block at a time (Q4_1's `m` adds `m·d_a·Σq_a` per block) (AVX-512 VNNI `vpdpbusd` where the CPU has
-/// it and `cfg.isa` is `Avx512`; portable integer code on every other
-/// level: exact, not fast).
+/// integers a block at a time (Q4_1's `m` adds `m·d_a·Σq_a` per block):
+/// AVX-512 VNNI `vpdpbusd` where the CPU has it and `cfg.isa` is `Avx512`,
+/// AVX2 `vpmaddubsw` under `Avx2` (or `Avx512` without VNNI), portable
+/// integer code on the scalar and NEON levels (exact, not fast;
+/// [`int8_accelerated`]).
 ///
 /// Accuracy, two parts:
 /// - against the exact product of the quantized operands
@@ -362,7 +364,7 @@ pub fn matmul_weights_int8(
         (alpha, beta),
         epilogue,
         cfg.parallelism.threads(),
-        int8_accelerated(cfg.isa),
+        int8::Kernel::for_isa(cfg.isa),
     )
 }
 
@@ -376,7 +378,7 @@ fn int8_impl<L: Level>(
     (alpha, beta): (f32, f32),
     epilogue: Epilogue<'_>,
     nthreads: usize,
-    vnni: bool,
+    kernel: int8::Kernel,
 ) -> Result<(), KernelError> {
     let fmt = w.format();
     if int8::Blk::of(fmt).is_none() {
@@ -397,7 +399,7 @@ fn int8_impl<L: Level>(
     let r = level.run(Int8Op {
         p,
         qa: &qa,
-        vnni,
+        kernel,
         nthreads,
     });
     qa.put();
@@ -405,25 +407,19 @@ fn int8_impl<L: Level>(
 }
 
 /// Whether [`matmul_weights_int8`] runs integer dot-product instructions
-/// at `isa` on this CPU (AVX-512 VNNI under [`crate::Isa::Avx512`]); where
-/// it does not, the int8 mode runs portable integer code — exact, and far
-/// slower than [`matmul_weights`].
+/// at `isa` on this CPU (AVX-512 VNNI `vpdpbusd` under
+/// [`crate::Isa::Avx512`] where the CPU has VNNI, else AVX2 `vpmaddubsw`
+/// under [`crate::Isa::Avx2`] or `Avx512`); where it does not (the scalar
+/// and NEON levels), the int8 mode runs portable integer code — exact, and
+/// far slower than [`matmul_weights`].
 pub fn int8_accelerated(isa: crate::Isa) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        isa == crate::Isa::Avx512 && crate::arch::vnni::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = isa;
-        false
-    }
+    int8::Kernel::for_isa(isa) != int8::Kernel::Portable
 }
 
 struct Int8Op<'q> {
     p: Problem,
     qa: &'q int8::QuantA,
-    vnni: bool,
+    kernel: int8::Kernel,
     nthreads: usize,
 }
 
@@ -431,7 +427,7 @@ impl WithSimd for Int8Op<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let (p, qa, vnni) = (self.p, self.qa, self.vnni);
+        let (p, qa, kernel) = (self.p, self.qa, self.kernel);
         let w = p.w.expect("int8 mode: block weights");
         let decode = p.m <= int8::DOT_ROWS;
         let work = if decode {
@@ -456,7 +452,7 @@ impl WithSimd for Int8Op<'_> {
                 p,
                 w,
                 qa,
-                vnni,
+                kernel,
                 j0,
                 j1,
             });
@@ -468,7 +464,7 @@ struct Int8Cols<'q> {
     p: Problem,
     w: LowB,
     qa: &'q int8::QuantA,
-    vnni: bool,
+    kernel: int8::Kernel,
     j0: usize,
     j1: usize,
 }
@@ -482,8 +478,8 @@ impl WithSimd for Int8Cols<'_> {
         // matmul_weights_int8 from the same Problem).
         unsafe {
             match p.act {
-                Act::None => int8::run_cols(s, p, w, qa, Identity, self.vnni, self.j0, self.j1),
-                act => int8::run_cols(s, p, w, qa, act, self.vnni, self.j0, self.j1),
+                Act::None => int8::run_cols(s, p, w, qa, Identity, self.kernel, self.j0, self.j1),
+                act => int8::run_cols(s, p, w, qa, act, self.kernel, self.j0, self.j1),
             }
         }
     }
@@ -537,7 +533,16 @@ pub mod generic {
         beta: f32,
         epilogue: Epilogue<'_>,
     ) -> Result<(), KernelError> {
-        int8_impl(Token(simd), c, a, w, (alpha, beta), epilogue, 1, false)
+        int8_impl(
+            Token(simd),
+            c,
+            a,
+            w,
+            (alpha, beta),
+            epilogue,
+            1,
+            int8::Kernel::Portable,
+        )
     }
 }
 
