@@ -329,8 +329,8 @@ tk_status tk_matmul_weights(tk_config cfg,
 // quantized per 32 along k to int8 with an f32 scale (llama.cpp's Q8_0
 // rounding) and the blocks are multiplied as integers — AVX-512 VNNI where
 // the CPU has it and the level is `TK_ISA_AVX512` (about 2× the f32
-// product's rate in prefill here), exact portable integer code elsewhere
-// (slow). A NaN or infinite activation is `TK_ERR_INVALID_ARGUMENT`
+// product's rate in prefill here), AVX2 `vpmaddubsw` under `TK_ISA_AVX2`,
+// exact portable integer code elsewhere (slow). A NaN or infinite activation is `TK_ERR_INVALID_ARGUMENT`
 // naming `a`. The result differs from [`tk_matmul_weights`] by the
 // quantization of A: at most `Σ_blocks (d_a/2)·Σ|w|` per element.
 //
