@@ -284,7 +284,9 @@ fn fmt() -> impl Strategy<Value = WeightFormat> {
 
 /// m from the decode range (1–8, each path's group edges) and past it; n
 /// at tile and chunk edges; k a multiple of 32 for the block formats
-/// (32 = one block, up to past KC = 256/512/1024), any k for bf16/f16.
+/// (32 = one block, up to past KC = 256/512/1024), any k for bf16/f16. A
+/// quarter of the cases scale the weights by 1e-5, so the block scales
+/// (and Q4_1's minimum, and bf16/f16 weights) are subnormal halves.
 fn case() -> impl Strategy<Value = Case> {
     let m = prop_oneof![
         1usize..=9,
@@ -315,22 +317,25 @@ fn case() -> impl Strategy<Value = Case> {
             prop::sample::select(vec![1.0f32, -0.5]),
             prop::sample::select(vec![0.0f32, 1.0, 0.75]),
             0u8..3,
+            prop::sample::select(vec![1.0f32, 1.0, 1.0, 1e-5]),
         )
-            .prop_map(move |(a, w, c0, extra, a_stride, alpha, beta, epi)| Case {
-                m,
-                n,
-                k,
-                fmt,
-                layout,
-                a,
-                w,
-                c0,
-                extra,
-                a_stride,
-                alpha,
-                beta,
-                epi,
-            })
+            .prop_map(
+                move |(a, w, c0, extra, a_stride, alpha, beta, epi, ws)| Case {
+                    m,
+                    n,
+                    k,
+                    fmt,
+                    layout,
+                    a,
+                    w: w.into_iter().map(|v| v * ws).collect(),
+                    c0,
+                    extra,
+                    a_stride,
+                    alpha,
+                    beta,
+                    epi,
+                },
+            )
     })
 }
 
