@@ -68,9 +68,11 @@ impl Isa {
         }
     }
 
-    /// The best level this CPU runs, ignoring `TK_ISA`.
+    /// The best level this CPU runs, ignoring `TK_ISA` (detected once per
+    /// process).
     pub fn hardware_best() -> Isa {
-        *Isa::available().last().unwrap_or(&Isa::Scalar)
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| *Isa::available().last().unwrap_or(&Isa::Scalar))
     }
 
     /// The level named by `TK_ISA`, if the variable is set.
