@@ -249,7 +249,7 @@ pub fn rms_norm(x: &[f32], gamma: &[f32], eps: f32) -> Vec<f64> {
 /// One GPT-2 layer (see [`crate::block`]) over `n` tokens from an empty
 /// cache, composed from the reference kernels above. Each stage runs in f64
 /// and hands f32 to the next, as the kernels do. Returns the new residual
-/// stream, `[n, d]`.
+/// stream, `[n, d]` (empty for `n = 0`).
 ///
 /// # Panics
 /// On inconsistent weights or `x.len() != n·d`.
@@ -257,6 +257,9 @@ pub fn gpt2_layer(w: &crate::block::Gpt2Weights, x: &[f32], n: usize) -> Vec<f32
     let (d, h, mlp) = (w.d, w.heads, w.mlp);
     let hd = d / h;
     assert_eq!(x.len(), n * d);
+    if n == 0 {
+        return Vec::new();
+    }
     let to32 = |v: Vec<f64>| v.into_iter().map(|y| y as f32).collect::<Vec<f32>>();
     let mm = |a: &[f32],
               m: usize,
@@ -376,7 +379,7 @@ pub fn rope(x: HeadsRef<'_>, p: &crate::rope::RopeParams, positions: &[usize]) -
 /// One Llama-family layer (see [`crate::block::LlamaLayer`]) over `n`
 /// tokens at positions `0..n`, composed from the reference kernels above;
 /// each stage runs in f64 and hands f32 to the next, as the kernels do.
-/// Returns the new residual stream, `[n, d]`.
+/// Returns the new residual stream, `[n, d]` (empty for `n = 0`).
 ///
 /// # Panics
 /// On inconsistent weights or `x.len() != n·d`.
@@ -385,6 +388,9 @@ pub fn llama_layer(w: &crate::block::LlamaWeights, x: &[f32], n: usize) -> Vec<f
     let (d, hd, ffn, hq, hk) = (dm.d, dm.head_dim, dm.ffn, dm.heads, dm.kv_heads);
     let wq = dm.qkv_width();
     assert_eq!(x.len(), n * d);
+    if n == 0 {
+        return Vec::new();
+    }
     let to32 = |v: Vec<f64>| v.into_iter().map(|y| y as f32).collect::<Vec<f32>>();
     let mm = |a: &[f32], k: usize, wt: &[f32], out: usize, ep: Epilogue<'_>| {
         let b = match w.layout {

@@ -420,6 +420,7 @@ fn tolerance_sees_plausible_bugs() {
 fn bad_weights_and_inputs_are_errors() {
     let dm = dims(RopeLayout::HalfSplit);
     let w = LlamaWeights::random(dm, WeightLayout::InOut, 1);
+    assert!(reference::llama_layer(&w, &[], 0).is_empty());
     let mut bad = w.clone();
     bad.w_up.pop();
     let e = LlamaLayer::new(bad, 16).unwrap_err();
