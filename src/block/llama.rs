@@ -350,7 +350,7 @@ impl LlamaLayer {
 
     /// The layer with its five matrices converted to `format` (rounded to
     /// bf16/f16, or quantized with llama.cpp's Q8_0/Q4_0 rounding) and
-    /// multiplied through [`matmul_weights`]; the norms stay f32. bf16/f16
+    /// multiplied through [`crate::matmul_weights`]; the norms stay f32. bf16/f16
     /// keep the weights' orientation; the block formats are stored `[out,
     /// in]`. `WeightFormat::F32` goes back to the f32 matrices.
     ///

@@ -292,7 +292,7 @@ impl Gpt2Layer {
     /// The layer with its four matrices converted to `format` (rounded to
     /// bf16/f16 and kept `[in, out]`, or quantized with llama.cpp's
     /// Q8_0/Q4_0 rounding and stored `[out, in]`) and multiplied through
-    /// [`matmul_weights`]; norms and biases stay f32. `WeightFormat::F32`
+    /// [`crate::matmul_weights`]; norms and biases stay f32. `WeightFormat::F32`
     /// goes back to the f32 matrices.
     ///
     /// # Errors
