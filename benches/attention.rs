@@ -7,6 +7,10 @@
 //! Throughput is useful FLOPs as elements (causal 2·N²·D·H, non-causal
 //! 4·N²·D·H; decode 4·kv_len·D·H): criterion's "Gelem/s" reads as GFLOP/s.
 //!
+//! Also this core's FMA peak (`attention/peak`), for "% of peak". PyTorch
+//! at the same shapes: `scripts/peers/torch_bench.py`, joined by
+//! `scripts/bench_table.py --peers`.
+//!
 //! `cargo bench --bench attention`; a subset: `cargo bench --bench attention -- prefill_causal/h12_d64`.
 
 use criterion::{
@@ -14,6 +18,7 @@ use criterion::{
     criterion_main,
 };
 use std::time::Duration;
+use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
     AttentionOptions, Config, Epilogue, HeadsMut, HeadsRef, Isa, MatMut, MatRef, Parallelism,
     attention, matmul,
@@ -238,5 +243,23 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_prefill, bench_decode);
+/// This core's FMA peak in the same run (as in the matmul bench), so
+/// `scripts/bench_table.py` can give each prefill figure as % of peak.
+fn bench_peak(c: &mut Criterion) {
+    let iters = 100_000usize;
+    let mut g = c.benchmark_group("attention/peak");
+    let isa = Isa::detect();
+    if isa != Isa::Scalar {
+        // fma_peak_gflops runs its loop three times (best of three).
+        g.throughput(Throughput::Elements(
+            (3 * iters * 12 * isa.f32_lanes() * 2) as u64,
+        ));
+        g.bench_function(format!("fma_{isa}_1t"), |b| {
+            b.iter(|| fma_peak_gflops(isa, iters).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_peak, bench_prefill, bench_decode);
 criterion_main!(benches);

@@ -1,11 +1,12 @@
 //! The quadratic cost of attention at a glance: causal prefill, B = 1,
-//! H = 12, D = 64 (GPT-2 small), for N = 128 … 8192, single thread by
-//! default. Prints N, time, time/N², useful GFLOP/s (2·N²·D·H), % of the
+//! H = 12, D = 64 (GPT-2 small) by default, for N = 128 … 8192, single
+//! thread by default. Prints N, time, time/N², useful GFLOP/s (2·N²·D·H
+//! causal, 4·N²·D·H with `--full`), % of the
 //! FMA peak measured here, and the peak extra heap memory of one call
 //! (counted by this program's allocator), then writes the same as a
 //! log–log SVG plot.
 //!
-//! `cargo run --release --example attention_scaling -- [--max-n 8192] [--threads 1] [--svg attention_scaling.svg]`
+//! `cargo run --release --example attention_scaling -- [--min-n 128] [--max-n 8192] [--heads 12] [--dim 64] [--full] [--threads 1] [--svg attention_scaling.svg]`
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,7 +61,9 @@ fn main() {
     let max_n: usize = arg("--max-n", 8192);
     let threads: usize = arg("--threads", 1);
     let svg: String = arg("--svg", "attention_scaling.svg".to_string());
-    let (h, d) = (12usize, 64usize);
+    let (h, d): (usize, usize) = (arg("--heads", 12), arg("--dim", 64));
+    let causal = !std::env::args().any(|a| a == "--full");
+    let min_n: usize = arg("--min-n", 128);
     let cfg = Config {
         isa: Isa::detect(),
         parallelism: if threads > 1 {
@@ -71,19 +74,21 @@ fn main() {
     };
     let peak = fma_peak_gflops(cfg.isa, 2_000_000).unwrap() * threads as f64;
     println!(
-        "causal attention, B=1 H={h} D={d}, {} thread(s), isa {}; FMA peak here ≈ {peak:.0} GFLOP/s",
-        threads, cfg.isa
+        "{} attention, B=1 H={h} D={d}, {} thread(s), isa {}; FMA peak here ≈ {peak:.0} GFLOP/s",
+        if causal { "causal" } else { "non-causal" },
+        threads,
+        cfg.isa
     );
     println!(
         "{:>6} {:>11} {:>14} {:>9} {:>8} {:>14}",
         "N", "time ms", "ns / N²", "GFLOP/s", "% peak", "peak extra B"
     );
     let opts = AttentionOptions {
-        causal: true,
+        causal,
         scale: None,
     };
     let mut rows = Vec::new();
-    let mut n = 128;
+    let mut n = min_n.max(1);
     while n <= max_n {
         let x: Vec<f32> = (0..n * h * d)
             .map(|i| ((i * 2654435761) % 2001) as f32 / 1000.0 - 1.0)
@@ -109,7 +114,7 @@ fn main() {
             best = best.min(t.elapsed().as_secs_f64());
             peak_bytes = PEAK.load(Ordering::Relaxed) - base;
         }
-        let flops = 2.0 * (n * n * d * h) as f64;
+        let flops = if causal { 2.0 } else { 4.0 } * (n * n * d * h) as f64;
         let row = Row {
             n,
             ms: best * 1e3,
