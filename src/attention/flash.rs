@@ -1,13 +1,31 @@
 //! Prefill: the flash schedule for one (batch, head, query range).
 //!
-//! The query range is cut into super-blocks of about 1 MiB of Q + O rows.
-//! Within one, KV-outer: for each block of `BC` keys, Kᵀ and V are packed
-//! once and used by every query of the super-block; per tile of `MR`
-//! queries, `S = scale·log2 e·Q·Kᵀ` and `O += P·V` run on the matmul
-//! microkernel, with the online softmax in log2 units (running max `m`,
-//! running sum `l`, O rescaled by `2^(m_old − m_new)`) between them. O
-//! accumulates in the output rows themselves; working memory is
-//! `2·D·BC + MR·BC + 2·rows` floats, whatever the sequence length.
+//! The query range is cut into super-blocks of about 1 MiB of Q + O rows,
+//! copied (Q) and accumulated (O) in contiguous scratch: in place, rows
+//! H·D floats apart fall into a quarter of the L2's sets or less. Within a
+//! super-block, KV-outer: for each block of `BC` keys, Kᵀ and V are packed
+//! once and used by every query of the super-block. Query tiles of `MR`
+//! rows go in groups of `G`: the group's `S = scale·log2 e·Q·Kᵀ` tiles are
+//! computed Kᵀ panel by panel on the matmul microkernel (each panel loaded
+//! from L2 once per group), then per tile the online softmax in log2 units
+//! (running max `m`, running sum `l`, O rescaled by `2^(m_old − m_new)`)
+//! and `O += P·V` on the microkernel. Working memory is
+//! `2·D·BC + G·MR·BC + 2·rows·D + 2·rows` floats per thread (≈ 1.2 MiB),
+//! whatever the sequence length.
+//!
+//! Where the time goes (Intel Xeon, Sapphire Rapids class, one thread,
+//! H = 12, D = 64, N = 4096, `perf` samples by instruction address; no
+//! hardware counters in the VM): before the scratch rows and groups, at
+//! 41–46% of the FMA peak — the S microkernel's loop 41% of the samples,
+//! the P·V loop 32%, P·V's `O += acc` epilogue 5%, the softmax (max,
+//! `exp2`, sums) 17%, Kᵀ transposes and V copies ~3%. After, at 47–51%:
+//! both microkernel loops ~60% together, the softmax and tile epilogues
+//! ~25%, Kᵀ transposes and V/Q copies ~8–11% (strided K/V rows from
+//! memory; an L2 software prefetch of the next block measured within
+//! noise). Tried and measured no better: Q packed pre-scaled as the
+//! microkernel's packed A (±1%), BC = 64 (−5–8%) and 512 (−2…+4%),
+//! super-blocks of 512 KiB (±3%), P·V in 32 KiB chunks of V shared by the
+//! group (D = 64 +2%, D = 128 −2…−9%).
 
 use super::Attn;
 use crate::gelu::Identity;
@@ -19,12 +37,16 @@ use pulp::Simd;
 pub(crate) const BC: usize = 256;
 /// Queries per tile (the microkernel's broadcast side).
 pub(crate) const MR: usize = 6;
+/// Tiles whose S tiles are computed together, panel by panel.
+const G: usize = 4;
 
 /// Scratch reused across work items on one thread.
 #[derive(Default)]
 pub(crate) struct Scratch {
     kt: Vec<f32>,
     vp: Vec<f32>,
+    qb: Vec<f32>,
+    ob: Vec<f32>,
     s: Vec<f32>,
     m: Vec<f32>,
     l: Vec<f32>,
@@ -92,21 +114,36 @@ fn run_nv<S: Simd, const NV: usize>(
     if sc.vp.len() < BC * d {
         sc.vp.resize(BC * d, 0.0);
     }
-    if sc.s.len() < MR * BC {
-        sc.s.resize(MR * BC, 0.0);
+    if sc.s.len() < G * MR * BC {
+        sc.s.resize(G * MR * BC, 0.0);
     }
     sc.m.clear();
     sc.m.resize(rows, f32::NEG_INFINITY);
     sc.l.clear();
     sc.l.resize(rows, 0.0);
-    let (qs, os) = (p.ql.strides[1], p.ol.strides[1]);
+    // The super-block's Q rows are copied, and its O rows accumulated, in
+    // contiguous scratch (`d` floats apart): in place, rows H·D floats
+    // apart (3–4 KiB in BSHD) fall into a quarter or less of the L2's sets,
+    // and the super-block thrashed it from N ≈ 2048 on.
+    if sc.qb.len() < rows * d {
+        sc.qb.resize(rows * d, 0.0);
+    }
+    if sc.ob.len() < rows * d {
+        sc.ob.resize(rows * d, 0.0);
+    }
+    let (qs, os) = (d, d);
+    let (qb, ob) = (sc.qb.as_mut_ptr(), sc.ob.as_mut_ptr());
     // SAFETY (pointer arithmetic in this function): every (b, i, h) used is
     // inside the validated views (b < batch, i < seq, h < heads, hk < kv
     // heads), and each row has `d` contiguous elements.
-    let q_row = |i: usize| unsafe { p.q.add(p.ql.offset(b, i, h)) };
+    let q_src = |i: usize| unsafe { p.q.add(p.ql.offset(b, i, h)) };
+    let o_dst = |i: usize| unsafe { p.o.add(p.ol.offset(b, i, h)) };
     let k_row = |c: usize| unsafe { p.k.add(p.kl.offset(b, c, hk)) };
     let v_row = |c: usize| unsafe { p.v.add(p.vl.offset(b, c, hk)) };
-    let o_row = |i: usize| unsafe { p.o.add(p.ol.offset(b, i, h)) };
+    // SAFETY: rows q0..q1 of the scratch, `d` floats each.
+    let q_row = |i: usize| unsafe { qb.add((i - q0) * d) as *const f32 };
+    let o_row = |i: usize| unsafe { ob.add((i - q0) * d) };
+
     // Keys query i may see: [0, kv_end(i)).
     let kv_end = |i: usize| {
         if p.causal {
@@ -117,7 +154,10 @@ fn run_nv<S: Simd, const NV: usize>(
     };
     for i in q0..q1 {
         // SAFETY: output row i has d elements.
-        unsafe { core::ptr::write_bytes(o_row(i), 0, d) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(q_src(i), qb.add((i - q0) * d), d);
+            core::ptr::write_bytes(o_row(i), 0, d);
+        }
     }
     let kv_max = kv_end(q1 - 1);
     let kt = sc.kt.as_mut_ptr();
@@ -183,111 +223,129 @@ fn run_nv<S: Simd, const NV: usize>(
         } else {
             q0
         };
-        for t in (first..q1).step_by(MR) {
-            let m_eff = MR.min(q1 - t);
-            let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
-            let epi_s = TileEpi {
-                alpha: p.scale_log2,
-                c_scale: None,
-                bias: core::ptr::null(),
-                bias_per_row: false,
-                act: Identity,
-                mul: core::ptr::null(),
-                mul_rs: 0,
-            };
-            for (pi, j0) in (0..n_need).step_by(nr).enumerate() {
-                // SAFETY: Q rows t..t+m_eff exist (d contiguous each, stride
-                // qs); the packed panel holds d·nr floats; S has MR rows of
-                // BC ≥ j0 + nr... columns (n_eff ≤ nr, j0 + n_eff ≤ n_need ≤ BC).
-                unsafe {
-                    microkernel_narrowing::<S, Identity, MR, NV, false, true>(
-                        s,
-                        d,
-                        q_row(t),
-                        qs,
-                        1,
-                        kt.add(pi * nr * d),
-                        nr,
-                        sbuf.add(j0),
-                        BC,
-                        m_eff,
-                        nr.min(n_need - j0),
-                        &epi_s,
-                    )
-                };
-            }
-            for r in 0..m_eff {
-                let i = t + r;
-                // 0 for rows of the first tile that do not see this block yet.
-                let visible = kv_end(i).saturating_sub(c0).min(n_need);
-                // SAFETY: row r of S holds n_need ≤ BC valid scores.
-                let row = unsafe { core::slice::from_raw_parts_mut(sbuf.add(r * BC), n_need) };
-                let li = i - q0;
-                let (m_new, sum) = softmax_row(s, row, visible, sc.m[li]);
-                let alpha = rescale(sc.m[li], m_new);
-                sc.l[li] = sc.l[li] * alpha + sum;
-                sc.m[li] = m_new;
-                if alpha != 1.0 {
-                    // SAFETY: output row i has d elements.
-                    unsafe { scale_row(s, o_row(i), d, alpha) };
+        let epi_s = TileEpi {
+            alpha: p.scale_log2,
+            c_scale: None,
+            bias: core::ptr::null(),
+            bias_per_row: false,
+            act: Identity,
+            mul: core::ptr::null(),
+            mul_rs: 0,
+        };
+        // Tiles in groups of G: the S tiles of a group are computed panel
+        // by panel, so each Kᵀ panel (d·nr floats) is loaded from L2 once
+        // per group and hit in L1 by the group's other tiles.
+        let mut g0 = first;
+        while g0 < q1 {
+            let g1 = q1.min(g0 + G * MR);
+            for (pi, j0) in (0..nb).step_by(nr).enumerate() {
+                for (gi, t) in (g0..g1).step_by(MR).enumerate() {
+                    let m_eff = MR.min(q1 - t);
+                    let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
+                    if j0 >= n_need {
+                        continue;
+                    }
+                    // SAFETY: Q rows t..t+m_eff exist (d contiguous each,
+                    // stride qs); the packed panel holds d·nr floats; S
+                    // tile gi has MR rows of BC ≥ j0 + n_eff columns
+                    // (n_eff ≤ nr, j0 + n_eff ≤ n_need ≤ BC).
+                    unsafe {
+                        microkernel_narrowing::<S, Identity, MR, NV, false, true>(
+                            s,
+                            d,
+                            q_row(t),
+                            qs,
+                            1,
+                            kt.add(pi * nr * d),
+                            nr,
+                            sbuf.add(gi * MR * BC + j0),
+                            BC,
+                            m_eff,
+                            nr.min(n_need - j0),
+                            &epi_s,
+                        )
+                    };
                 }
             }
-            let epi_o = TileEpi {
-                alpha: 1.0,
-                c_scale: Some(1.0),
-                bias: core::ptr::null(),
-                bias_per_row: false,
-                act: Identity,
-                mul: core::ptr::null(),
-                mul_rs: 0,
-            };
-            // Keys every row of the tile sees go through the tile kernel;
-            // the few diagonal keys only later rows see go row by row, so a
-            // row never multiplies a V row it must not see (0·NaN = NaN).
-            let common = kv_end(t).saturating_sub(c0).min(n_need);
-            for d0 in (0..d).step_by(nr) {
-                let n_eff = nr.min(d - d0);
-                // SAFETY: P rows are in S (n_need columns, stride BC); V rows
-                // c0..c0+n_need exist with columns d0..d0+n_eff ≤ d; output
-                // rows t..t+m_eff exist.
-                unsafe {
-                    if common > 0 {
-                        microkernel_narrowing::<S, Identity, MR, NV, false, false>(
-                            s,
-                            common,
-                            sbuf,
-                            BC,
-                            1,
-                            vp.add(d0),
-                            d,
-                            o_row(t).add(d0),
-                            os,
-                            m_eff,
-                            n_eff,
-                            &epi_o,
-                        );
+            for (gi, t) in (g0..g1).step_by(MR).enumerate() {
+                let m_eff = MR.min(q1 - t);
+                let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
+                // SAFETY: tile gi of S is inside the buffer (G·MR·BC floats).
+                let sbuf = unsafe { sbuf.add(gi * MR * BC) };
+                for r in 0..m_eff {
+                    let i = t + r;
+                    // 0 for rows of the first tile that do not see this block yet.
+                    let visible = kv_end(i).saturating_sub(c0).min(n_need);
+                    // SAFETY: row r of S holds n_need ≤ BC valid scores.
+                    let row = unsafe { core::slice::from_raw_parts_mut(sbuf.add(r * BC), n_need) };
+                    let li = i - q0;
+                    let (m_new, sum) = softmax_row(s, row, visible, sc.m[li]);
+                    let alpha = rescale(sc.m[li], m_new);
+                    sc.l[li] = sc.l[li] * alpha + sum;
+                    sc.m[li] = m_new;
+                    if alpha != 1.0 {
+                        // SAFETY: output row i has d elements.
+                        unsafe { scale_row(s, o_row(i), d, alpha) };
                     }
-                    for r in 0..m_eff {
-                        let vis = (kv_end(t + r) - c0).min(n_need);
-                        if vis > common {
+                }
+                let epi_o = TileEpi {
+                    alpha: 1.0,
+                    c_scale: Some(1.0),
+                    bias: core::ptr::null(),
+                    bias_per_row: false,
+                    act: Identity,
+                    mul: core::ptr::null(),
+                    mul_rs: 0,
+                };
+                // Keys every row of the tile sees go through the tile kernel;
+                // the few diagonal keys only later rows see go row by row, so a
+                // row never multiplies a V row it must not see (0·NaN = NaN).
+                let common = kv_end(t).saturating_sub(c0).min(n_need);
+                for d0 in (0..d).step_by(nr) {
+                    let n_eff = nr.min(d - d0);
+                    // SAFETY: P rows are in S (n_need columns, stride BC); V rows
+                    // c0..c0+n_need exist with columns d0..d0+n_eff ≤ d; output
+                    // rows t..t+m_eff exist.
+                    unsafe {
+                        if common > 0 {
                             microkernel_narrowing::<S, Identity, MR, NV, false, false>(
                                 s,
-                                vis - common,
-                                sbuf.add(r * BC + common),
+                                common,
+                                sbuf,
                                 BC,
                                 1,
-                                vp.add(common * d + d0),
+                                vp.add(d0),
                                 d,
-                                o_row(t + r).add(d0),
+                                o_row(t).add(d0),
                                 os,
-                                1,
+                                m_eff,
                                 n_eff,
                                 &epi_o,
                             );
                         }
+                        for r in 0..m_eff {
+                            let vis = (kv_end(t + r) - c0).min(n_need);
+                            if vis > common {
+                                microkernel_narrowing::<S, Identity, MR, NV, false, false>(
+                                    s,
+                                    vis - common,
+                                    sbuf.add(r * BC + common),
+                                    BC,
+                                    1,
+                                    vp.add(common * d + d0),
+                                    d,
+                                    o_row(t + r).add(d0),
+                                    os,
+                                    1,
+                                    n_eff,
+                                    &epi_o,
+                                );
+                            }
+                        }
                     }
                 }
             }
+            g0 = g1;
         }
     }
     for i in q0..q1 {
@@ -297,7 +355,7 @@ fn run_nv<S: Simd, const NV: usize>(
         // PyTorch), never 0/0.
         let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
         // SAFETY: output row i has d elements.
-        unsafe { scale_row(s, o_row(i), d, inv) };
+        unsafe { scale_row_to(s, o_row(i), o_dst(i), d, inv) };
         if !p.lse.is_null() {
             // m is in log2 units.
             let lse = if l > 0.0 {
@@ -406,6 +464,30 @@ pub(crate) unsafe fn scale_row<S: Simd>(s: S, row: *mut f32, d: usize, f: f32) {
     }
     for x in t.iter_mut() {
         *x *= f;
+    }
+}
+
+/// `dst[..d] = src[..d] · f`.
+///
+/// # Safety
+/// `src` valid for `d` reads, `dst` for `d` writes; they do not overlap.
+#[inline(always)]
+unsafe fn scale_row_to<S: Simd>(s: S, src: *const f32, dst: *mut f32, d: usize, f: f32) {
+    // SAFETY: the caller's contract.
+    let (src, dst) = unsafe {
+        (
+            core::slice::from_raw_parts(src, d),
+            core::slice::from_raw_parts_mut(dst, d),
+        )
+    };
+    let fv = s.splat_f32s(f);
+    let (sv, st) = S::as_simd_f32s(src);
+    let (dv, dt) = S::as_mut_simd_f32s(dst);
+    for (y, &x) in dv.iter_mut().zip(sv) {
+        *y = s.mul_f32s(x, fv);
+    }
+    for (y, &x) in dt.iter_mut().zip(st) {
+        *y = x * f;
     }
 }
 
