@@ -85,8 +85,9 @@ def join(rows: dict, peers: list) -> list:
     out = []
     for full, (group, bench, ns, per, unit) in sorted(rows.items()):
         pct = None
+        # % peak for compute-bound groups only (decode is bound by memory).
         if peak and unit == "G/s" and (group.startswith("attention/") or group.startswith("matmul/")) \
-                and "/peak/" not in full:
+                and "/peak/" not in full and "decode" not in group:
             pct = 100.0 * per / (peak * threads_of(full))
         matches = []
         for data in peers:

@@ -115,6 +115,7 @@ class Format(unittest.TestCase):
         r = by_id["attention/prefill_causal/h8_d128/flash_2t/8192"]
         self.assertAlmostEqual(r["pct_peak"], 100 * (2 * 8192 * 8192 * 128 * 8 / 5e8) / (2 * peak))
         self.assertIsNone(by_id["norm/4096x768/rms_norm_avx512"]["pct_peak"])
+        self.assertIsNone(by_id["attention/decode/h12_d64/flash_2t/32768"]["pct_peak"])
         md = bench_table.render_markdown(table, [json.loads(torch_bench.document("Test CPU", {"torch": "0"}, []))], "Test CPU")
         self.assertIn("## attention/prefill_causal/h12_d64", md)
         self.assertIn("pytorch_sdpa", md)

@@ -44,6 +44,8 @@ pub mod attention;
 pub mod block;
 pub mod error;
 pub mod gelu;
+#[doc(hidden)]
+pub mod internals;
 pub mod isa;
 pub mod math;
 pub mod matmul;

@@ -80,7 +80,7 @@ pub(crate) fn exp_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// exact, `2^f` by a degree-6 polynomial (Chebyshev interpolation on
 /// [−½, ½], 0.32 ULP before rounding), `2ⁿ` built in the exponent field.
 /// Results below 2^−126.5 (and `x = −∞`) are 0; NaN stays NaN; ≤ 2 ULP
-/// (unit test below). Half the operations of [`exp`]: no Cody–Waite split,
+/// (`tests/internals.rs`). Half the operations of [`exp`]: no Cody–Waite split,
 /// no overflow or large-argument handling.
 #[inline(always)]
 pub(crate) fn exp2_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
@@ -313,78 +313,4 @@ pub fn silu<S: Simd>(s: S, x: S::f32s) -> S::f32s {
         s.splat_f32s(-0.0),
         y,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Worst error of [`exp2_nonpos`] in ULP of the exact f64 value over
-    /// [−126, 0] (dense grid plus every integer and half-integer), and the
-    /// special inputs.
-    fn check_exp2<S: Simd>(s: S, name: &str) {
-        let lanes = S::F32_LANES;
-        let mut xs: Vec<f32> = (0..=(1 << 20))
-            .map(|i| -126.0 * i as f32 / (1 << 20) as f32)
-            .collect();
-        xs.extend((0..=252).map(|i| -(i as f32) / 2.0));
-        xs.extend([-1e-7, -1e-30, -0.0, -126.4, -126.6, -127.0, -200.0, -1e30]);
-        xs.extend([f32::NEG_INFINITY, f32::NAN]);
-        while !xs.len().is_multiple_of(lanes) {
-            xs.push(-0.25);
-        }
-        let mut out = vec![0.0f32; xs.len()];
-        for (xi, oi) in xs.chunks(lanes).zip(out.chunks_mut(lanes)) {
-            let y = exp2_nonpos(s, s.partial_load_f32s(xi));
-            s.partial_store_f32s(oi, y);
-        }
-        let mut worst = 0.0f64;
-        for (&x, &y) in xs.iter().zip(&out) {
-            if x.is_nan() {
-                assert!(y.is_nan(), "{name}: exp2(NaN) = {y}");
-            } else if x < -126.5 {
-                assert_eq!(y, 0.0, "{name}: exp2({x}) = {y}, want 0 (flushed)");
-            } else if x >= -126.0 {
-                let e = (x as f64).exp2();
-                let ulp = (e as f32).to_bits();
-                let ulp = (f32::from_bits(ulp + 1) - e as f32) as f64;
-                let err = (y as f64 - e).abs() / ulp;
-                worst = worst.max(err);
-                assert!(
-                    err <= 2.0,
-                    "{name}: exp2({x}) = {y}, exact {e} ({err:.2} ULP)"
-                );
-            }
-        }
-        println!("exp2_nonpos on {name}: max {worst:.2} ULP on [-126, 0]");
-        assert!(worst > 0.0, "{name}: no error at all is implausible");
-    }
-
-    #[test]
-    fn exp2_nonpos_within_2_ulp_on_every_level() {
-        check_exp2(pulp::Scalar, "scalar");
-        check_exp2(pulp::Scalar128b, "scalar128b");
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                v3.vectorize(
-                    #[inline(always)]
-                    || check_exp2(v3, "avx2"),
-                );
-            }
-            if let Some(v4) = pulp::x86::V4::try_new() {
-                v4.vectorize(
-                    #[inline(always)]
-                    || check_exp2(v4, "avx512"),
-                );
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        if let Some(n) = pulp::aarch64::Neon::try_new() {
-            n.vectorize(
-                #[inline(always)]
-                || check_exp2(n, "neon"),
-            );
-        }
-    }
 }

@@ -91,7 +91,7 @@ pub struct Tokenizer {
 
 /// GPT-2's reversible byte ↔ character map: printable Latin-1 bytes stand
 /// for themselves, the others for U+0100 onwards in byte order.
-fn byte_chars() -> [char; 256] {
+pub(crate) fn byte_chars() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..256u32 {
@@ -387,7 +387,7 @@ impl Tokenizer {
 
 /// The GPT-2 pre-tokenizer pattern's matches in `s`, in order (they cover
 /// `s`).
-fn gpt2_pieces(s: &str) -> Vec<&str> {
+pub(crate) fn gpt2_pieces(s: &str) -> Vec<&str> {
     let cs: Vec<(usize, char)> = s.char_indices().collect();
     let n = cs.len();
     let at = |i: usize| if i < n { cs[i].0 } else { s.len() };
@@ -441,40 +441,4 @@ fn gpt2_pieces(s: &str) -> Vec<&str> {
         i = end;
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gpt2_pattern_pieces() {
-        let cases: &[(&str, &[&str])] = &[
-            ("Hello world", &["Hello", " world"]),
-            ("it's  a\n\nb", &["it", "'s", " ", " a", "\n", "\n", "b"]),
-            ("x  ", &["x", "  "]),
-            ("a, b!!", &["a", ",", " b", "!!"]),
-            ("12 apples", &["12", " apples"]),
-            (" \ta", &[" ", "\t", "a"]),
-            ("'ll'x", &["'ll", "'", "x"]),
-            ("héllo wörld", &["héllo", " wörld"]),
-            ("", &[]),
-        ];
-        for (s, want) in cases {
-            assert_eq!(gpt2_pieces(s), *want, "{s:?}");
-        }
-    }
-
-    #[test]
-    fn byte_chars_are_a_bijection() {
-        let c = byte_chars();
-        let mut seen = std::collections::HashSet::new();
-        for ch in c {
-            assert!(seen.insert(ch));
-            assert!((ch as u32) < 0x200 && ch != '\0');
-        }
-        assert_eq!(c[b'A' as usize], 'A');
-        assert_eq!(c[b' ' as usize], 'Ġ');
-        assert_eq!(c[b'\n' as usize], 'Ċ');
-    }
 }

@@ -1,0 +1,197 @@
+//! Tests of crate-private pieces, through `transformer_kernels::internals`
+//! (hidden, not API): the softmax's `2^x`, the low-precision widenings on
+//! every level, the activation quantizer's rounding, and the tokenizer's
+//! pre-tokenization pattern and byte table. They live here, not in `src`,
+//! so `cargo test` does not compile the library a second time as a
+//! unit-test harness (`[lib] test = false`).
+
+use pulp::{Simd, WithSimd};
+use transformer_kernels::internals;
+use transformer_kernels::reference::{bf16_value, f16_value};
+
+/// Worst error of `exp2_nonpos` in ULP of the exact f64 value over
+/// [−126, 0] (dense grid plus every integer and half-integer), and the
+/// special inputs.
+fn check_exp2<S: Simd>(s: S, name: &str) {
+    let mut xs: Vec<f32> = (0..=(1 << 20))
+        .map(|i| -126.0 * i as f32 / (1 << 20) as f32)
+        .collect();
+    xs.extend((0..=252).map(|i| -(i as f32) / 2.0));
+    xs.extend([-1e-7, -1e-30, -0.0, -126.4, -126.6, -127.0, -200.0, -1e30]);
+    xs.extend([f32::NEG_INFINITY, f32::NAN]);
+    // An odd count: the last piece goes through the partial load.
+    xs.push(-0.25);
+    if xs.len().is_multiple_of(2) {
+        xs.push(-0.75);
+    }
+    let mut out = vec![0.0f32; xs.len()];
+    internals::exp2_nonpos_slice(s, &xs, &mut out);
+    let mut worst = 0.0f64;
+    for (&x, &y) in xs.iter().zip(&out) {
+        if x.is_nan() {
+            assert!(y.is_nan(), "{name}: exp2(NaN) = {y}");
+        } else if x < -126.5 {
+            assert_eq!(y, 0.0, "{name}: exp2({x}) = {y}, want 0 (flushed)");
+        } else if x >= -126.0 {
+            let e = (x as f64).exp2();
+            let ulp = (e as f32).to_bits();
+            let ulp = (f32::from_bits(ulp + 1) - e as f32) as f64;
+            let err = (y as f64 - e).abs() / ulp;
+            worst = worst.max(err);
+            assert!(
+                err <= 2.0,
+                "{name}: exp2({x}) = {y}, exact {e} ({err:.2} ULP)"
+            );
+        }
+    }
+    println!("exp2_nonpos on {name}: max {worst:.2} ULP on [-126, 0]");
+    assert!(worst > 0.0, "{name}: no error at all is implausible");
+}
+
+/// Runs `op` on every level this CPU has, plus the portable 4-lane and
+/// 1-lane tokens.
+fn on_every_level<Op: WithSimd<Output = ()> + Copy>(op: Op) {
+    Simd::vectorize(pulp::Scalar, op);
+    Simd::vectorize(pulp::Scalar128b, op);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            Simd::vectorize(v3, op);
+        }
+        if let Some(v4) = pulp::x86::V4::try_new() {
+            Simd::vectorize(v4, op);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(n) = pulp::aarch64::Neon::try_new() {
+        Simd::vectorize(n, op);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Exp2;
+
+impl WithSimd for Exp2 {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        check_exp2(s, &format!("{} lanes", S::F32_LANES));
+    }
+}
+
+#[test]
+fn exp2_nonpos_within_2_ulp_on_every_level() {
+    on_every_level(Exp2);
+}
+
+/// Every one of the 65 536 bit patterns, widened a vector at a time,
+/// against the formats' definitions (NaN for NaN, bit-exact otherwise);
+/// every i8, and every nibble of every byte.
+#[derive(Clone, Copy)]
+struct Exhaustive;
+
+impl WithSimd for Exhaustive {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let lanes = S::F32_LANES;
+        let bits: Vec<u16> = (0..=u16::MAX).collect();
+        let mut out = vec![0.0f32; bits.len()];
+        let bf: Vec<half::bf16> = bits.iter().map(|&b| half::bf16::from_bits(b)).collect();
+        internals::widen_bf16(s, &bf, &mut out);
+        for (&b, &g) in bits.iter().zip(&out) {
+            let want = bf16_value(b);
+            assert!(
+                (want.is_nan() && g.is_nan()) || g.to_bits() == (want as f32).to_bits(),
+                "bf16 {b:#06x}: {g} vs {want} at {lanes} lanes"
+            );
+        }
+        let hf: Vec<half::f16> = bits.iter().map(|&b| half::f16::from_bits(b)).collect();
+        internals::widen_f16(s, &hf, &mut out);
+        for (&b, &g) in bits.iter().zip(&out) {
+            let want = f16_value(b);
+            assert!(
+                (want.is_nan() && g.is_nan()) || g.to_bits() == (want as f32).to_bits(),
+                "f16 {b:#06x}: {g} vs {want} at {lanes} lanes"
+            );
+        }
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let signed: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
+        let mut out = vec![0.0f32; 256];
+        internals::widen_i8(s, &signed, &mut out);
+        for (&b, &g) in signed.iter().zip(&out) {
+            assert_eq!(g, f32::from(b), "i8 {b} at {lanes} lanes");
+        }
+        internals::widen_q4_lo(s, &bytes, &mut out);
+        for (&b, &g) in bytes.iter().zip(&out) {
+            assert_eq!(g, f32::from(b & 15) - 8.0, "byte {b:#04x} lo at {lanes} lanes");
+        }
+        internals::widen_q4_hi(s, &bytes, &mut out);
+        for (&b, &g) in bytes.iter().zip(&out) {
+            assert_eq!(g, f32::from(b >> 4) - 8.0, "byte {b:#04x} hi at {lanes} lanes");
+        }
+    }
+}
+
+#[test]
+fn widening_is_exact_for_every_bit_pattern_on_every_level() {
+    on_every_level(Exhaustive);
+}
+
+/// Equal to `f32::round` on every f32 within 64 ULPs of each half-integer
+/// and integer in ±130 (where the two could disagree), and on a grid
+/// across the range.
+#[test]
+fn round_half_away_is_f32_round() {
+    let check = |y: f32| {
+        assert_eq!(internals::round_half_away(y), y.round() as i32, "{y:e}")
+    };
+    for h in -260i32..=260 {
+        let c = h as f32 * 0.5;
+        for d in -64i32..=64 {
+            let y = f32::from_bits((c.to_bits() as i32 + d) as u32);
+            if y.abs() <= 130.0 {
+                check(y);
+            }
+        }
+    }
+    for i in 0..2_000_000u32 {
+        check(i as f32 * 1.3e-4 - 130.0);
+    }
+    for y in [0.0f32, -0.0, 1e-45, -1e-45, 0.49999997, -0.49999997, 0.5, -0.5] {
+        check(y);
+    }
+}
+
+#[cfg(feature = "model")]
+#[test]
+fn gpt2_pattern_pieces() {
+    let cases: &[(&str, &[&str])] = &[
+        ("Hello world", &["Hello", " world"]),
+        ("it's  a\n\nb", &["it", "'s", " ", " a", "\n", "\n", "b"]),
+        ("x  ", &["x", "  "]),
+        ("a, b!!", &["a", ",", " b", "!!"]),
+        ("12 apples", &["12", " apples"]),
+        (" \ta", &[" ", "\t", "a"]),
+        ("'ll'x", &["'ll", "'", "x"]),
+        ("héllo wörld", &["héllo", " wörld"]),
+        ("", &[]),
+    ];
+    for (s, want) in cases {
+        assert_eq!(internals::gpt2_pieces(s), *want, "{s:?}");
+    }
+}
+
+#[cfg(feature = "model")]
+#[test]
+fn byte_chars_are_a_bijection() {
+    let c = internals::byte_chars();
+    let mut seen = std::collections::HashSet::new();
+    for ch in c {
+        assert!(seen.insert(ch));
+        assert!((ch as u32) < 0x200 && ch != '\0');
+    }
+    assert_eq!(c[b'A' as usize], 'A');
+    assert_eq!(c[b' ' as usize], 'Ġ');
+    assert_eq!(c[b'\n' as usize], 'Ċ');
+}
