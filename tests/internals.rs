@@ -124,11 +124,19 @@ impl WithSimd for Exhaustive {
         }
         internals::widen_q4_lo(s, &bytes, &mut out);
         for (&b, &g) in bytes.iter().zip(&out) {
-            assert_eq!(g, f32::from(b & 15) - 8.0, "byte {b:#04x} lo at {lanes} lanes");
+            assert_eq!(
+                g,
+                f32::from(b & 15) - 8.0,
+                "byte {b:#04x} lo at {lanes} lanes"
+            );
         }
         internals::widen_q4_hi(s, &bytes, &mut out);
         for (&b, &g) in bytes.iter().zip(&out) {
-            assert_eq!(g, f32::from(b >> 4) - 8.0, "byte {b:#04x} hi at {lanes} lanes");
+            assert_eq!(
+                g,
+                f32::from(b >> 4) - 8.0,
+                "byte {b:#04x} hi at {lanes} lanes"
+            );
         }
     }
 }
@@ -143,9 +151,7 @@ fn widening_is_exact_for_every_bit_pattern_on_every_level() {
 /// across the range.
 #[test]
 fn round_half_away_is_f32_round() {
-    let check = |y: f32| {
-        assert_eq!(internals::round_half_away(y), y.round() as i32, "{y:e}")
-    };
+    let check = |y: f32| assert_eq!(internals::round_half_away(y), y.round() as i32, "{y:e}");
     for h in -260i32..=260 {
         let c = h as f32 * 0.5;
         for d in -64i32..=64 {
@@ -158,7 +164,16 @@ fn round_half_away_is_f32_round() {
     for i in 0..2_000_000u32 {
         check(i as f32 * 1.3e-4 - 130.0);
     }
-    for y in [0.0f32, -0.0, 1e-45, -1e-45, 0.49999997, -0.49999997, 0.5, -0.5] {
+    for y in [
+        0.0f32,
+        -0.0,
+        1e-45,
+        -1e-45,
+        0.49999997,
+        -0.49999997,
+        0.5,
+        -0.5,
+    ] {
         check(y);
     }
 }
