@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the peers' venv outside the source tree and builds llama.cpp
+# Creates the peers' venv outside the source tree, installs PyTorch, ONNX
+# Runtime and onnx from PyPI (scripts/peers/torch_bench.py) and builds llama.cpp
 # (llama-cpp-python 0.3.36, from its sdist) for this CPU: every x86 level
 # it has (AVX2, FMA, F16C, AVX-512 with VNNI/BF16/VBMI where present) but
 # not AMX, whose kernels crash inside VMs that do not grant the AMX tile
@@ -15,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import llama_cpp, torch, onnxruntime, onnx" 2>/dev/null; then
     flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
     has() { [[ " $flags " == *" $1 "* ]] && echo ON || echo OFF; }
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma) \

@@ -3,7 +3,7 @@
 counts of the crate's criterion benches, on this machine, written as JSON
 that `scripts/bench_table.py --peers FILE` joins with criterion's output.
 
-    python=$(bash scripts/peers/setup.sh --torch)
+    python=$(bash scripts/peers/setup.sh)
     $python scripts/peers/torch_bench.py --out target/peers.json \
         [--only attention] [--threads 1 2] [--max-n 8192] [--runs 7]
     cargo bench --bench attention
