@@ -716,7 +716,7 @@ fn smollm2_logits_and_greedy_tokens_match_the_reference() {
 /// step (1/127 of its block's largest value), and 30 layers carry such
 /// steps to percent-level logit differences (4e-2 of the largest logit
 /// between the scalar and AVX-512 levels here). The layer's wiring is
-/// checked exactly in `tests/llama.rs`, the products in `tests/int8.rs`.
+/// checked exactly in `tests/kernels/llama.rs`, the products in `tests/kernels/int8.rs`.
 #[test]
 fn smollm2_int8_mode_continues_as_llama_cpp() {
     let Some(f) = smollm2() else { return };

@@ -120,7 +120,7 @@ static void test_matmul(tk_config cfg, int m, int n, int k, int la, int lb, int 
             double want = alpha * s + beta * old;
             double bb = ep == TK_EPILOGUE_NONE ? 0.0 : bias[j];
             want += bb;
-            /* tests/matmul.rs's bound: 2(k+3)u(|α|S + |βc| + |bias|), then
+            /* tests/kernels/matmul.rs's bound: 2(k+3)u(|α|S + |βc| + |bias|), then
              * the GELU's 1.13·t + 4 ULP + 1e-7. */
             double tol = 2.0 * (k + 3) * U * (fabs(alpha) * mag + fabs(beta * old) + fabs(bb)) +
                          (k + 4) * 1.4e-45;

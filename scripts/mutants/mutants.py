@@ -55,8 +55,16 @@ MUTANTS = [
      "let kv_max = kv_end(q1 - 1);", "let kv_max = kv_end(q1 - 1) - 1;",
      ["attention"]),
     ("online_rescale_skipped", "src/attention/flash.rs",
-     "                if alpha != 1.0 {\n                    // SAFETY: output row i has d elements.\n                    unsafe { scale_row(s, o_row(i), d, alpha) };",
-     "                if false {\n                    // SAFETY: output row i has d elements.\n                    unsafe { scale_row(s, o_row(i), d, alpha) };",
+     "                    if alpha != 1.0 {\n                        // SAFETY: output row i has d elements.\n                        unsafe { scale_row(s, o_row(i), d, alpha) };",
+     "                    if false {\n                        // SAFETY: output row i has d elements.\n                        unsafe { scale_row(s, o_row(i), d, alpha) };",
+     ["attention"]),
+    ("flash_group_tiles_share_s", "src/attention/flash.rs",
+     "sbuf.add(gi * MR * BC + j0),",
+     "sbuf.add(j0),",
+     ["attention"]),
+    ("flash_o_scratch_not_cleared", "src/attention/flash.rs",
+     "core::ptr::write_bytes(o_row(i), 0, d);",
+     "let _ = o_row(i);",
      ["attention"]),
     ("split_kv_weights_swapped", "src/attention/decode.rs",
      "let w = if c[0] == mx { 1.0 } else { (c[0] - mx).exp2() };",
@@ -199,11 +207,26 @@ def sh(cmd, cwd, env=None, quiet=True):
     return r.returncode, r.stdout
 
 
+# Test files that are modules of the one `kernels` test crate
+# (tests/kernels/main.rs), run as `--test kernels -- <module>::`.
+KERNELS = {"block", "int8", "llama", "lowp", "matmul", "silu"}
+
+
 def run_tests(work, env, tests):
-    args = ["cargo", "test", "--no-fail-fast", "--profile", "mutants"]
-    for t in tests:
-        args += ["--test", t]
-    rc, out = sh(args, work, env)
+    base = ["cargo", "test", "--no-fail-fast", "--profile", "mutants"]
+    runs = []
+    plain = [t for t in tests if t not in KERNELS]
+    merged = [t for t in tests if t in KERNELS]
+    if plain:
+        runs.append(base + [a for t in plain for a in ("--test", t)])
+    if merged:
+        runs.append(base + ["--test", "kernels", "--"] + [f"{t}::" for t in merged])
+    rc, outs = 0, []
+    for args in runs:
+        r, out = sh(args, work, env)
+        rc = rc or r
+        outs.append(out)
+    out = "\n".join(outs)
     failed = [l.split()[1] for l in out.splitlines()
               if l.startswith("test ") and l.rstrip().endswith("FAILED")]
     return rc, out, failed
@@ -231,7 +254,7 @@ def main():
     env.pop("TK_ISA", None)
 
     tests = sorted({t for m in chosen for t in m[4]})
-    print(f"baseline: cargo test --profile mutants --test {' --test '.join(tests)}", flush=True)
+    print(f"baseline: the tests {', '.join(tests)} (profile mutants)", flush=True)
     t0 = time.time()
     rc, out, failed = run_tests(work, env, tests)
     if rc != 0:

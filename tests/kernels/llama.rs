@@ -5,14 +5,13 @@
 //! states.
 //!
 //! Tolerance 1e-5 absolute on a residual stream of magnitude ≤ ~2, as for
-//! the GPT-2 layer (`tests/block.rs`, which says why a bound stacked from
+//! the GPT-2 layer (`tests/kernels/block.rs`, which says why a bound stacked from
 //! the kernels' worst cases would be too loose): the errors seen are
 //! rounding-sized (printed with `--nocapture`). It still sees what matters:
 //! the wrong pair layout, frequency scaling left out, or gate and up
 //! swapped each change the output by ≥ 100× the tolerance (asserted below).
 
-mod common;
-use common::*;
+use crate::common::*;
 use transformer_kernels::{
     Config, KernelError, LlamaDims, LlamaLayer, LlamaWeights, Parallelism, RopeLayout, RopeParams,
     RopeScaling, WeightLayout, reference,
@@ -243,7 +242,7 @@ fn low_precision_layers_match_reference_on_their_weights() {
 /// layer composed by hand from the public kernels with every product in
 /// `matmul_weights_int8` — bit for bit, on every level, for prefill (the
 /// packed path at 20 tokens) and token-by-token decode. The products
-/// themselves are held to the f64 reference by `tests/int8.rs`; this checks
+/// themselves are held to the f64 reference by `tests/kernels/int8.rs`; this checks
 /// the wiring (which products go int8, their epilogues and residuals). No
 /// tolerance against another level or the f32-activation layer is claimed:
 /// quantizing activations is discontinuous, so a rounding-sized difference

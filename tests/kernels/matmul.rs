@@ -15,8 +15,7 @@
 //! 1.13·t (|gelu'| ≤ 1.13 for both forms) + 4 ULP + 1e-7 (its own bound,
 //! asserted in tests/math.rs).
 
-mod common;
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use transformer_kernels::matmul::generic;
 use transformer_kernels::{

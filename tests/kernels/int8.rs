@@ -17,8 +17,7 @@
 //! each activation by at most d_a/2 + 2⁻²³|a|, so the two differ by at most
 //! Σ_p (d_a(p)/2 + 2⁻²³|a_p|)·|w_pj| plus both products' rounding bounds.
 
-mod common;
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use transformer_kernels::matmul::generic;
 use transformer_kernels::quant::WeightLayout;

@@ -11,8 +11,7 @@
 //! 1e-5 is 18× the largest of them and 12× below the GELU swap; a wrong
 //! mask, head, offset or missing residual changes the output by ≥ 1e-2.
 
-mod common;
-use common::*;
+use crate::common::*;
 use transformer_kernels::{
     Config, Gpt2Layer, Gpt2Weights, KernelError, KvCache, Parallelism, reference,
 };
@@ -112,7 +111,7 @@ fn four_lane_layer_matches_reference() {
 /// layer composed by hand from the public kernels with every product in
 /// `matmul_weights_int8` (weights converted as `with_weight_format` does)
 /// — bit for bit, on every level, through the packed path (20 tokens) and
-/// the decode path (3). See `tests/llama.rs` for why no tolerance against
+/// the decode path (3). See `tests/kernels/llama.rs` for why no tolerance against
 /// another level or the f32-activation layer is claimed; it does differ
 /// from the latter (the mode ran).
 #[test]

@@ -7,14 +7,13 @@
 //! (m ≤ 8, `[n, k]`), the axpy decode path (m = 1, `[k, n]` bf16/f16) and the
 //! packed driver converting while it packs (every other m).
 //!
-//! Tolerance: the f32 matmul's (tests/matmul.rs), with `S = Σ_p |a_ip·w_pj|`
+//! Tolerance: the f32 matmul's (tests/kernels/matmul.rs), with `S = Σ_p |a_ip·w_pj|`
 //! over the dequantized weights — widening bf16/f16 and `d·q` are exact, so
 //! the kernel's only roundings are the f32 FMA chain and the epilogue's:
 //!   t = 2·(k + 3)·u·(|α|·S + |β·c_ij| + |bias_j|) + (k + 4)·2⁻¹⁴⁹,
 //! and for `SiluMul` (|silu'| ≤ 1.1): 1.1·t·|u_ij| + 4 ULP + 1e-7.
 
-mod common;
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use transformer_kernels::matmul::generic;
 use transformer_kernels::quant::{Block, WeightLayout, dequantize};

@@ -2,8 +2,7 @@
 //! references, on every level this CPU runs plus `pulp::Scalar128b` (the
 //! 4-lane NEON width).
 
-mod common;
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use transformer_kernels::gelu::generic;
 use transformer_kernels::matmul::generic as mm_generic;
