@@ -65,7 +65,7 @@ MUTANTS = [
     ("flash_o_scratch_not_cleared", "src/attention/flash.rs",
      "core::ptr::write_bytes(o_row(i), 0, d);",
      "let _ = o_row(i);",
-     ["attention"]),
+     ["attention", "numerics"]),
     ("split_kv_weights_swapped", "src/attention/decode.rs",
      "let w = if c[0] == mx { 1.0 } else { (c[0] - mx).exp2() };",
      "let w = if c[0] == mx { 1.0 } else { (mx - c[0]).exp2() };",

@@ -153,7 +153,9 @@ fn run_nv<S: Simd, const NV: usize>(
         }
     };
     for i in q0..q1 {
-        // SAFETY: output row i has d elements.
+        // SAFETY: query row i has d elements in the view; scratch rows
+        // i − q0 have d floats each in qb and ob (rows·d), which the views
+        // cannot overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(q_src(i), qb.add((i - q0) * d), d);
             core::ptr::write_bytes(o_row(i), 0, d);
