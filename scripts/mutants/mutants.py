@@ -248,7 +248,9 @@ def main():
                            text=True, check=True).stdout.split()
     for f in files:
         os.makedirs(os.path.dirname(os.path.join(work, f)) or work, exist_ok=True)
-        shutil.copy2(os.path.join(root, f), os.path.join(work, f))
+        # copy, not copy2: fresh mtimes, so cargo never reuses a build of
+        # the last mutant applied in a previous run as this baseline.
+        shutil.copy(os.path.join(root, f), os.path.join(work, f))
     env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(base, "target"),
                CARGO_TERM_COLOR="never")
     env.pop("TK_ISA", None)
