@@ -25,11 +25,13 @@ Output: {"format": 1, "cpu": ..., "peers": {"torch": version, ...},
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_table import cpu_model  # noqa: E402  (scripts/bench_table.py)
 
 FORMAT = 1
 
@@ -45,16 +47,6 @@ MATMUL = [
 ]
 GELU = [(1, 3072), (64, 3072), (512, 3072), (4096, 3072), (16384, 4096)]
 NORM = [(512, 768), (4096, 768), (2048, 4096)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def time_ns(fn, runs: int) -> tuple[float, int]:
