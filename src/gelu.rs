@@ -29,6 +29,12 @@ pub(crate) trait VecFn: Copy + Send + Sync {
     const IDENTITY: bool = false;
     fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s;
 
+    /// Whether this value returns its input (at run time: `Act::None`).
+    #[inline(always)]
+    fn is_identity(&self) -> bool {
+        Self::IDENTITY
+    }
+
     /// `apply` on every vector of a tile, as independent chains (constant
     /// trip counts, so the loops unroll and the chains overlap).
     #[inline(always)]
@@ -105,6 +111,11 @@ impl Act {
 }
 
 impl VecFn for Act {
+    #[inline(always)]
+    fn is_identity(&self) -> bool {
+        *self == Act::None
+    }
+
     #[inline(always)]
     fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
         match self {

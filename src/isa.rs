@@ -281,6 +281,21 @@ pub(crate) fn dispatch<Op: WithSimd>(isa: Isa, op: Op) -> Result<Op::Output, Ker
     Err(KernelError::IsaUnavailable { requested: isa })
 }
 
+/// Runs `op` at level `s` in a function of its own, never inlined into its
+/// caller. Each `(level, Op)` pair is then compiled once, however many call
+/// sites reach it, and it is a unit that codegen units can spread over cores
+/// — where an `#[inline(always)]` chain would paste the whole kernel into
+/// every caller (the matmul driver once was 100 000 lines of IR per level,
+/// twice). The boundary costs two calls; use it around work that takes
+/// microseconds (a tile epilogue, a packing pass, a whole product), never
+/// inside a k-loop.
+#[inline(never)]
+pub(crate) fn outlined<S: Simd, Op: WithSimd>(s: S, op: Op) -> Op::Output {
+    // The body gets `S`'s target features from pulp's `vectorize`; this
+    // function has none, so LLVM cannot inline that body back into it.
+    s.vectorize(op)
+}
+
 /// This core's f32 FMA throughput at `isa`, in GFLOP/s, measured now: 12
 /// independent accumulators of vector FMAs (enough to hide their latency),
 /// no memory traffic, best of three runs of `iters` steps. Benches and

@@ -44,17 +44,25 @@ fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
     p.csb != 1 || !(fits_l1 || p.m <= 4 * bl.mr) || p.k > bl.kc
 }
 
-/// Runs the whole problem on this thread.
-#[inline(always)]
+/// Runs the whole problem on this thread, in a function of its own per
+/// level (whatever calls it: the serial path and every thread's share run
+/// the same compiled code).
 pub(crate) fn run<S: Simd>(s: S, p: &Problem) {
-    match p.act {
-        Act::None => run_act(s, p, Identity),
-        act => run_act(s, p, act),
+    crate::isa::outlined(s, Run(p));
+}
+
+struct Run<'a>(&'a Problem);
+
+impl pulp::WithSimd for Run<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        run_here(s, self.0)
     }
 }
 
 #[inline(always)]
-fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
+fn run_here<S: Simd>(s: S, p: &Problem) {
     let bl = blocking(S::F32_LANES);
     // NEON always packs A: the lane-form tile (`arch::aarch64`) needs each
     // k-step's 8 A values contiguous.
@@ -70,12 +78,20 @@ fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
     // registers, more than x86 has to spare (LLVM then shuffles them every
     // k-step); 6 rows × 64 columns keeps 24 accumulators, and its rows are
     // addressed from two base pointers and one stride (see `microkernel`).
+    match p.act {
+        Act::None => tiles(s, p, (Identity, Identity), pack_a, pack_b),
+        act => tiles(s, p, (act, Act::None), pack_a, pack_b),
+    }
+}
+
+#[inline(always)]
+fn tiles<S: Simd, F: VecFn>(s: S, p: &Problem, acts: (F, F), pack_a: bool, pack_b: bool) {
     match S::F32_LANES {
-        16 if pack_a => run_tiles::<S, F, 14, 2>(s, p, act, pack_a, pack_b),
-        16 => run_tiles::<S, F, 6, 4>(s, p, act, pack_a, pack_b),
-        8 => run_tiles::<S, F, 6, 2>(s, p, act, pack_a, pack_b),
-        4 => run_tiles::<S, F, 8, 3>(s, p, act, pack_a, pack_b),
-        _ => run_tiles::<S, F, 4, 4>(s, p, act, pack_a, pack_b),
+        16 if pack_a => run_tiles::<S, F, 14, 2>(s, p, acts, pack_a, pack_b),
+        16 => run_tiles::<S, F, 6, 4>(s, p, acts, pack_a, pack_b),
+        8 => run_tiles::<S, F, 6, 2>(s, p, acts, pack_a, pack_b),
+        4 => run_tiles::<S, F, 8, 3>(s, p, acts, pack_a, pack_b),
+        _ => run_tiles::<S, F, 4, 4>(s, p, acts, pack_a, pack_b),
     }
 }
 
@@ -83,7 +99,7 @@ fn run_act<S: Simd, F: VecFn>(s: S, p: &Problem, act: F) {
 fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     s: S,
     p: &Problem,
-    act: F,
+    acts: (F, F),
     pack_a: bool,
     pack_b: bool,
 ) {
@@ -110,12 +126,42 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     }
     let (ab, bb) = (&mut abuf, &mut bbuf);
     match (pack_a, pack_b) {
-        (true, true) => loops::<S, F, MR, NV, true, true>(s, p, act, &bl, ab, bb),
-        (true, false) => loops::<S, F, MR, NV, true, false>(s, p, act, &bl, ab, bb),
-        (false, true) => loops::<S, F, MR, NV, false, true>(s, p, act, &bl, ab, bb),
-        (false, false) => loops::<S, F, MR, NV, false, false>(s, p, act, &bl, ab, bb),
+        (true, true) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, true, true>(p, acts, &bl, ab, bb))
+        }
+        (true, false) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, true, false>(p, acts, &bl, ab, bb))
+        }
+        (false, true) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, false, true>(p, acts, &bl, ab, bb))
+        }
+        (false, false) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, false, false>(p, acts, &bl, ab, bb))
+        }
     }
     PACK.set(Some((abuf, bbuf)));
+}
+
+/// One loop nest (a level, activation type, tile shape and packing choice)
+/// as a function of its own: the variants compile as separate units instead
+/// of one function holding all of them.
+struct Loops<'a, F, const MR: usize, const NV: usize, const PACKED_A: bool, const PACKED_B: bool>(
+    &'a Problem,
+    (F, F),
+    &'a Blocking,
+    &'a mut Buf,
+    &'a mut Buf,
+);
+
+impl<F: VecFn, const MR: usize, const NV: usize, const PACKED_A: bool, const PACKED_B: bool>
+    pulp::WithSimd for Loops<'_, F, MR, NV, PACKED_A, PACKED_B>
+{
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Loops(p, acts, bl, ab, bb) = self;
+        loops::<S, F, MR, NV, PACKED_A, PACKED_B>(s, p, acts, bl, ab, bb)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -130,7 +176,8 @@ fn loops<
 >(
     s: S,
     p: &Problem,
-    act: F,
+    // The activation of the last k-block, and "none" of the same type.
+    (act, no_act): (F, F),
     bl: &Blocking,
     abuf: &mut Buf,
     bbuf: &mut Buf,
@@ -163,9 +210,20 @@ fn loops<
                     unsafe {
                         match &p.w {
                             // kc and pc are multiples of 32 (every KC is).
-                            Some(w) => {
-                                super::lowp::pack_b(s, w, pc, jc, kc, nc, nr, bbuf.as_mut_ptr())
-                            }
+                            // In a function of its own: one conversion
+                            // per format, not one per loop nest.
+                            Some(w) => crate::isa::outlined(
+                                s,
+                                PackLow {
+                                    w,
+                                    pc,
+                                    jc,
+                                    kc,
+                                    nc,
+                                    nr,
+                                    dst: bbuf.as_mut_ptr(),
+                                },
+                            ),
                             None => pack_b::<S, NV>(p, pc, jc, kc, nc, bbuf.as_mut_ptr()),
                         }
                     }
@@ -227,51 +285,36 @@ fn loops<
                             c_scale,
                             bias,
                             bias_per_row: p.bias_per_row,
-                            act,
+                            // The activation on the last k-block only.
+                            act: if last { act } else { no_act },
                             mul,
                             mul_rs,
                         };
                         // SAFETY: (i0, j0) is inside C; the tile's live corner
                         // m_eff × n_eff is inside C.
                         let c = unsafe { p.c.add(i0 * p.rsc + j0 * p.csc) };
-                        if unit_c {
-                            // SAFETY: contract of `microkernel`, established
-                            // by the bounds above.
-                            unsafe {
-                                if last {
-                                    microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(
-                                        s, kc, a, a_rs, a_cs, b, b_rs, c, p.rsc, m_eff, n_eff, &epi,
-                                    )
-                                } else {
-                                    let epi = no_act(&epi);
-                                    microkernel_narrowing::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
-                                        s, kc, a, a_rs, a_cs, b, b_rs, c, p.rsc, m_eff, n_eff, &epi,
-                                    )
-                                }
-                            }
+                        // Strided C goes through a row-major tile buffer.
+                        let (ct, ct_rs) = if unit_c {
+                            (c, p.rsc)
                         } else {
-                            // Strided C: through a row-major tile buffer.
-                            // SAFETY: gather/scatter touch only the live
-                            // corner of C; the kernel writes `tile` at stride nr.
-                            unsafe {
-                                if epi.c_scale.is_some() {
-                                    for i in 0..m_eff {
-                                        for j in 0..n_eff {
-                                            tile[i * nr + j] = *c.add(i * p.rsc + j * p.csc);
-                                        }
+                            (tile.as_mut_ptr(), nr)
+                        };
+                        // SAFETY: gather/scatter touch only the live corner
+                        // of C; the kernel writes `tile` at stride nr; the
+                        // rest of `microkernel`'s contract is established by
+                        // the bounds above.
+                        unsafe {
+                            if !unit_c && epi.c_scale.is_some() {
+                                for i in 0..m_eff {
+                                    for j in 0..n_eff {
+                                        tile[i * nr + j] = *c.add(i * p.rsc + j * p.csc);
                                     }
                                 }
-                                let t = tile.as_mut_ptr();
-                                if last {
-                                    microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(
-                                        s, kc, a, a_rs, a_cs, b, b_rs, t, nr, m_eff, n_eff, &epi,
-                                    )
-                                } else {
-                                    let epi = no_act(&epi);
-                                    microkernel_narrowing::<S, Identity, MR, NV, PACKED_A, PACKED_B>(
-                                        s, kc, a, a_rs, a_cs, b, b_rs, t, nr, m_eff, n_eff, &epi,
-                                    )
-                                }
+                            }
+                            microkernel_narrowing::<S, F, MR, NV, PACKED_A, PACKED_B>(
+                                s, kc, a, a_rs, a_cs, b, b_rs, ct, ct_rs, m_eff, n_eff, &epi,
+                            );
+                            if !unit_c {
                                 for i in 0..m_eff {
                                     for j in 0..n_eff {
                                         *c.add(i * p.rsc + j * p.csc) = tile[i * nr + j];
@@ -286,21 +329,38 @@ fn loops<
     }
 }
 
-#[inline(always)]
-fn no_act<F>(e: &TileEpi<F>) -> TileEpi<Identity> {
-    TileEpi {
-        alpha: e.alpha,
-        c_scale: e.c_scale,
-        bias: core::ptr::null(),
-        bias_per_row: false,
-        act: Identity,
-        mul: core::ptr::null(),
-        mul_rs: 0,
+/// Packs B[pc..pc+kc, jc..jc+nc] into micro-panels of `NR = NV·lanes`
+/// columns, each `kc × NR` row-major, zero-padded past the last column.
+/// [`super::lowp::pack_b`] as an operation for [`crate::isa::outlined`].
+struct PackLow<'a> {
+    w: &'a super::LowB,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    dst: *mut f32,
+}
+
+impl pulp::WithSimd for PackLow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let PackLow {
+            w,
+            pc,
+            jc,
+            kc,
+            nc,
+            nr,
+            dst,
+        } = self;
+        // SAFETY: built only by `loops`, which establishes `pack_b`'s
+        // contract for this block and buffer.
+        unsafe { super::lowp::pack_b(s, w, pc, jc, kc, nc, nr, dst) }
     }
 }
 
-/// Packs B[pc..pc+kc, jc..jc+nc] into micro-panels of `NR = NV·lanes`
-/// columns, each `kc × NR` row-major, zero-padded past the last column.
 /// Full rows of a row-major B move as `NV` vector loads and stores.
 ///
 /// # Safety

@@ -211,7 +211,7 @@ pub(crate) unsafe fn microkernel<
                 out[i][j] = acc[i][j];
             }
         }
-        let plain = F::IDENTITY
+        let plain = epi.act.is_identity()
             && epi.alpha == 1.0
             && epi.bias.is_null()
             && epi.mul.is_null()
@@ -226,7 +226,50 @@ pub(crate) unsafe fn microkernel<
             // 4 interleaved runs.)
             return store_full::<S, MR, NV>(&out, c, c_rs);
         }
-        store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
+        if F::IDENTITY {
+            // No activation (attention's tiles): small enough to inline.
+            return store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
+        }
+        // With an activation, the general epilogue is a function of its own
+        // (one per level and tile shape, not one per call site).
+        crate::isa::outlined(
+            s,
+            StoreTile::<F, MR, NV> {
+                acc: out.as_ptr().cast(),
+                c,
+                c_rs,
+                m_eff,
+                n_eff,
+                epi,
+            },
+        );
+    }
+}
+
+/// [`store_tile`] as an operation for [`crate::isa::outlined`]: the
+/// accumulators travel as a pointer to the `[[S::f32s; NV]; MR]` array of the
+/// level the caller runs at (the array is in memory already: the epilogue
+/// indexes it dynamically).
+struct StoreTile<'a, F, const MR: usize, const NV: usize> {
+    acc: *const f32,
+    c: *mut f32,
+    c_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+    epi: &'a TileEpi<F>,
+}
+
+impl<F: VecFn, const MR: usize, const NV: usize> pulp::WithSimd for StoreTile<'_, F, MR, NV> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        // SAFETY: `outlined` runs this at the caller's level, so `acc` points
+        // to an initialised, aligned `[[S::f32s; NV]; MR]`; `c` and the
+        // epilogue's pointers carry the caller's `microkernel` contract.
+        unsafe {
+            let acc = &*(self.acc as *const [[S::f32s; NV]; MR]);
+            store_tile(s, acc, self.c, self.c_rs, self.m_eff, self.n_eff, self.epi);
+        }
     }
 }
 
@@ -369,7 +412,7 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
                 v[i][j] = x;
             }
         }
-        if !F::IDENTITY {
+        if !epi.act.is_identity() {
             // Dead rows and columns too: harmless values, never stored.
             epi.act.apply_tile(s, &mut v);
         }

@@ -20,7 +20,7 @@ pub use view::{MatMut, MatRef};
 use crate::error::KernelError;
 pub(crate) use crate::gelu::Act;
 use crate::gelu::{GeluKind, Identity};
-use crate::isa::{Config, Level, Token, dispatch};
+use crate::isa::{Config, Level, Token, dispatch, outlined};
 use crate::quant::{Data, WeightFormat, WeightLayout, WeightsRef};
 use crate::threads;
 use pulp::{Simd, WithSimd};
@@ -583,7 +583,7 @@ impl WithSimd for Op {
                     },
                     incu: p.csu,
                 };
-                gemv_act(s, &g, 0, p.n);
+                outlined(s, GemvOp { g, j0: 0, j1: p.n });
             }
             return;
         }
@@ -599,7 +599,7 @@ impl WithSimd for Op {
             let jobs = p.n.div_ceil(step);
             threads::for_each_index(nt, jobs, move |t| {
                 let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
-                s.vectorize(LowpOp { p, w, j0, j1 });
+                outlined(s, LowpOp { p, w, j0, j1 });
             });
             return;
         }
@@ -614,7 +614,7 @@ impl WithSimd for Op {
             let jobs = cols.div_ceil(step);
             threads::for_each_index(nt, jobs, move |t| {
                 let (j0, j1) = (t * step, ((t + 1) * step).min(cols));
-                s.vectorize(GemvOp { g, j0, j1 });
+                outlined(s, GemvOp { g, j0, j1 });
             });
             return;
         }
@@ -632,9 +632,7 @@ impl WithSimd for Op {
             return;
         }
         let parts = split(&p, nt, kernel::blocking(S::F32_LANES));
-        threads::for_each_index(nt, parts.len(), move |t| {
-            s.vectorize(GemmOp { p: parts[t] });
-        });
+        threads::for_each_index(nt, parts.len(), move |t| gemm::run(s, &parts[t]));
     }
 }
 
@@ -719,23 +717,10 @@ impl WithSimd for LowpOp {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        // The activation is a run-time `Act` (a predictable branch per
+        // finished vector), so each format's kernels compile once per level.
         let (p, w) = (&self.p, &self.w);
-        match p.act {
-            Act::None => lowp::run_cols(s, p, w, Identity, self.j0, self.j1),
-            act => lowp::run_cols(s, p, w, act, self.j0, self.j1),
-        }
-    }
-}
-
-struct GemmOp {
-    p: Problem,
-}
-
-impl WithSimd for GemmOp {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        gemm::run(s, &self.p);
+        lowp::run_cols(s, p, w, p.act, self.j0, self.j1)
     }
 }
 
