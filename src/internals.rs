@@ -87,3 +87,52 @@ pub fn gpt2_pieces(s: &str) -> Vec<&str> {
 pub fn byte_chars() -> [char; 256] {
     crate::model::tokenizer::byte_chars()
 }
+
+/// One f32 microkernel of the matmul table (`matmul::tiles`).
+#[derive(Debug, Clone, Copy)]
+pub struct TileInfo {
+    /// `<level>_<MR>x<NR>`.
+    pub name: &'static str,
+    /// f32 lanes of the level.
+    pub lanes: usize,
+    /// Rows of the tile.
+    pub mr: usize,
+    /// Columns of the tile.
+    pub nr: usize,
+    /// Registers the level has.
+    pub registers: usize,
+    /// Registers the k-loop keeps live (accumulators, a B row, a broadcast).
+    pub registers_used: usize,
+    /// Whether A is always packed for it.
+    pub packs_a: bool,
+}
+
+/// Every tile of the table.
+pub fn tiles() -> Vec<TileInfo> {
+    crate::matmul::tiles::TILES
+        .iter()
+        .map(|t| TileInfo {
+            name: t.name,
+            lanes: t.lanes,
+            mr: t.mr,
+            nr: t.nr(),
+            registers: t.registers,
+            registers_used: t.registers_used(),
+            packs_a: t.packs_a,
+        })
+        .collect()
+}
+
+/// `(KC, MC, NC)` of the tile named `name` for `caches`.
+///
+/// # Panics
+/// If no tile has that name.
+pub fn tile_blocking(name: &str, caches: &crate::isa::CacheSizes) -> (usize, usize, usize) {
+    let t = crate::matmul::tiles::TILES
+        .iter()
+        .find(|t| t.name == name)
+        .expect("a tile of the table");
+    let b = t.blocking(caches);
+    assert_eq!((b.mr, b.nr), (t.mr, t.nr()));
+    (b.kc, b.mc, b.nc)
+}

@@ -4,6 +4,7 @@
 //! instantiated for each level below. The level is chosen once per call from
 //! [`Config::isa`]; [`Isa::detect`] picks the best one this CPU runs.
 
+pub use crate::arch::cache::CacheSizes;
 use crate::error::KernelError;
 use pulp::{Simd, WithSimd};
 use std::fmt;

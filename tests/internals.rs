@@ -210,3 +210,84 @@ fn byte_chars_are_a_bijection() {
     assert_eq!(c[b' ' as usize], 'Ġ');
     assert_eq!(c[b'\n' as usize], 'Ċ');
 }
+
+/// The tile table: every tile's accumulators, a B row and the broadcast fit
+/// its level's registers, and for any cache sizes (tiny, odd, huge) its
+/// blocking keeps KC a positive multiple of 32 (the low-precision packers
+/// convert whole 32-blocks), MC a multiple of MR and NC of NR, so no block
+/// but the last ends in an edge tile.
+#[test]
+fn every_tile_fits_its_registers_and_blocks_in_whole_tiles() {
+    use transformer_kernels::internals::{tile_blocking, tiles};
+    use transformer_kernels::isa::CacheSizes;
+    let all = tiles();
+    assert!(all.len() >= 5);
+    for t in &all {
+        assert!(
+            t.registers_used <= t.registers,
+            "{}: {} registers live, {} exist",
+            t.name,
+            t.registers_used,
+            t.registers
+        );
+        assert_eq!(t.registers_used, t.mr * t.nr / t.lanes + t.nr / t.lanes + 1);
+        assert!(
+            t.name.ends_with(&format!("_{}x{}", t.mr, t.nr)),
+            "{}",
+            t.name
+        );
+    }
+    let sizes = [
+        1usize,
+        4 << 10,
+        32 << 10,
+        48 << 10,
+        80 << 10,
+        1 << 20,
+        2 << 20,
+        3 << 20,
+        5 << 20,
+        260 << 20,
+        usize::MAX,
+    ];
+    for t in &all {
+        for &l1d in &sizes[..6] {
+            for &l2 in &sizes {
+                let c = CacheSizes {
+                    l1d,
+                    l2,
+                    l3: 32 << 20,
+                };
+                let (kc, mc, nc) = tile_blocking(t.name, &c);
+                assert!(kc >= 64 && kc % 32 == 0, "{} {c:?}: kc {kc}", t.name);
+                assert!(mc >= t.mr && mc % t.mr == 0, "{} {c:?}: mc {mc}", t.name);
+                assert!(nc >= t.nr && nc % t.nr == 0, "{} {c:?}: nc {nc}", t.name);
+            }
+        }
+    }
+    // At the sizes they were tuned on (or larger), the tuned constants; at
+    // half the L1 or L2, half the block.
+    let tuned = CacheSizes::FALLBACK;
+    assert_eq!(tile_blocking("avx512_6x64", &tuned), (1024, 1020, 128));
+    assert_eq!(tile_blocking("avx512_14x32", &tuned), (512, 1022, 128));
+    assert_eq!(tile_blocking("avx2_6x16", &tuned), (512, 1020, 256));
+    let big = CacheSizes {
+        l1d: 80 << 10,
+        l2: 2 << 20,
+        l3: 260 << 20,
+    };
+    assert_eq!(tile_blocking("avx512_6x64", &big), (1024, 1020, 128));
+    let small = CacheSizes {
+        l1d: 24 << 10,
+        l2: 512 << 10,
+        l3: 0,
+    };
+    // KC 512: the 6-row A panel 12 KiB of 24; NC: a 256 KiB B block.
+    assert_eq!(tile_blocking("avx512_6x64", &small), (512, 1020, 128));
+    assert_eq!(tile_blocking("avx2_6x16", &small), (256, 1020, 256));
+    let detected = CacheSizes::detect();
+    assert!(
+        detected.l1d >= 4 << 10 && detected.l2 >= detected.l1d,
+        "{detected:?}"
+    );
+}

@@ -3,6 +3,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64;
+pub(crate) mod cache;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod int8_avx2;
 #[cfg(target_arch = "x86_64")]

@@ -1,8 +1,9 @@
 //! The five-loop blocked driver (BLIS/GotoBLAS): pack B blocks for L2, pack
 //! A blocks, run the microkernel over each tile. Generic over the SIMD level;
-//! only `kernel::blocking` and the microkernel's tile shape depend on it.
+//! the tile, block sizes and packing come from [`super::tiles::plan`].
 
-use super::kernel::{Blocking, TileEpi, blocking, microkernel_narrowing};
+use super::kernel::{TileEpi, microkernel_narrowing};
+use super::tiles::{self, Blocking, Plan};
 use super::{Act, Problem};
 use crate::gelu::{Identity, VecFn};
 use aligned_vec::{AVec, ConstAlign};
@@ -24,26 +25,6 @@ fn ensure(buf: &mut Buf, len: usize) {
     }
 }
 
-/// Whether packing A pays for itself. Measured here: reading A in place
-/// (6×64 tile on AVX-512) is as fast or faster than packing it (14×32) at
-/// every size when one of A's strides is 1 — rows or columns are then
-/// contiguous streams. Only a layout with no unit stride, where every element
-/// would cost its own cache line, is packed (and only when big enough).
-fn pack_a_pays(p: &Problem, bl: &Blocking) -> bool {
-    p.rsa != 1 && p.csa != 1 && p.n > 2 * bl.nr && p.m * p.k >= 64 * 64
-}
-
-/// Whether packing B pays: B rows must be contiguous to skip it, and then
-/// it is skipped when B is small enough to stay in L1 as it is, or m so
-/// small that the pack would rival the arithmetic.
-fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
-    // B read in place stays in L1 (no conflict misses) when its whole span
-    // is contiguous and at most 32 KiB.
-    let span = (p.k.max(1) - 1).saturating_mul(p.rsb).saturating_add(p.n);
-    let fits_l1 = span <= 8192;
-    p.csb != 1 || !(fits_l1 || p.m <= 4 * bl.mr) || p.k > bl.kc
-}
-
 /// Runs the whole problem on this thread, in a function of its own per
 /// level (whatever calls it: the serial path and every thread's share run
 /// the same compiled code).
@@ -63,35 +44,25 @@ impl pulp::WithSimd for Run<'_> {
 
 #[inline(always)]
 fn run_here<S: Simd>(s: S, p: &Problem) {
-    let bl = blocking(S::F32_LANES);
-    // NEON always packs A: the lane-form tile (`arch::aarch64`) needs each
-    // k-step's 8 A values contiguous.
-    #[cfg(target_arch = "aarch64")]
-    let always_pack_a = crate::arch::aarch64::is_neon::<S>();
-    #[cfg(not(target_arch = "aarch64"))]
-    let always_pack_a = false;
-    let pack_a = always_pack_a || pack_a_pays(p, &bl);
-    // Low-precision B is always converted while packed.
-    let pack_b = p.w.is_some() || pack_b_pays(p, &bl);
-    // Constant-folded: one tile shape per vector width, and on AVX-512 a
-    // second for unpacked A — 14 A rows read in place need 14 address
-    // registers, more than x86 has to spare (LLVM then shuffles them every
-    // k-step); 6 rows × 64 columns keeps 24 accumulators, and its rows are
-    // addressed from two base pointers and one stride (see `microkernel`).
+    let plan = tiles::plan_at::<S>(p);
     match p.act {
-        Act::None => tiles(s, p, (Identity, Identity), pack_a, pack_b),
-        act => tiles(s, p, (act, Act::None), pack_a, pack_b),
+        Act::None => by_tile(s, p, (Identity, Identity), &plan),
+        act => by_tile(s, p, (act, Act::None), &plan),
     }
 }
 
+/// The plan's tile as const generics (the lane count is a constant, so each
+/// level compiles only its own tiles).
 #[inline(always)]
-fn tiles<S: Simd, F: VecFn>(s: S, p: &Problem, acts: (F, F), pack_a: bool, pack_b: bool) {
+fn by_tile<S: Simd, F: VecFn>(s: S, p: &Problem, acts: (F, F), plan: &Plan) {
+    use tiles::{AVX2_6X16 as T2, AVX512_6X64 as T6, AVX512_14X32 as T14};
+    use tiles::{NEON_8X12 as TN, SCALAR_2X4 as TS};
     match S::F32_LANES {
-        16 if pack_a => run_tiles::<S, F, 14, 2>(s, p, acts, pack_a, pack_b),
-        16 => run_tiles::<S, F, 6, 4>(s, p, acts, pack_a, pack_b),
-        8 => run_tiles::<S, F, 6, 2>(s, p, acts, pack_a, pack_b),
-        4 => run_tiles::<S, F, 8, 3>(s, p, acts, pack_a, pack_b),
-        _ => run_tiles::<S, F, 4, 4>(s, p, acts, pack_a, pack_b),
+        16 if plan.tile == T14 => run_tiles::<S, F, { T14.mr }, { T14.nv }>(s, p, acts, plan),
+        16 => run_tiles::<S, F, { T6.mr }, { T6.nv }>(s, p, acts, plan),
+        8 => run_tiles::<S, F, { T2.mr }, { T2.nv }>(s, p, acts, plan),
+        4 => run_tiles::<S, F, { TN.mr }, { TN.nv }>(s, p, acts, plan),
+        _ => run_tiles::<S, F, { TS.mr }, { TS.nv }>(s, p, acts, plan),
     }
 }
 
@@ -100,17 +71,10 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     s: S,
     p: &Problem,
     acts: (F, F),
-    pack_a: bool,
-    pack_b: bool,
+    plan: &Plan,
 ) {
-    let base = blocking(S::F32_LANES);
-    let bl = Blocking {
-        mr: MR,
-        nr: NV * S::F32_LANES,
-        // A packed 14-row micro-panel must fit L1 too (14×512 = 28 KiB).
-        kc: if pack_a { base.kc.min(512) } else { base.kc },
-        ..base
-    };
+    let (bl, pack_a, pack_b) = (plan.blocking, plan.pack_a, plan.pack_b);
+    debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
     let (mut abuf, mut bbuf) = PACK.take().unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
     if pack_a {
         ensure(

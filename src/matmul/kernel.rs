@@ -14,62 +14,6 @@
 use crate::gelu::VecFn;
 use pulp::Simd;
 
-/// Tile and block sizes for one vector width.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Blocking {
-    pub mr: usize,
-    pub nr: usize,
-    /// k per block: an A micro-panel (MR·KC) stays in L1.
-    pub kc: usize,
-    /// Rows of A packed at once (the packed A block, MC·KC, sits in L2/L3
-    /// and is reused across every column block).
-    pub mc: usize,
-    /// Columns of B packed at once: a KC·NC block of B stays in L2.
-    pub nc: usize,
-}
-
-/// Per width: AVX-512 14×32 (28 of 32 zmm hold C; the driver uses 6×64 when
-/// A is read in place), AVX2 6×16 (12 of 16 ymm), 4 lanes (NEON,
-/// `Scalar128b`) 8×12 (24 of 32 q), scalar 4×4. On AVX-512, KC = 1024 keeps
-/// the 6×1024 in-place A micro-panel (24 KiB) in the 48 KiB L1 and fewer
-/// passes over C; NC = 128 keeps the packed 1024×128 B block (512 KiB) in
-/// half of this core's 1 MiB L2. Measured against 512/512 (which fills L2
-/// with B): 512³ level, 1024³ +2–4%, 2048³ +4–6%, GPT-2 shapes +1–3%. AVX2
-/// uses 512×256 (B block 512 KiB, +3–6% over 256×1024); the other widths
-/// KC = 256, NC ≈ 1024.
-pub(crate) const fn blocking(lanes: usize) -> Blocking {
-    match lanes {
-        16 => Blocking {
-            mr: 14,
-            nr: 32,
-            kc: 1024,
-            mc: 14 * 74,
-            nc: 128,
-        },
-        8 => Blocking {
-            mr: 6,
-            nr: 16,
-            kc: 512,
-            mc: 6 * 170,
-            nc: 256,
-        },
-        4 => Blocking {
-            mr: 8,
-            nr: 12,
-            kc: 256,
-            mc: 8 * 128,
-            nc: 1020,
-        },
-        _ => Blocking {
-            mr: 4,
-            nr: 4,
-            kc: 256,
-            mc: 4 * 256,
-            nc: 512,
-        },
-    }
-}
-
 /// What happens to C after one k-block of a tile.
 #[derive(Clone, Copy)]
 pub(crate) struct TileEpi<F> {

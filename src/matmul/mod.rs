@@ -13,6 +13,7 @@ mod gemv;
 pub(crate) mod int8;
 pub(crate) mod kernel;
 mod lowp;
+pub(crate) mod tiles;
 pub mod view;
 
 pub use view::{MatMut, MatRef};
@@ -631,7 +632,8 @@ impl WithSimd for Op {
             gemm::run(s, &p);
             return;
         }
-        let parts = split(&p, nt, kernel::blocking(S::F32_LANES));
+        // Thread blocks in whole tiles of the tile that will run.
+        let parts = split(&p, nt, tiles::plan_at::<S>(&p).blocking);
         threads::for_each_index(nt, parts.len(), move |t| gemm::run(s, &parts[t]));
     }
 }
@@ -726,7 +728,7 @@ impl WithSimd for LowpOp {
 
 /// Splits C into `nt` blocks along its longer side (in whole tiles), so
 /// each thread packs only its own share of the operand along that side.
-fn split(p: &Problem, nt: usize, bl: kernel::Blocking) -> Vec<Problem> {
+fn split(p: &Problem, nt: usize, bl: tiles::Blocking) -> Vec<Problem> {
     let mut out = Vec::with_capacity(nt);
     if p.n >= p.m {
         let step = p.n.div_ceil(nt).next_multiple_of(bl.nr);

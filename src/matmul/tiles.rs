@@ -1,0 +1,238 @@
+//! The f32 microkernels by name, and their blocking: the one place the
+//! matmul driver ([`super::gemm`]), the thread splitter and attention read
+//! tile and block sizes from.
+//!
+//! A [`Tile`] is an `MR × NR` register tile of C (`NR = NV` vectors of the
+//! level's width) with the accumulators in registers for a whole k-block
+//! (the contract is in [`super::kernel`]). Its [`Blocking`] comes from the
+//! cache sizes detected at run time ([`CacheSizes::detect`]), scaled from
+//! the constants the tile was tuned with on a 48 KiB-L1, 1 MiB-L2 core:
+//!
+//! - **KC** (k per block) keeps the A micro-panel (`MR·KC` floats, read in
+//!   place or packed) in L1: a multiple of 32 (the low-precision formats
+//!   pack whole 32-blocks), at least 64, shrunk in proportion on an L1
+//!   smaller than 48 KiB;
+//! - **NC** (columns of B per packed block) keeps the `KC × NC` B block in
+//!   L2: a multiple of NR, shrunk in proportion on an L2 smaller than
+//!   1 MiB;
+//! - **MC** (rows of A per block) is about 1024 rows, a multiple of MR, so
+//!   no block but the last ends in an edge tile.
+//!
+//! Larger caches keep the tuned sizes: on an Intel Xeon with 2 MiB of L2
+//! per core (interleaved runs, one thread), doubling NC for AVX-512 (a
+//! 1 MiB B block, the same share of L2) lost 7% on 512×768·3072×… (MLP
+//! down), 8% on 1024×1024×64 and 2% on 1024³, and won nothing outside the
+//! noise: the A panels streaming through L2 need the other half.
+//!
+//! How a tile is chosen (per call, from the level and the problem): see
+//! [`plan`].
+
+use super::Problem;
+use crate::arch::cache::CacheSizes;
+
+/// One register tile of the f32 microkernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tile {
+    /// `<level>_<MR>x<NR>`.
+    pub name: &'static str,
+    /// f32 lanes of the level's vectors.
+    pub lanes: usize,
+    /// Rows of C (A values broadcast per k-step).
+    pub mr: usize,
+    /// Vectors of C per row (`NR = nv·lanes`).
+    pub nv: usize,
+    /// Whether A is always packed for this tile (`MR` values per k-step
+    /// contiguous). Otherwise A is read in place (rows addressed from base
+    /// pointers) unless no stride of A is 1 — see [`plan`].
+    pub packs_a: bool,
+    /// Vector (or, for scalar code, floating-point) registers of the level.
+    pub registers: usize,
+    /// Tuned KC, MC, NC at [`CacheSizes::FALLBACK`].
+    base: (usize, usize, usize),
+}
+
+/// AVX-512, A packed: 28 of 32 zmm hold C.
+pub(crate) const AVX512_14X32: Tile = Tile {
+    name: "avx512_14x32",
+    lanes: 16,
+    mr: 14,
+    nv: 2,
+    packs_a: true,
+    registers: 32,
+    // A packed 14-row micro-panel must fit L1 too (14×512 floats = 28 KiB).
+    base: (512, 14 * 73, 128),
+};
+
+/// AVX-512, A read in place: 14 rows in place would need 14 address
+/// registers (LLVM shuffles them every k-step); 6 rows are addressed from
+/// two base pointers and one stride, and 24 zmm hold C.
+pub(crate) const AVX512_6X64: Tile = Tile {
+    name: "avx512_6x64",
+    lanes: 16,
+    mr: 6,
+    nv: 4,
+    packs_a: false,
+    registers: 32,
+    // KC = 1024 keeps the 6×1024 A micro-panel (24 KiB) in L1 and makes
+    // fewer passes over C; NC = 128 keeps the 1024×128 B block (512 KiB) in
+    // half of a 1 MiB L2 (against 512/512: 1024³ +2–4%, 2048³ +4–6%).
+    base: (1024, 6 * 170, 128),
+};
+
+/// AVX2 + FMA: 12 of 16 ymm hold C (B block 512×256 = 512 KiB: +3–6% over
+/// 256×1024 when tuned).
+pub(crate) const AVX2_6X16: Tile = Tile {
+    name: "avx2_6x16",
+    lanes: 8,
+    mr: 6,
+    nv: 2,
+    packs_a: false,
+    registers: 16,
+    base: (512, 6 * 170, 256),
+};
+
+/// NEON (and the 4-lane `Scalar128b` width): 24 of 32 q registers hold C;
+/// NEON packs A so each k-step's 8 values are two q loads (`arch::aarch64`).
+pub(crate) const NEON_8X12: Tile = Tile {
+    name: "neon_8x12",
+    lanes: 4,
+    mr: 8,
+    nv: 3,
+    packs_a: false,
+    registers: 32,
+    base: (256, 8 * 128, 1020),
+};
+
+/// Portable scalar code: 8 accumulators, so C, one B row and the broadcast
+/// A value fit the 16 floating-point registers of baseline x86-64.
+pub(crate) const SCALAR_2X4: Tile = Tile {
+    name: "scalar_2x4",
+    lanes: 1,
+    mr: 2,
+    nv: 4,
+    packs_a: false,
+    registers: 16,
+    base: (256, 2 * 512, 512),
+};
+
+/// Every tile the driver can run.
+pub(crate) const TILES: [Tile; 5] = [AVX512_14X32, AVX512_6X64, AVX2_6X16, NEON_8X12, SCALAR_2X4];
+
+/// Tile and block sizes, all in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Blocking {
+    pub mr: usize,
+    pub nr: usize,
+    /// k per block: an A micro-panel (MR·KC) stays in L1.
+    pub kc: usize,
+    /// Rows of A per block (the packed A block, MC·KC, is reused across
+    /// every column block).
+    pub mc: usize,
+    /// Columns of B packed at once: a KC·NC block of B stays in L2.
+    pub nc: usize,
+}
+
+impl Tile {
+    /// Columns of C in the tile.
+    pub const fn nr(&self) -> usize {
+        self.nv * self.lanes
+    }
+
+    /// Registers the k-loop keeps live: the accumulators, one B row and the
+    /// broadcast A value.
+    pub const fn registers_used(&self) -> usize {
+        self.mr * self.nv + self.nv + 1
+    }
+
+    /// The blocking for these cache sizes (see the module docs).
+    pub fn blocking(&self, caches: &CacheSizes) -> Blocking {
+        let fb = CacheSizes::FALLBACK;
+        let (kc0, mc0, nc0) = self.base;
+        let nr = self.nr();
+        // Scaled in u128 so no cache size can overflow.
+        let scale =
+            |x: usize, num: usize, den: usize| (x as u128 * num as u128 / den as u128) as usize;
+        // Smaller caches shrink the blocks in proportion; larger ones leave
+        // them as tuned (see the module docs for why).
+        let kc = (scale(kc0, caches.l1d.clamp(1, fb.l1d), fb.l1d) / 32 * 32).max(64);
+        let b_bytes = scale(kc0 * nc0 * 4, caches.l2.clamp(1, fb.l2), fb.l2);
+        let nc = (b_bytes / (kc * 4) / nr * nr).max(nr);
+        let mc = mc0 / self.mr * self.mr;
+        Blocking {
+            mr: self.mr,
+            nr,
+            kc,
+            mc,
+            nc,
+        }
+    }
+}
+
+/// Whether packing A pays for itself. Measured: reading A in place (6×64
+/// tile on AVX-512) is as fast or faster than packing it (14×32) at every
+/// size when one of A's strides is 1 — rows or columns are then contiguous
+/// streams. Only a layout with no unit stride, where every element would
+/// cost its own cache line, is packed (and only when big enough).
+fn pack_a_pays(p: &Problem, nr: usize) -> bool {
+    p.rsa != 1 && p.csa != 1 && p.n > 2 * nr && p.m * p.k >= 64 * 64
+}
+
+/// Whether packing B pays: B rows must be contiguous to skip it, and then
+/// it is skipped when B is small enough to stay in L1 as it is, or m so
+/// small that the pack would rival the arithmetic.
+fn pack_b_pays(p: &Problem, bl: &Blocking) -> bool {
+    // B read in place stays in L1 (no conflict misses) when its whole span
+    // is contiguous and at most 32 KiB.
+    let span = (p.k.max(1) - 1).saturating_mul(p.rsb).saturating_add(p.n);
+    let fits_l1 = span <= 8192;
+    p.csb != 1 || !(fits_l1 || p.m <= 4 * bl.mr) || p.k > bl.kc
+}
+
+/// How one product runs at a level of `lanes` f32 lanes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub tile: Tile,
+    pub blocking: Blocking,
+    pub pack_a: bool,
+    pub pack_b: bool,
+}
+
+/// Picks the tile, blocking and packing for `p` at a level with `lanes`
+/// lanes (`neon`: the level is NEON, which always packs A for its lane-form
+/// k-step). The same plan drives the loops and the thread split.
+pub(crate) fn plan(p: &Problem, lanes: usize, neon: bool, caches: &CacheSizes) -> Plan {
+    let widest = match lanes {
+        16 => AVX512_14X32,
+        8 => AVX2_6X16,
+        4 => NEON_8X12,
+        _ => SCALAR_2X4,
+    };
+    let strided_a = pack_a_pays(p, widest.nr());
+    // AVX-512 has a tile for each case; the other levels pack A for their
+    // one tile when it pays.
+    let tile = if lanes == 16 && !strided_a {
+        AVX512_6X64
+    } else {
+        widest
+    };
+    let blocking = tile.blocking(caches);
+    let pack_a = tile.packs_a || strided_a || neon;
+    // Low-precision B is always converted while packed.
+    let pack_b = p.w.is_some() || pack_b_pays(p, &blocking);
+    Plan {
+        tile,
+        blocking,
+        pack_a,
+        pack_b,
+    }
+}
+
+/// [`plan`] for level `S` on this CPU's caches.
+#[inline(always)]
+pub(crate) fn plan_at<S: pulp::Simd>(p: &Problem) -> Plan {
+    #[cfg(target_arch = "aarch64")]
+    let neon = crate::arch::aarch64::is_neon::<S>();
+    #[cfg(not(target_arch = "aarch64"))]
+    let neon = false;
+    plan(p, S::F32_LANES, neon, &CacheSizes::detect())
+}
