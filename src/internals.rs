@@ -136,3 +136,143 @@ pub fn tile_blocking(name: &str, caches: &crate::isa::CacheSizes) -> (usize, usi
     assert_eq!((b.mr, b.nr), (t.mr, t.nr()));
     (b.kc, b.mc, b.nc)
 }
+
+/// One call of the f32 microkernel, for testing it on its own: the tile
+/// named `tile` (it must belong to level `S`'s width) with A packed or read
+/// in place and B packed or not, over `kc` k-steps, writing
+/// `C ← act(alpha·A·B + c_scale·C + bias)` on the `m_eff × n_eff` corner.
+pub struct TileCall<'a> {
+    /// Tile name from [`tiles`].
+    pub tile: &'a str,
+    /// A packed: `MR` values per k-step (`a[p·MR + i]`, rows past `m_eff`
+    /// zero); otherwise element (i, p) at `a[i·a_rs + p·a_cs]`.
+    pub packed_a: bool,
+    /// B packed: `NR` floats per k-step (zero past `n_eff`); otherwise row p
+    /// at `b[p·b_rs]`, `n_eff` floats.
+    pub packed_b: bool,
+    /// k-steps.
+    pub kc: usize,
+    /// A.
+    pub a: &'a [f32],
+    /// Row stride of an unpacked A.
+    pub a_rs: usize,
+    /// Column stride of an unpacked A.
+    pub a_cs: usize,
+    /// B.
+    pub b: &'a [f32],
+    /// Row stride of an unpacked B.
+    pub b_rs: usize,
+    /// C, rows `c_rs` apart.
+    pub c: &'a mut [f32],
+    /// Row stride of C.
+    pub c_rs: usize,
+    /// Live rows.
+    pub m_eff: usize,
+    /// Live columns.
+    pub n_eff: usize,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// `Some(s)`: add `s·C`; `None`: C is not read.
+    pub c_scale: Option<f32>,
+    /// Per-column bias (`n_eff` floats).
+    pub bias: Option<&'a [f32]>,
+    /// Apply the exact GELU.
+    pub gelu: bool,
+}
+
+/// Runs one [`TileCall`] at level `S`.
+///
+/// # Panics
+/// If the tile is not one of level `S`, or a slice is too short for what the
+/// microkernel's contract lets it read or write.
+#[inline(always)]
+pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
+    use crate::matmul::kernel::{TileEpi, microkernel_narrowing};
+    use crate::matmul::tiles::{self, TILES};
+    let tile = *TILES
+        .iter()
+        .find(|x| x.name == t.tile)
+        .expect("a tile of the table");
+    assert_eq!(
+        tile.lanes,
+        S::F32_LANES,
+        "{} is not a tile of this level",
+        tile.name
+    );
+    let (mr, nr) = (tile.mr, tile.nr());
+    assert!((1..=mr).contains(&t.m_eff) && (1..=nr).contains(&t.n_eff) && t.kc >= 1);
+    // What the contract reads and writes, checked before any pointer is made.
+    let a_need = if t.packed_a {
+        t.kc * mr
+    } else {
+        (t.m_eff - 1) * t.a_rs + (t.kc - 1) * t.a_cs + 1
+    };
+    let b_need = if t.packed_b {
+        t.kc * nr
+    } else {
+        (t.kc - 1) * t.b_rs + t.n_eff
+    };
+    assert!(t.a.len() >= a_need && t.b.len() >= b_need);
+    assert!(t.c.len() >= (t.m_eff - 1) * t.c_rs + t.n_eff && t.c_rs >= t.n_eff);
+    assert!(t.bias.is_none_or(|b| b.len() >= t.n_eff));
+    let epi = TileEpi {
+        alpha: t.alpha,
+        c_scale: t.c_scale,
+        bias: t.bias.map_or(core::ptr::null(), |b| b.as_ptr()),
+        act: if t.gelu {
+            crate::gelu::Act::GeluErf
+        } else {
+            crate::gelu::Act::None
+        },
+        mul: core::ptr::null(),
+        mul_rs: 0,
+    };
+    let (a_rs, a_cs) = if t.packed_a {
+        (1, mr)
+    } else {
+        (t.a_rs, t.a_cs)
+    };
+    let b_rs = if t.packed_b { nr } else { t.b_rs };
+    macro_rules! call {
+        ($t:path) => {{
+            const MR: usize = $t.mr;
+            const NV: usize = $t.nv;
+            let (a, b, c) = (t.a.as_ptr(), t.b.as_ptr(), t.c.as_mut_ptr());
+            let (kc, c_rs, m, n) = (t.kc, t.c_rs, t.m_eff, t.n_eff);
+            // SAFETY: the lengths checked above are what the contract of
+            // `microkernel` reads and writes.
+            unsafe {
+                match (t.packed_a, t.packed_b) {
+                    (true, true) => {
+                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, true, true>(
+                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
+                        )
+                    }
+                    (true, false) => {
+                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, true, false>(
+                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
+                        )
+                    }
+                    (false, true) => {
+                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, false, true>(
+                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
+                        )
+                    }
+                    (false, false) => {
+                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, false, false>(
+                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
+                        )
+                    }
+                }
+            }
+        }};
+    }
+    match S::F32_LANES {
+        16 if tile == tiles::AVX512_14X32 => call!(tiles::AVX512_14X32),
+        16 => call!(tiles::AVX512_6X64),
+        8 => call!(tiles::AVX2_6X16),
+        4 => call!(tiles::NEON_8X12),
+        1 => call!(tiles::SCALAR_2X4),
+        _ => unreachable!("no tile for this width"),
+    }
+}

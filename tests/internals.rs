@@ -291,3 +291,196 @@ fn every_tile_fits_its_registers_and_blocks_in_whole_tiles() {
         "{detected:?}"
     );
 }
+
+/// Small deterministic values in [−1, 1).
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Every microkernel of this level's width, called directly (not through a
+/// product), against an f64 loop: A packed and in place (strided rows and
+/// columns), B packed and not, every live corner at the edges (1, one
+/// short of a vector, a vector, one past it, the whole tile), k from 1,
+/// β = 0 / 1 / other, bias, GELU. Cells outside the live corner of C, and
+/// the padding of packed operands, must be left as they were (NaN
+/// sentinels: a read of one would poison the result too).
+///
+/// Tolerance: the f32 sum of kc products plus the epilogue's few roundings,
+/// `2·(kc + 3)·u·(|α|·Σ|a·b| + |s·C| + |bias|)`; after GELU (slope ≤ 1.13)
+/// that, times 1.13, plus GELU's own 4 ULP + 1e-7.
+#[derive(Clone, Copy)]
+struct Microkernels;
+
+impl WithSimd for Microkernels {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        use internals::{TileCall, run_tile, tiles};
+        let lanes = S::F32_LANES;
+        let u = f32::EPSILON as f64 / 2.0;
+        let mut calls = 0;
+        for t in tiles().into_iter().filter(|t| t.lanes == lanes) {
+            let (mr, nr) = (t.mr, t.nr);
+            let mut ms = vec![1, mr.saturating_sub(1).max(1), mr];
+            ms.dedup();
+            let mut ns: Vec<usize> = [1, lanes.saturating_sub(1), lanes, lanes + 1, nr - 1, nr]
+                .into_iter()
+                .filter(|&n| (1..=nr).contains(&n))
+                .collect();
+            ns.sort();
+            ns.dedup();
+            for (packed_a, packed_b) in [(false, false), (true, false), (false, true), (true, true)]
+            {
+                for kc in [1usize, 2, 7, 33] {
+                    for &m in &ms {
+                        for &n in &ns {
+                            for (e, (alpha, c_scale, bias, gelu)) in [
+                                (1.0f32, None, false, false),
+                                (-0.5, Some(1.0f32), true, false),
+                                (1.0, Some(0.75), false, true),
+                                (2.0, None, true, true),
+                            ]
+                            .into_iter()
+                            .enumerate()
+                            {
+                                let seed = (kc * 1000 + m * 100 + n * 7 + e) as u64;
+                                // A: logical m×kc; in place with rows 2·kc+1
+                                // apart and columns 2 apart (neither unit),
+                                // or packed MR per step.
+                                let al = vals(m * kc, seed);
+                                let (a, a_rs, a_cs) = if packed_a {
+                                    let mut a = vec![0.0f32; mr * kc];
+                                    for i in 0..m {
+                                        for p in 0..kc {
+                                            a[p * mr + i] = al[i * kc + p];
+                                        }
+                                    }
+                                    (a, 1, mr)
+                                } else {
+                                    let (rs, cs) = (2 * kc + 1, 2);
+                                    let mut a = vec![f32::NAN; (m - 1) * rs + (kc - 1) * cs + 1];
+                                    for i in 0..m {
+                                        for p in 0..kc {
+                                            a[i * rs + p * cs] = al[i * kc + p];
+                                        }
+                                    }
+                                    (a, rs, cs)
+                                };
+                                let bl = vals(kc * n, seed + 1);
+                                let (b, b_rs) = if packed_b {
+                                    let mut b = vec![0.0f32; kc * nr];
+                                    for p in 0..kc {
+                                        b[p * nr..p * nr + n]
+                                            .copy_from_slice(&bl[p * n..p * n + n]);
+                                    }
+                                    (b, nr)
+                                } else {
+                                    let rs = n + 3;
+                                    let mut b = vec![f32::NAN; (kc - 1) * rs + n];
+                                    for p in 0..kc {
+                                        b[p * rs..p * rs + n]
+                                            .copy_from_slice(&bl[p * n..p * n + n]);
+                                    }
+                                    (b, rs)
+                                };
+                                let c_rs = nr + 5;
+                                let c0 = vals(mr * c_rs, seed + 2);
+                                let mut c = vec![f32::NAN; mr * c_rs];
+                                for i in 0..m {
+                                    c[i * c_rs..i * c_rs + n]
+                                        .copy_from_slice(&c0[i * c_rs..i * c_rs + n]);
+                                }
+                                let before = c.clone();
+                                let bv = vals(n, seed + 3);
+                                run_tile(
+                                    s,
+                                    TileCall {
+                                        tile: t.name,
+                                        packed_a,
+                                        packed_b,
+                                        kc,
+                                        a: &a,
+                                        a_rs,
+                                        a_cs,
+                                        b: &b,
+                                        b_rs,
+                                        c: &mut c,
+                                        c_rs,
+                                        m_eff: m,
+                                        n_eff: n,
+                                        alpha,
+                                        c_scale,
+                                        bias: bias.then_some(&bv[..]),
+                                        gelu,
+                                    },
+                                );
+                                calls += 1;
+                                let ctx = format!(
+                                    "{} packed A {packed_a} B {packed_b} kc {kc} m {m} n {n} case {e}",
+                                    t.name
+                                );
+                                for i in 0..mr {
+                                    for j in 0..c_rs {
+                                        let got = c[i * c_rs + j];
+                                        if i >= m || j >= n {
+                                            assert!(
+                                                got.to_bits() == before[i * c_rs + j].to_bits(),
+                                                "{ctx}: wrote ({i}, {j}) outside the live corner"
+                                            );
+                                            continue;
+                                        }
+                                        let (mut x, mut mag) = (0.0f64, 0.0f64);
+                                        for p in 0..kc {
+                                            let ab = al[i * kc + p] as f64 * bl[p * n + j] as f64;
+                                            x += ab;
+                                            mag += ab.abs();
+                                        }
+                                        x *= alpha as f64;
+                                        mag *= alpha.abs() as f64;
+                                        if let Some(cs) = c_scale {
+                                            let old = cs as f64 * c0[i * c_rs + j] as f64;
+                                            x += old;
+                                            mag += old.abs();
+                                        }
+                                        if bias {
+                                            x += bv[j] as f64;
+                                            mag += (bv[j] as f64).abs();
+                                        }
+                                        let mut tol = 2.0 * (kc as f64 + 3.0) * u * mag;
+                                        if gelu {
+                                            x = transformer_kernels::reference::gelu_erf(x);
+                                            tol = 1.13 * tol
+                                                + 4.0 * (x.abs() * f32::EPSILON as f64)
+                                                + 1e-7;
+                                        }
+                                        assert!(
+                                            (got as f64 - x).abs() <= tol,
+                                            "{ctx}: C({i}, {j}) = {got}, expected {x} ± {tol:e}"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            calls > 0 || lanes == 4 && cfg!(target_arch = "aarch64"),
+            "no tile of {lanes} lanes"
+        );
+    }
+}
+
+#[test]
+fn every_microkernel_on_its_own_against_an_f64_loop() {
+    on_every_level(Microkernels);
+}

@@ -221,10 +221,8 @@ fn loops<
                             Some(1.0)
                         };
                         let bias = if last && !p.bias.is_null() {
-                            let off = if p.bias_per_row { i0 } else { j0 };
-                            // SAFETY: bias has m (per row) or n (per column)
-                            // elements at stride 1.
-                            unsafe { p.bias.add(off) }
+                            // SAFETY: bias has n elements at stride 1.
+                            unsafe { p.bias.add(j0) }
                         } else {
                             core::ptr::null()
                         };
@@ -248,7 +246,6 @@ fn loops<
                             alpha: p.alpha,
                             c_scale,
                             bias,
-                            bias_per_row: p.bias_per_row,
                             // The activation on the last k-block only.
                             act: if last { act } else { no_act },
                             mul,

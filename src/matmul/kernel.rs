@@ -1,10 +1,12 @@
-//! The register-blocked microkernel and the per-ISA tile and block sizes.
+//! The register-blocked microkernel (its tiles and blocking by name:
+//! [`super::tiles`]).
 //!
 //! Contract (the one place it is stated): `microkernel` computes an
 //! `MR × NR` tile (`NR = NV·lanes`) of `A·B` over `kc` steps, with the
 //! accumulators in registers for the whole loop, then writes
 //! `C ← act(alpha·acc + c_scale·C + bias)` for the `m_eff × n_eff` corner
-//! that exists. With `c_scale = None`, C is never read (BLAS β = 0). C has a
+//! that exists (`bias`: one per column), then multiplies by U when given.
+//! With `c_scale = None`, C is never read (BLAS β = 0). C has a
 //! unit column stride (callers with another layout pass a tile buffer).
 //! A element (i, p) is at `a[i·a_rs + p·a_cs]` (packed: `a_rs = 1`,
 //! `a_cs = MR`, rows past `m_eff` zero); B row p of the tile is `NR`
@@ -21,10 +23,9 @@ pub(crate) struct TileEpi<F> {
     /// `Some(s)`: add `s·C` (first block: β; later blocks: 1). `None`: C is
     /// not read.
     pub c_scale: Option<f32>,
-    /// Null, or the bias for this tile: its first column (per column) or
-    /// its first row (per row). Only on the last k-block.
+    /// Null, or the bias of this tile's first column (one per column).
+    /// Only on the last k-block.
     pub bias: *const f32,
-    pub bias_per_row: bool,
     /// Activation, applied on the last k-block only (`Identity` otherwise).
     pub act: F,
     /// Null, or the tile of U (unit column stride, rows `mul_rs` apart)
@@ -346,12 +347,7 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
                     };
                 }
                 if !epi.bias.is_null() {
-                    let bv = if epi.bias_per_row {
-                        s.splat_f32s(*epi.bias.add(i))
-                    } else {
-                        load(epi.bias.add(col), j)
-                    };
-                    x = s.add_f32s(x, bv);
+                    x = s.add_f32s(x, load(epi.bias.add(col), j));
                 }
                 v[i][j] = x;
             }

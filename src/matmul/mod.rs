@@ -61,9 +61,8 @@ pub(crate) struct Problem {
     pub csc: usize,
     pub alpha: f32,
     pub beta: f32,
-    /// Null, or m (per row) / n (per column) contiguous floats.
+    /// Null, or n contiguous floats (one per column).
     pub bias: *const f32,
-    pub bias_per_row: bool,
     pub act: Act,
     /// Null, or an m×n matrix multiplied in after the activation.
     pub mul: *const f32,
@@ -266,7 +265,6 @@ fn validate(
         alpha,
         beta,
         bias: bias.map_or(core::ptr::null(), |b| b.as_ptr()),
-        bias_per_row: false,
         act,
         mul: mul.map_or(core::ptr::null(), |u| u.ptr()),
         rsu: mul.map_or(0, |u| u.row_stride()),
