@@ -120,6 +120,41 @@ class Format(unittest.TestCase):
         self.assertIn("## attention/prefill_causal/h12_d64", md)
         self.assertIn("pytorch_sdpa", md)
 
+    def test_in_run_peers_and_the_readme_summary(self):
+        benches = {
+            "matmul/square/64x64x64/ours_avx512/1t": ("matmul/square/64x64x64", 4e3, 2 * 64 ** 3),
+            "matmul/square/64x64x64/gemm_crate/1t": ("matmul/square/64x64x64", 5e3, 2 * 64 ** 3),
+            "matmul/square/64x64x64/ours_avx512/2t": ("matmul/square/64x64x64", 3e3, 2 * 64 ** 3),
+            "matmul/square/64x64x64/gemm_crate/2t": ("matmul/square/64x64x64", 2e3, 2 * 64 ** 3),
+            "matmul/peak/fma_avx512_1t": ("matmul/peak", 1e6, 100_000 * 1000),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            criterion_tree(tmp / "criterion", benches)
+            rows = bench_table.load_criterion(tmp / "criterion")
+            table = bench_table.join(rows, [])
+            by_id = {r["id"]: r for r in table}
+            # The gemm crate's rows are peers, not rows of their own, and
+            # each of ours meets the one at its thread count.
+            self.assertNotIn("matmul/square/64x64x64/gemm_crate/1t", by_id)
+            self.assertEqual(by_id["matmul/square/64x64x64/ours_avx512/1t"]["peers"],
+                             [("gemm crate", 5e3, 5e3 / 4e3)])
+            self.assertEqual(by_id["matmul/square/64x64x64/ours_avx512/2t"]["peers"],
+                             [("gemm crate", 2e3, 2e3 / 3e3)])
+            summary = bench_table.render_summary(table, rows, "Test CPU", "cmd")
+            self.assertIn("`matmul/square/64x64x64/ours_avx512/1t`", summary)
+            self.assertNotIn("/2t`", summary)  # one thread only
+            self.assertIn("**1.25×**", summary)
+            readme = tmp / "README.md"
+            readme.write_text(f"intro\n{bench_table.README_BEGIN}\nold table\n{bench_table.README_END}\nlimits\n")
+            bench_table.main(["--criterion", str(tmp / "criterion"), "--readme", str(readme)])
+            text = readme.read_text()
+            self.assertNotIn("old table", text)
+            self.assertTrue(text.startswith("intro\n") and text.endswith(f"{bench_table.README_END}\nlimits\n"))
+            self.assertIn("**1.25×**", text)
+            with self.assertRaises(ValueError):
+                bench_table.replace_between_markers("no markers", "x")
+
     def test_bad_peer_files_are_refused(self):
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "p.json"

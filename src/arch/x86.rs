@@ -175,3 +175,55 @@ pub(crate) unsafe fn q4_v3(p: *const u8, hi: bool) -> __m256 {
         _mm256_sub_ps(q, _mm256_set1_ps(8.0))
     }
 }
+
+/// `dst[c·dst_stride + r] = src[r][c]` for a 16×16 block: four rounds of
+/// shuffles (32-bit, 64-bit, then two of 128-bit lanes), 64 in all.
+///
+/// # Safety
+/// AVX-512F is available; each `src[r]` is valid for 16 reads; `dst` for
+/// 16 rows of 16 writes at stride `dst_stride`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose16(src: [*const f32; 16], dst: *mut f32, dst_stride: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let r: [__m512; 16] = core::array::from_fn(|i| _mm512_loadu_ps(src[i]));
+        // t[2p], t[2p+1]: rows 2p and 2p+1 interleaved by 32-bit element.
+        let t: [__m512; 16] = core::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4q + j]: in every 128-bit lane L, column 4L + j of rows
+        // 4q..4q+4.
+        let u: [__m512; 16] = core::array::from_fn(|i| {
+            let (q, j) = (i / 4, i % 4);
+            let (a, b) = (
+                _mm512_castps_pd(t[4 * q + (j / 2)]),
+                _mm512_castps_pd(t[4 * q + 2 + (j / 2)]),
+            );
+            _mm512_castpd_ps(if j % 2 == 0 {
+                _mm512_unpacklo_pd(a, b)
+            } else {
+                _mm512_unpackhi_pd(a, b)
+            })
+        });
+        for j in 0..4 {
+            let lo01 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
+            let hi01 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
+            let lo23 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
+            let hi23 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
+            let out = [
+                _mm512_shuffle_f32x4::<0x88>(lo01, lo23),
+                _mm512_shuffle_f32x4::<0xDD>(lo01, lo23),
+                _mm512_shuffle_f32x4::<0x88>(hi01, hi23),
+                _mm512_shuffle_f32x4::<0xDD>(hi01, hi23),
+            ];
+            for (l, v) in out.into_iter().enumerate() {
+                _mm512_storeu_ps(dst.add((4 * l + j) * dst_stride), v);
+            }
+        }
+    }
+}

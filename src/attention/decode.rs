@@ -9,7 +9,7 @@
 //! log2 units).
 
 use super::Attn;
-use super::flash::{rescale, scale_row, softmax_row};
+use super::softmax::{rescale, scale_row, softmax_row};
 use pulp::Simd;
 
 /// Keys per sub-block: scores for every head of a sub-block stay in L1.

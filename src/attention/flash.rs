@@ -28,8 +28,8 @@
 //! group (D = 64 +2%, D = 128 −2…−9%).
 
 use super::Attn;
+use super::softmax::{rescale, scale_row, scale_row_to, softmax_row};
 use crate::gelu::Identity;
-use crate::math;
 use crate::matmul::kernel::{TileEpi, microkernel_narrowing};
 use pulp::Simd;
 
@@ -91,6 +91,69 @@ pub(crate) fn run<S: Simd>(
 /// Query rows × head_dim per super-block (Q + O rows: 8·QB_FLOATS bytes).
 const QB_FLOATS: usize = 128 * 1024;
 
+/// What the steps of one query super-block share: the head's views, the
+/// query range and the contiguous Q/O scratch rows.
+struct Rows<'a> {
+    p: &'a Attn,
+    b: usize,
+    h: usize,
+    hk: usize,
+    q0: usize,
+    q1: usize,
+    d: usize,
+    qb: *mut f32,
+    ob: *mut f32,
+}
+
+// Callers pass only rows that exist: every (b, i, h) used is inside the
+// validated views (b < batch, i < seq, h < heads, hk < kv heads), each row
+// has `d` contiguous elements, and the scratch holds rows q0..q1, `d`
+// floats each.
+impl Rows<'_> {
+    #[inline(always)]
+    fn q_src(&self, i: usize) -> *const f32 {
+        // SAFETY: query row i of head h in batch b is inside the Q view.
+        unsafe { self.p.q.add(self.p.ql.offset(self.b, i, self.h)) }
+    }
+    #[inline(always)]
+    fn o_dst(&self, i: usize) -> *mut f32 {
+        // SAFETY: row i of head h in batch b is inside the output view.
+        unsafe { self.p.o.add(self.p.ol.offset(self.b, i, self.h)) }
+    }
+    #[inline(always)]
+    fn k_row(&self, c: usize) -> *const f32 {
+        // SAFETY: key c < lk of KV head hk is inside the K view.
+        unsafe { self.p.k.add(self.p.kl.offset(self.b, c, self.hk)) }
+    }
+    #[inline(always)]
+    fn v_row(&self, c: usize) -> *const f32 {
+        // SAFETY: key c < lk of KV head hk is inside the V view.
+        unsafe { self.p.v.add(self.p.vl.offset(self.b, c, self.hk)) }
+    }
+    #[inline(always)]
+    fn q_row(&self, i: usize) -> *const f32 {
+        // SAFETY: q0 ≤ i < q1; the scratch holds (q1 − q0)·d floats.
+        unsafe { self.qb.add((i - self.q0) * self.d) as *const f32 }
+    }
+    #[inline(always)]
+    fn o_row(&self, i: usize) -> *mut f32 {
+        // SAFETY: q0 ≤ i < q1; the scratch holds (q1 − q0)·d floats.
+        unsafe { self.ob.add((i - self.q0) * self.d) }
+    }
+    /// Keys query i may see: [0, kv_end(i)).
+    #[inline(always)]
+    fn kv_end(&self, i: usize) -> usize {
+        if self.p.causal {
+            (i + self.p.lk - self.p.lq + 1).min(self.p.lk)
+        } else {
+            self.p.lk
+        }
+    }
+}
+
+/// One query super-block, rows q0..q1 of head h: its Q rows into scratch,
+/// then per key block: pack Kᵀ and V, S tiles by groups, the online
+/// softmax and P·V per tile; then O out of scratch (and the LSE).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_nv<S: Simd, const NV: usize>(
@@ -102,10 +165,8 @@ fn run_nv<S: Simd, const NV: usize>(
     q1: usize,
     sc: &mut Scratch,
 ) {
-    let lanes = S::F32_LANES;
-    let nr = NV * lanes;
+    let nr = NV * S::F32_LANES;
     let d = p.dim;
-    let hk = h / p.group;
     let rows = q1 - q0;
     let npanels = BC.div_ceil(nr);
     if sc.kt.len() < npanels * nr * d {
@@ -131,89 +192,27 @@ fn run_nv<S: Simd, const NV: usize>(
     if sc.ob.len() < rows * d {
         sc.ob.resize(rows * d, 0.0);
     }
-    let (qs, os) = (d, d);
-    let (qb, ob) = (sc.qb.as_mut_ptr(), sc.ob.as_mut_ptr());
-    // SAFETY (pointer arithmetic in this function): every (b, i, h) used is
-    // inside the validated views (b < batch, i < seq, h < heads, hk < kv
-    // heads), and each row has `d` contiguous elements.
-    let q_src = |i: usize| unsafe { p.q.add(p.ql.offset(b, i, h)) };
-    let o_dst = |i: usize| unsafe { p.o.add(p.ol.offset(b, i, h)) };
-    let k_row = |c: usize| unsafe { p.k.add(p.kl.offset(b, c, hk)) };
-    let v_row = |c: usize| unsafe { p.v.add(p.vl.offset(b, c, hk)) };
-    // SAFETY: rows q0..q1 of the scratch, `d` floats each.
-    let q_row = |i: usize| unsafe { qb.add((i - q0) * d) as *const f32 };
-    let o_row = |i: usize| unsafe { ob.add((i - q0) * d) };
-
-    // Keys query i may see: [0, kv_end(i)).
-    let kv_end = |i: usize| {
-        if p.causal {
-            (i + p.lk - p.lq + 1).min(p.lk)
-        } else {
-            p.lk
-        }
+    let r = Rows {
+        p,
+        b,
+        h,
+        hk: h / p.group,
+        q0,
+        q1,
+        d,
+        qb: sc.qb.as_mut_ptr(),
+        ob: sc.ob.as_mut_ptr(),
     };
-    for i in q0..q1 {
-        // SAFETY: query row i has d elements in the view; scratch rows
-        // i − q0 have d floats each in qb and ob (rows·d), which the views
-        // cannot overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(q_src(i), qb.add((i - q0) * d), d);
-            core::ptr::write_bytes(o_row(i), 0, d);
-        }
-    }
-    let kv_max = kv_end(q1 - 1);
-    let kt = sc.kt.as_mut_ptr();
-    let vp = sc.vp.as_mut_ptr();
-    let sbuf = sc.s.as_mut_ptr();
+    load_q(&r);
+    let kv_max = r.kv_end(q1 - 1);
+    let (kt, vp, sbuf) = (sc.kt.as_mut_ptr(), sc.vp.as_mut_ptr(), sc.s.as_mut_ptr());
     for c0 in (0..kv_max).step_by(BC) {
         let nb = BC.min(kv_max - c0);
-        // Pack Kᵀ[.., c0..c0+nb] into panels of nr keys, d rows each.
-        // SAFETY: reads key rows c0..c0+nb (< kv_max ≤ lk), d elements each;
-        // writes inside kt (npanels·nr·d).
+        // SAFETY: kt holds npanels·nr·d floats, vp BC·d; nb ≤ BC keys from
+        // c0 exist (c0 + nb ≤ kv_max ≤ lk).
         unsafe {
-            for (pi, j0) in (0..nb).step_by(nr).enumerate() {
-                let w = nr.min(nb - j0);
-                let panel = kt.add(pi * nr * d);
-                #[cfg(target_arch = "x86_64")]
-                if transpose_avx512(nr, w, d) {
-                    // Full panel on AVX-512: 16×16 register transposes
-                    // (LLVM's own vectorisation of the loop below is a
-                    // scatter per 8 floats, ~4% of the whole kernel at D=128).
-                    for g in 0..4 {
-                        let rows: [*const f32; 16] =
-                            core::array::from_fn(|r| k_row(c0 + j0 + 16 * g + r));
-                        for dd in (0..d).step_by(16) {
-                            // SAFETY: 16 key rows with ≥ dd + 16 ≤ d elements;
-                            // the panel has rows dd..dd+16 of nr = 64 floats,
-                            // columns 16g..16g+16; AVX-512F was detected.
-                            x86::transpose16(
-                                rows.map(|r| r.add(dd)),
-                                panel.add(dd * nr + 16 * g),
-                                nr,
-                            );
-                        }
-                    }
-                    continue;
-                }
-                for j in 0..nr {
-                    if j < w {
-                        let kr = k_row(c0 + j0 + j);
-                        for dd in 0..d {
-                            *panel.add(dd * nr + j) = *kr.add(dd);
-                        }
-                    } else {
-                        for dd in 0..d {
-                            *panel.add(dd * nr + j) = 0.0;
-                        }
-                    }
-                }
-            }
-        }
-        // SAFETY: V rows c0..c0+nb exist with d elements; vp holds BC·d.
-        unsafe {
-            for j in 0..nb {
-                core::ptr::copy_nonoverlapping(v_row(c0 + j), vp.add(j * d), d);
-            }
+            pack_kt::<S>(&r, c0, nb, nr, kt);
+            pack_v(&r, c0, nb, vp);
         }
         // First tile holding a query that sees key c0 (causal); earlier tiles
         // skip the block. Tiles start at absolute multiples of MR (q0 is one:
@@ -225,333 +224,309 @@ fn run_nv<S: Simd, const NV: usize>(
         } else {
             q0
         };
-        let epi_s = TileEpi {
-            alpha: p.scale_log2,
-            c_scale: None,
-            bias: core::ptr::null(),
-            act: Identity,
-            mul: core::ptr::null(),
-            mul_rs: 0,
-        };
         // Tiles in groups of G: the S tiles of a group are computed panel
         // by panel, so each Kᵀ panel (d·nr floats) is loaded from L2 once
         // per group and hit in L1 by the group's other tiles.
         let mut g0 = first;
         while g0 < q1 {
             let g1 = q1.min(g0 + G * MR);
-            for (pi, j0) in (0..nb).step_by(nr).enumerate() {
-                for (gi, t) in (g0..g1).step_by(MR).enumerate() {
-                    let m_eff = MR.min(q1 - t);
-                    let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
-                    if j0 >= n_need {
-                        continue;
-                    }
-                    // SAFETY: Q rows t..t+m_eff exist (d contiguous each,
-                    // stride qs); the packed panel holds d·nr floats; S
-                    // tile gi has MR rows of BC ≥ j0 + n_eff columns
-                    // (n_eff ≤ nr, j0 + n_eff ≤ n_need ≤ BC).
-                    unsafe {
-                        microkernel_narrowing::<S, Identity, MR, NV, false, true>(
-                            s,
-                            d,
-                            q_row(t),
-                            qs,
-                            1,
-                            kt.add(pi * nr * d),
-                            nr,
-                            sbuf.add(gi * MR * BC + j0),
-                            BC,
-                            m_eff,
-                            nr.min(n_need - j0),
-                            &epi_s,
-                        )
-                    };
-                }
-            }
+            // SAFETY: the S buffer holds G tiles of MR·BC floats; kt holds
+            // the block's panels.
+            unsafe { score_group::<S, NV>(s, &r, c0, nb, g0, g1, kt, sbuf) };
             for (gi, t) in (g0..g1).step_by(MR).enumerate() {
                 let m_eff = MR.min(q1 - t);
-                let n_need = nb.min(kv_end(t + m_eff - 1) - c0);
-                // SAFETY: tile gi of S is inside the buffer (G·MR·BC floats).
-                let sbuf = unsafe { sbuf.add(gi * MR * BC) };
-                for r in 0..m_eff {
-                    let i = t + r;
-                    // 0 for rows of the first tile that do not see this block yet.
-                    let visible = kv_end(i).saturating_sub(c0).min(n_need);
-                    // SAFETY: row r of S holds n_need ≤ BC valid scores.
-                    let row = unsafe { core::slice::from_raw_parts_mut(sbuf.add(r * BC), n_need) };
-                    let li = i - q0;
-                    let (m_new, sum) = softmax_row(s, row, visible, sc.m[li]);
-                    let alpha = rescale(sc.m[li], m_new);
-                    sc.l[li] = sc.l[li] * alpha + sum;
-                    sc.m[li] = m_new;
-                    if alpha != 1.0 {
-                        // SAFETY: output row i has d elements.
-                        unsafe { scale_row(s, o_row(i), d, alpha) };
-                    }
-                }
-                let epi_o = TileEpi {
-                    alpha: 1.0,
-                    c_scale: Some(1.0),
-                    bias: core::ptr::null(),
-                    act: Identity,
-                    mul: core::ptr::null(),
-                    mul_rs: 0,
-                };
-                // Keys every row of the tile sees go through the tile kernel;
-                // the few diagonal keys only later rows see go row by row, so a
-                // row never multiplies a V row it must not see (0·NaN = NaN).
-                let common = kv_end(t).saturating_sub(c0).min(n_need);
-                for d0 in (0..d).step_by(nr) {
-                    let n_eff = nr.min(d - d0);
-                    // SAFETY: P rows are in S (n_need columns, stride BC); V rows
-                    // c0..c0+n_need exist with columns d0..d0+n_eff ≤ d; output
-                    // rows t..t+m_eff exist.
-                    unsafe {
-                        if common > 0 {
-                            microkernel_narrowing::<S, Identity, MR, NV, false, false>(
-                                s,
-                                common,
-                                sbuf,
-                                BC,
-                                1,
-                                vp.add(d0),
-                                d,
-                                o_row(t).add(d0),
-                                os,
-                                m_eff,
-                                n_eff,
-                                &epi_o,
-                            );
-                        }
-                        for r in 0..m_eff {
-                            let vis = (kv_end(t + r) - c0).min(n_need);
-                            if vis > common {
-                                microkernel_narrowing::<S, Identity, MR, NV, false, false>(
-                                    s,
-                                    vis - common,
-                                    sbuf.add(r * BC + common),
-                                    BC,
-                                    1,
-                                    vp.add(common * d + d0),
-                                    d,
-                                    o_row(t + r).add(d0),
-                                    os,
-                                    1,
-                                    n_eff,
-                                    &epi_o,
-                                );
-                            }
-                        }
-                    }
+                let n_need = nb.min(r.kv_end(t + m_eff - 1) - c0);
+                // SAFETY: tile gi of S is inside the buffer (G·MR·BC floats)
+                // and holds m_eff rows of n_need scores; vp holds the
+                // block's V rows.
+                unsafe {
+                    let tile = sbuf.add(gi * MR * BC);
+                    softmax_tile(s, &r, &mut sc.m, &mut sc.l, c0, t, m_eff, n_need, tile);
+                    pv_tile::<S, NV>(s, &r, c0, t, m_eff, n_need, tile, vp);
                 }
             }
             g0 = g1;
         }
     }
-    for i in q0..q1 {
-        let li = i - q0;
-        let l = sc.l[li];
-        // l = 0 only when every score was −∞: the row is all zeros (as
-        // PyTorch), never 0/0.
-        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-        // SAFETY: output row i has d elements.
-        unsafe { scale_row_to(s, o_row(i), o_dst(i), d, inv) };
-        if !p.lse.is_null() {
-            // m is in log2 units.
-            let lse = if l > 0.0 {
-                (sc.m[li] + l.log2()) * core::f32::consts::LN_2
-            } else {
-                f32::NEG_INFINITY
-            };
-            // SAFETY: lse has batch·heads·lq elements (validated).
-            unsafe { *p.lse.add((b * p.heads + h) * p.lq + i) = lse };
-        }
-    }
+    finish(s, &r, &sc.m, &sc.l);
 }
 
-/// Masks `row[visible..]`, and turns `row[..visible]` into the softmax
-/// numerators `2^(row − m_use)` (row in log2 units), where
-/// `m_new = max(m_old, max(row))` and `m_use` is `m_new`, or 0 when that is
-/// −∞. Returns `(m_new, Σ numerators)`.
-///
-/// A +∞ score (an f32 overflow of q·k) takes the limit: the numerators are 1
-/// for +∞ scores and 0 for the rest, rather than `exp(∞ − ∞)` = NaN.
+/// Copies the super-block's Q rows into scratch and zeroes its O rows.
 #[inline(always)]
-pub(crate) fn softmax_row<S: Simd>(
-    s: S,
-    row: &mut [f32],
-    visible: usize,
-    m_old: f32,
-) -> (f32, f32) {
-    let (head, tail) = row.split_at_mut(visible);
-    tail.fill(0.0);
-    let mut mx = s.splat_f32s(f32::NEG_INFINITY);
-    {
-        let (v, t) = S::as_simd_f32s(head);
-        for &x in v {
-            mx = s.max_f32s(mx, x);
-        }
-        if !t.is_empty() {
-            let x = s.partial_load_f32s(t);
-            let x = s.select_f32s(
-                s.mask_between_m32s(0, t.len() as u32).mask(),
-                x,
-                s.splat_f32s(f32::NEG_INFINITY),
-            );
-            mx = s.max_f32s(mx, x);
-        }
-    }
-    let m_new = s.reduce_max_f32s(mx).max(m_old);
-    if m_new == f32::INFINITY {
-        let mut n = 0.0;
-        for x in head.iter_mut() {
-            *x = if *x == f32::INFINITY {
-                n += 1.0;
-                1.0
-            } else {
-                0.0
-            };
-        }
-        return (m_new, n);
-    }
-    let m_use = if m_new == f32::NEG_INFINITY {
-        0.0
-    } else {
-        m_new
-    };
-    let mv = s.splat_f32s(m_use);
-    let mut sum = s.splat_f32s(0.0);
-    let (v, t) = S::as_mut_simd_f32s(head);
-    for x in v.iter_mut() {
-        *x = math::exp2_nonpos(s, s.sub_f32s(*x, mv));
-        sum = s.add_f32s(sum, *x);
-    }
-    let mut total = s.reduce_sum_f32s(sum);
-    if !t.is_empty() {
-        let x = math::exp2_nonpos(s, s.sub_f32s(s.partial_load_f32s(t), mv));
-        s.partial_store_f32s(t, x);
-        total += t.iter().sum::<f32>();
-    }
-    (m_new, total)
-}
-
-/// The factor `2^(m_old − m_new)` (log2 units) that rescales a row's running
-/// sum and output when its running max moves from `m_old` to `m_new` (0 from
-/// an empty start, 1 when the max stays, including at +∞).
-#[inline(always)]
-pub(crate) fn rescale(m_old: f32, m_new: f32) -> f32 {
-    if m_old == f32::NEG_INFINITY {
-        0.0
-    } else if m_old == m_new {
-        1.0
-    } else {
-        (m_old - m_new).exp2()
-    }
-}
-
-/// `row[..d] *= f`.
-///
-/// # Safety
-/// `row` valid for `d` reads and writes.
-#[inline(always)]
-pub(crate) unsafe fn scale_row<S: Simd>(s: S, row: *mut f32, d: usize, f: f32) {
-    // SAFETY: the caller's contract.
-    let r = unsafe { core::slice::from_raw_parts_mut(row, d) };
-    let fv = s.splat_f32s(f);
-    let (v, t) = S::as_mut_simd_f32s(r);
-    for x in v.iter_mut() {
-        *x = s.mul_f32s(*x, fv);
-    }
-    for x in t.iter_mut() {
-        *x *= f;
-    }
-}
-
-/// `dst[..d] = src[..d] · f`.
-///
-/// # Safety
-/// `src` valid for `d` reads, `dst` for `d` writes; they do not overlap.
-#[inline(always)]
-unsafe fn scale_row_to<S: Simd>(s: S, src: *const f32, dst: *mut f32, d: usize, f: f32) {
-    // SAFETY: the caller's contract.
-    let (src, dst) = unsafe {
-        (
-            core::slice::from_raw_parts(src, d),
-            core::slice::from_raw_parts_mut(dst, d),
-        )
-    };
-    let fv = s.splat_f32s(f);
-    let (sv, st) = S::as_simd_f32s(src);
-    let (dv, dt) = S::as_mut_simd_f32s(dst);
-    for (y, &x) in dv.iter_mut().zip(sv) {
-        *y = s.mul_f32s(x, fv);
-    }
-    for (y, &x) in dt.iter_mut().zip(st) {
-        *y = x * f;
-    }
-}
-
-/// Whether a Kᵀ panel goes through [`x86::transpose16`]: full 64-key panels
-/// with `d` a multiple of 16, on a CPU with AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn transpose_avx512(nr: usize, w: usize, d: usize) -> bool {
-    nr == 64 && w == nr && d.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use core::arch::x86_64::*;
-
-    /// `dst[c·dst_stride + r] = src[r][c]` for a 16×16 block: four rounds of
-    /// shuffles (32-bit, 64-bit, then two of 128-bit lanes), 64 in all.
-    ///
-    /// # Safety
-    /// AVX-512F is available; each `src[r]` is valid for 16 reads; `dst` for
-    /// 16 rows of 16 writes at stride `dst_stride`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transpose16(src: [*const f32; 16], dst: *mut f32, dst_stride: usize) {
-        // SAFETY: the caller's contract.
+fn load_q(r: &Rows<'_>) {
+    for i in r.q0..r.q1 {
+        // SAFETY: query row i has d elements in the view; scratch rows
+        // i − q0 have d floats each in qb and ob (rows·d), which the views
+        // cannot overlap.
         unsafe {
-            let r: [__m512; 16] = core::array::from_fn(|i| _mm512_loadu_ps(src[i]));
-            // t[2p], t[2p+1]: rows 2p and 2p+1 interleaved by 32-bit element.
-            let t: [__m512; 16] = core::array::from_fn(|i| {
-                let (a, b) = (r[i & !1], r[i | 1]);
-                if i % 2 == 0 {
-                    _mm512_unpacklo_ps(a, b)
-                } else {
-                    _mm512_unpackhi_ps(a, b)
+            core::ptr::copy_nonoverlapping(r.q_src(i), r.q_row(i) as *mut f32, r.d);
+            core::ptr::write_bytes(r.o_row(i), 0, r.d);
+        }
+    }
+}
+
+/// Packs Kᵀ of keys c0..c0+nb into panels of `nr` keys, `d` rows each
+/// (zero past the last key).
+///
+/// # Safety
+/// Keys c0..c0+nb exist; `kt` holds `ceil(nb/nr)·nr·d` floats.
+#[inline(always)]
+unsafe fn pack_kt<S: Simd>(r: &Rows<'_>, c0: usize, nb: usize, nr: usize, kt: *mut f32) {
+    let d = r.d;
+    // SAFETY: reads key rows c0..c0+nb, d elements each; writes inside kt.
+    unsafe {
+        for (pi, j0) in (0..nb).step_by(nr).enumerate() {
+            let w = nr.min(nb - j0);
+            let panel = kt.add(pi * nr * d);
+            #[cfg(target_arch = "x86_64")]
+            if transpose_avx512::<S>(nr, w, d) {
+                // Full panel on AVX-512: 16×16 register transposes (LLVM's
+                // own vectorisation of the loop below is a scatter per 8
+                // floats, ~4% of the whole kernel at D=128).
+                for g in 0..4 {
+                    let rows: [*const f32; 16] =
+                        core::array::from_fn(|i| r.k_row(c0 + j0 + 16 * g + i));
+                    for dd in (0..d).step_by(16) {
+                        // SAFETY: 16 key rows with ≥ dd + 16 ≤ d elements;
+                        // the panel has rows dd..dd+16 of nr = 64 floats,
+                        // columns 16g..16g+16; the V4 token proves AVX-512F.
+                        crate::arch::x86::transpose16(
+                            rows.map(|k| k.add(dd)),
+                            panel.add(dd * nr + 16 * g),
+                            nr,
+                        );
+                    }
                 }
-            });
-            // u[4q + j]: in every 128-bit lane L, column 4L + j of rows
-            // 4q..4q+4.
-            let u: [__m512; 16] = core::array::from_fn(|i| {
-                let (q, j) = (i / 4, i % 4);
-                let (a, b) = (
-                    _mm512_castps_pd(t[4 * q + (j / 2)]),
-                    _mm512_castps_pd(t[4 * q + 2 + (j / 2)]),
-                );
-                _mm512_castpd_ps(if j % 2 == 0 {
-                    _mm512_unpacklo_pd(a, b)
+                continue;
+            }
+            for j in 0..nr {
+                if j < w {
+                    let kr = r.k_row(c0 + j0 + j);
+                    for dd in 0..d {
+                        *panel.add(dd * nr + j) = *kr.add(dd);
+                    }
                 } else {
-                    _mm512_unpackhi_pd(a, b)
-                })
-            });
-            for j in 0..4 {
-                let lo01 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
-                let hi01 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
-                let lo23 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
-                let hi23 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
-                let out = [
-                    _mm512_shuffle_f32x4::<0x88>(lo01, lo23),
-                    _mm512_shuffle_f32x4::<0xDD>(lo01, lo23),
-                    _mm512_shuffle_f32x4::<0x88>(hi01, hi23),
-                    _mm512_shuffle_f32x4::<0xDD>(hi01, hi23),
-                ];
-                for (l, v) in out.into_iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((4 * l + j) * dst_stride), v);
+                    for dd in 0..d {
+                        *panel.add(dd * nr + j) = 0.0;
+                    }
                 }
             }
         }
     }
+}
+
+/// Copies V rows c0..c0+nb into `vp`, `d` floats apart.
+///
+/// # Safety
+/// Keys c0..c0+nb exist; `vp` holds `nb·d` floats.
+#[inline(always)]
+unsafe fn pack_v(r: &Rows<'_>, c0: usize, nb: usize, vp: *mut f32) {
+    for j in 0..nb {
+        // SAFETY: V row c0 + j has d elements; row j of vp is inside it.
+        unsafe { core::ptr::copy_nonoverlapping(r.v_row(c0 + j), vp.add(j * r.d), r.d) };
+    }
+}
+
+/// S = scale·log2(e)·Q·Kᵀ for the query tiles g0..g1 (≤ G of them) against
+/// the packed key block, panel by panel; tile gi lands at
+/// `sbuf[gi·MR·BC ..]`, `BC` floats per row. Columns a tile's rows cannot
+/// see are not computed.
+///
+/// # Safety
+/// `kt` holds the block's packed panels; `sbuf` holds G·MR·BC floats.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn score_group<S: Simd, const NV: usize>(
+    s: S,
+    r: &Rows<'_>,
+    c0: usize,
+    nb: usize,
+    g0: usize,
+    g1: usize,
+    kt: *const f32,
+    sbuf: *mut f32,
+) {
+    let (d, nr) = (r.d, NV * S::F32_LANES);
+    let epi_s = TileEpi {
+        alpha: r.p.scale_log2,
+        c_scale: None,
+        bias: core::ptr::null(),
+        act: Identity,
+        mul: core::ptr::null(),
+        mul_rs: 0,
+    };
+    for (pi, j0) in (0..nb).step_by(nr).enumerate() {
+        for (gi, t) in (g0..g1).step_by(MR).enumerate() {
+            let m_eff = MR.min(r.q1 - t);
+            let n_need = nb.min(r.kv_end(t + m_eff - 1) - c0);
+            if j0 >= n_need {
+                continue;
+            }
+            // SAFETY: Q rows t..t+m_eff exist (d contiguous each, stride
+            // d); the packed panel holds d·nr floats; S tile gi has MR rows
+            // of BC ≥ j0 + n_eff columns (n_eff ≤ nr, j0 + n_eff ≤ n_need
+            // ≤ BC).
+            unsafe {
+                microkernel_narrowing::<S, Identity, MR, NV, false, true>(
+                    s,
+                    d,
+                    r.q_row(t),
+                    d,
+                    1,
+                    kt.add(pi * nr * d),
+                    nr,
+                    sbuf.add(gi * MR * BC + j0),
+                    BC,
+                    m_eff,
+                    nr.min(n_need - j0),
+                    &epi_s,
+                )
+            };
+        }
+    }
+}
+
+/// The online softmax over one tile's rows of S: each row's scores become
+/// numerators against its new running max, its running sum and O row are
+/// rescaled when the max moved.
+///
+/// # Safety
+/// `tile` holds `m_eff` rows of `n_need` scores, `BC` floats apart.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn softmax_tile<S: Simd>(
+    s: S,
+    r: &Rows<'_>,
+    m: &mut [f32],
+    l: &mut [f32],
+    c0: usize,
+    t: usize,
+    m_eff: usize,
+    n_need: usize,
+    tile: *mut f32,
+) {
+    for row_i in 0..m_eff {
+        let i = t + row_i;
+        // 0 for rows of the first tile that do not see this block yet.
+        let visible = r.kv_end(i).saturating_sub(c0).min(n_need);
+        // SAFETY: row row_i of the tile holds n_need ≤ BC valid scores.
+        let row = unsafe { core::slice::from_raw_parts_mut(tile.add(row_i * BC), n_need) };
+        let li = i - r.q0;
+        let (m_new, sum) = softmax_row(s, row, visible, m[li]);
+        let alpha = rescale(m[li], m_new);
+        l[li] = l[li] * alpha + sum;
+        m[li] = m_new;
+        if alpha != 1.0 {
+            // SAFETY: output row i has d elements.
+            unsafe { scale_row(s, r.o_row(i), r.d, alpha) };
+        }
+    }
+}
+
+/// O += P·V for one tile: keys every row of the tile sees go through the
+/// tile kernel; the few diagonal keys only later rows see go row by row, so
+/// a row never multiplies a V row it must not see (0·NaN = NaN).
+///
+/// # Safety
+/// `tile` holds the tile's numerators (`n_need` per row, `BC` apart); `vp`
+/// holds the block's `n_need` V rows, `d` floats apart.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pv_tile<S: Simd, const NV: usize>(
+    s: S,
+    r: &Rows<'_>,
+    c0: usize,
+    t: usize,
+    m_eff: usize,
+    n_need: usize,
+    tile: *const f32,
+    vp: *const f32,
+) {
+    let (d, nr) = (r.d, NV * S::F32_LANES);
+    let epi_o = TileEpi {
+        alpha: 1.0,
+        c_scale: Some(1.0),
+        bias: core::ptr::null(),
+        act: Identity,
+        mul: core::ptr::null(),
+        mul_rs: 0,
+    };
+    let common = r.kv_end(t).saturating_sub(c0).min(n_need);
+    for d0 in (0..d).step_by(nr) {
+        let n_eff = nr.min(d - d0);
+        // SAFETY: P rows are in the tile (n_need columns, stride BC); V rows
+        // 0..n_need of vp have columns d0..d0+n_eff ≤ d; output rows
+        // t..t+m_eff exist.
+        unsafe {
+            if common > 0 {
+                microkernel_narrowing::<S, Identity, MR, NV, false, false>(
+                    s,
+                    common,
+                    tile,
+                    BC,
+                    1,
+                    vp.add(d0),
+                    d,
+                    r.o_row(t).add(d0),
+                    d,
+                    m_eff,
+                    n_eff,
+                    &epi_o,
+                );
+            }
+            for row_i in 0..m_eff {
+                let vis = (r.kv_end(t + row_i) - c0).min(n_need);
+                if vis > common {
+                    microkernel_narrowing::<S, Identity, MR, NV, false, false>(
+                        s,
+                        vis - common,
+                        tile.add(row_i * BC + common),
+                        BC,
+                        1,
+                        vp.add(common * d + d0),
+                        d,
+                        r.o_row(t + row_i).add(d0),
+                        d,
+                        1,
+                        n_eff,
+                        &epi_o,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// O = O/l out of scratch into the output view, and the LSE when asked.
+#[inline(always)]
+fn finish<S: Simd>(s: S, r: &Rows<'_>, m: &[f32], l: &[f32]) {
+    let p = r.p;
+    for i in r.q0..r.q1 {
+        let li = i - r.q0;
+        let l = l[li];
+        // l = 0 only when every score was −∞: the row is all zeros (as
+        // PyTorch), never 0/0.
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        // SAFETY: output row i has d elements in the scratch and the view.
+        unsafe { scale_row_to(s, r.o_row(i), r.o_dst(i), r.d, inv) };
+        if !p.lse.is_null() {
+            // m is in log2 units.
+            let lse = if l > 0.0 {
+                (m[li] + l.log2()) * core::f32::consts::LN_2
+            } else {
+                f32::NEG_INFINITY
+            };
+            // SAFETY: lse has batch·heads·lq elements (validated).
+            unsafe { *p.lse.add((r.b * p.heads + r.h) * p.lq + i) = lse };
+        }
+    }
+}
+
+/// Whether a Kᵀ panel goes through [`crate::arch::x86::transpose16`]: full
+/// 64-key panels with `d` a multiple of 16, at the AVX-512 level (its token
+/// proves AVX-512F; constant-folded per level).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose_avx512<S: Simd>(nr: usize, w: usize, d: usize) -> bool {
+    crate::arch::x86::is_v4::<S>() && nr == 64 && w == nr && d.is_multiple_of(16)
 }

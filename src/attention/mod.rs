@@ -5,7 +5,8 @@
 //!   [`HeadsMut`]) in BSHD, BHSD or any strided layout (e.g. straight out of
 //!   a fused QKV projection);
 //! - `flash`: prefill, KV-outer flash schedule on the matmul microkernel;
-//! - `decode`: few queries against a long KV cache, split-KV across threads.
+//! - `decode`: few queries against a long KV cache, split-KV across threads;
+//! - `softmax`: the online softmax's row operations both share.
 //!
 //! Causal masking is bottom-right aligned (FlashAttention-2, llama.cpp):
 //! query i sees keys `j ≤ i + (kv_len − q_len)`, so a decode step is the
@@ -14,6 +15,7 @@
 
 mod decode;
 mod flash;
+mod softmax;
 pub mod view;
 
 pub use view::{HeadsMut, HeadsRef};

@@ -1,0 +1,129 @@
+//! The online softmax's row operations, shared by the flash prefill
+//! ([`super::flash`]) and decode ([`super::decode`]): scores are in log2
+//! units (the `1/√d` scale is folded with `log2 e` into Q), so every
+//! exponential is one `2^x`.
+
+use crate::math;
+use pulp::Simd;
+
+/// Masks `row[visible..]`, and turns `row[..visible]` into the softmax
+/// numerators `2^(row − m_use)` (row in log2 units), where
+/// `m_new = max(m_old, max(row))` and `m_use` is `m_new`, or 0 when that is
+/// −∞. Returns `(m_new, Σ numerators)`.
+///
+/// A +∞ score (an f32 overflow of q·k) takes the limit: the numerators are 1
+/// for +∞ scores and 0 for the rest, rather than `exp(∞ − ∞)` = NaN.
+#[inline(always)]
+pub(crate) fn softmax_row<S: Simd>(
+    s: S,
+    row: &mut [f32],
+    visible: usize,
+    m_old: f32,
+) -> (f32, f32) {
+    let (head, tail) = row.split_at_mut(visible);
+    tail.fill(0.0);
+    let mut mx = s.splat_f32s(f32::NEG_INFINITY);
+    {
+        let (v, t) = S::as_simd_f32s(head);
+        for &x in v {
+            mx = s.max_f32s(mx, x);
+        }
+        if !t.is_empty() {
+            let x = s.partial_load_f32s(t);
+            let x = s.select_f32s(
+                s.mask_between_m32s(0, t.len() as u32).mask(),
+                x,
+                s.splat_f32s(f32::NEG_INFINITY),
+            );
+            mx = s.max_f32s(mx, x);
+        }
+    }
+    let m_new = s.reduce_max_f32s(mx).max(m_old);
+    if m_new == f32::INFINITY {
+        let mut n = 0.0;
+        for x in head.iter_mut() {
+            *x = if *x == f32::INFINITY {
+                n += 1.0;
+                1.0
+            } else {
+                0.0
+            };
+        }
+        return (m_new, n);
+    }
+    let m_use = if m_new == f32::NEG_INFINITY {
+        0.0
+    } else {
+        m_new
+    };
+    let mv = s.splat_f32s(m_use);
+    let mut sum = s.splat_f32s(0.0);
+    let (v, t) = S::as_mut_simd_f32s(head);
+    for x in v.iter_mut() {
+        *x = math::exp2_nonpos(s, s.sub_f32s(*x, mv));
+        sum = s.add_f32s(sum, *x);
+    }
+    let mut total = s.reduce_sum_f32s(sum);
+    if !t.is_empty() {
+        let x = math::exp2_nonpos(s, s.sub_f32s(s.partial_load_f32s(t), mv));
+        s.partial_store_f32s(t, x);
+        total += t.iter().sum::<f32>();
+    }
+    (m_new, total)
+}
+
+/// The factor `2^(m_old − m_new)` (log2 units) that rescales a row's running
+/// sum and output when its running max moves from `m_old` to `m_new` (0 from
+/// an empty start, 1 when the max stays, including at +∞).
+#[inline(always)]
+pub(crate) fn rescale(m_old: f32, m_new: f32) -> f32 {
+    if m_old == f32::NEG_INFINITY {
+        0.0
+    } else if m_old == m_new {
+        1.0
+    } else {
+        (m_old - m_new).exp2()
+    }
+}
+
+/// `row[..d] *= f`.
+///
+/// # Safety
+/// `row` valid for `d` reads and writes.
+#[inline(always)]
+pub(crate) unsafe fn scale_row<S: Simd>(s: S, row: *mut f32, d: usize, f: f32) {
+    // SAFETY: the caller's contract.
+    let r = unsafe { core::slice::from_raw_parts_mut(row, d) };
+    let fv = s.splat_f32s(f);
+    let (v, t) = S::as_mut_simd_f32s(r);
+    for x in v.iter_mut() {
+        *x = s.mul_f32s(*x, fv);
+    }
+    for x in t.iter_mut() {
+        *x *= f;
+    }
+}
+
+/// `dst[..d] = src[..d] · f`.
+///
+/// # Safety
+/// `src` valid for `d` reads, `dst` for `d` writes; they do not overlap.
+#[inline(always)]
+pub(crate) unsafe fn scale_row_to<S: Simd>(s: S, src: *const f32, dst: *mut f32, d: usize, f: f32) {
+    // SAFETY: the caller's contract.
+    let (src, dst) = unsafe {
+        (
+            core::slice::from_raw_parts(src, d),
+            core::slice::from_raw_parts_mut(dst, d),
+        )
+    };
+    let fv = s.splat_f32s(f);
+    let (sv, st) = S::as_simd_f32s(src);
+    let (dv, dt) = S::as_mut_simd_f32s(dst);
+    for (y, &x) in dv.iter_mut().zip(sv) {
+        *y = s.mul_f32s(x, fv);
+    }
+    for (y, &x) in dt.iter_mut().zip(st) {
+        *y = x * f;
+    }
+}
