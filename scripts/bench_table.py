@@ -23,6 +23,7 @@ import fnmatch
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def load_criterion(root: Path) -> dict:
 
 
 def group_dates(root: Path) -> dict:
-    """{group_id: the day criterion last wrote its results} (file times)."""
+    """{group_id: the day criterion last wrote its results}, from file times
+    (so wrong for a target directory copied from elsewhere)."""
     dates = {}
     for dirpath, _dirs, files in os.walk(root):
         if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
@@ -198,9 +200,13 @@ def render_markdown(table: list, peers: list, cpu: str, command: str = "", dates
              "from criterion's results in `target/criterion` (`cargo bench`) and the peers timed "
              "by `scripts/peers/torch_bench.py` on the same machine; do not edit by hand.", "",
              f"- CPU: **{cpu}** ({cpu_details()})"]
+    seen = []
     for data in peers:
         names = ", ".join(f"{k} {v}" for k, v in sorted(data["peers"].items()))
-        lines.append(f"- peers: {names} (timed on: {data['cpu']})")
+        line = f"- peers: {names} (timed on: {data['cpu']})"
+        if line not in seen:
+            seen.append(line)
+    lines += seen
     lines += [f"- generated: {datetime.date.today().isoformat()}", "",
               "Speed = peer time / our time (> 1: ours is faster). % peak = GFLOP/s over the "
               "one-core FMA peak measured in the same run, times the threads.", ""]
@@ -228,22 +234,23 @@ def git_commit() -> str:
         return "unknown"
 
 
-def render_summary(table: list, rows: dict, cpu: str, command: str) -> str:
+def render_summary(table: list, rows: dict, cpu: str, command: str, dates=None) -> str:
     """The README's compact table: one thread, rows that have a peer."""
     peak = peak_gflops(rows)
     head = [f"CPU: **{cpu}** ({cpu_details()})"
-            + (f"; one-core FMA peak {peak:.0f} GFLOP/s in the same run" if peak else "")
+            + (f"; one-core FMA peak {peak:.0f} GFLOP/s (the benches' `peak` rows)" if peak else "")
             + f". Generated {datetime.date.today().isoformat()} at commit `{git_commit()}` by "
             f"`{command}` after `cargo bench` and `scripts/peers/torch_bench.py`. "
             "Speed = peer time / ours (> 1: ours is faster).", "",
-            "| benchmark | ours (median) | % peak | peers: median, speed |", "|---|---|---|---|"]
+            "| benchmark | ours (median) | % peak | peers: median, speed | run |", "|---|---|---|---|---|"]
     for r in table:
         if not r["peers"] or threads_of(r["id"]) != 1:
             continue
         pk = f"{r['pct_peak']:.0f}%" if r["pct_peak"] is not None else ""
         peer = "; ".join(f"{p} {fmt_t(pns)}, **{x:.2f}×**" for p, pns, x in r["peers"])
         lines_id = f"{r['group']}/{r['bench']}"
-        head.append(f"| `{lines_id}` | {fmt_t(r['ns'])} | {pk} | {peer} |")
+        when = (dates or {}).get(r["group"], "")
+        head.append(f"| `{lines_id}` | {fmt_t(r['ns'])} | {pk} | {peer} | {when} |")
     return "\n".join(head) + "\n"
 
 
@@ -266,8 +273,13 @@ def main(argv=None) -> int:
                     help="the README's compact table (one thread, rows with a peer)")
     ap.add_argument("--readme", metavar="FILE",
                     help="write --summary between FILE's bench-summary markers")
+    ap.add_argument("--match", metavar="REGEX",
+                    help="only benchmark ids this regular expression finds")
     args = ap.parse_args(argv)
-    rows = {k: v for k, v in load_criterion(Path(args.criterion)).items() if args.filter in k}
+    rows = {k: v for k, v in load_criterion(Path(args.criterion)).items()
+            if args.filter in k and (not args.match or re.search(args.match, k)
+                                     or re.search(r"/peak/", k)
+                                     or v[1].split("/")[0] in CRITERION_PEERS)}
     peers = [load_peers(Path(p)) for p in args.peers]
     cpu = cpu_model()
     for data in peers:
@@ -276,9 +288,9 @@ def main(argv=None) -> int:
     table = join(rows, peers)
     if args.only_peered:
         table = [r for r in table if r["peers"]]
-    command = " ".join(["python3", "scripts/bench_table.py"] + (argv if argv is not None else sys.argv[1:]))
+    command = shlex.join(["python3", "scripts/bench_table.py"] + (argv if argv is not None else sys.argv[1:]))
     if args.summary or args.readme:
-        body = render_summary(table, rows, cpu, command)
+        body = render_summary(table, rows, cpu, command, group_dates(Path(args.criterion)))
         if args.readme:
             path = Path(args.readme)
             path.write_text(replace_between_markers(path.read_text(), body))
