@@ -211,7 +211,7 @@ fn run_nv<S: Simd, const NV: usize>(
         // SAFETY: kt holds npanels·nr·d floats, vp BC·d; nb ≤ BC keys from
         // c0 exist (c0 + nb ≤ kv_max ≤ lk).
         unsafe {
-            pack_kt::<S>(&r, c0, nb, nr, kt);
+            pack_kt(s, &r, c0, nb, nr, kt);
             pack_v(&r, c0, nb, vp);
         }
         // First tile holding a query that sees key c0 (causal); earlier tiles
@@ -271,7 +271,8 @@ fn load_q(r: &Rows<'_>) {
 /// # Safety
 /// Keys c0..c0+nb exist; `kt` holds `ceil(nb/nr)·nr·d` floats.
 #[inline(always)]
-unsafe fn pack_kt<S: Simd>(r: &Rows<'_>, c0: usize, nb: usize, nr: usize, kt: *mut f32) {
+unsafe fn pack_kt<S: Simd>(_s: S, r: &Rows<'_>, c0: usize, nb: usize, nr: usize, kt: *mut f32) {
+    // `S` picks the AVX-512 transpose (x86-64 only).
     let d = r.d;
     // SAFETY: reads key rows c0..c0+nb, d elements each; writes inside kt.
     unsafe {
