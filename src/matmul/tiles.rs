@@ -168,11 +168,14 @@ impl Tile {
     }
 }
 
-/// Whether packing A pays for itself. Measured: reading A in place (6×64
-/// tile on AVX-512) is as fast or faster than packing it (14×32) at every
-/// size when one of A's strides is 1 — rows or columns are then contiguous
-/// streams. Only a layout with no unit stride, where every element would
-/// cost its own cache line, is packed (and only when big enough).
+/// Whether packing A pays for itself. Measured on a 1 MiB-L2 core: reading
+/// A in place (6×64 tile on AVX-512) was as fast or faster than packing it
+/// (14×32) at every size when one of A's strides is 1 — rows or columns are
+/// then contiguous streams. On a 2 MiB-L2 Xeon, packing measured 1–5%
+/// faster on 512³, 1024³ and two GPT-2 projections and 7–16% slower on
+/// 48³–128³: not a rule yet. Only a layout with no unit stride, where every
+/// element would cost its own cache line, is packed (and only when big
+/// enough).
 fn pack_a_pays(p: &Problem, nr: usize) -> bool {
     p.rsa != 1 && p.csa != 1 && p.n > 2 * nr && p.m * p.k >= 64 * 64
 }
