@@ -5,6 +5,8 @@
 //! so `cargo test` does not compile the library a second time as a
 //! unit-test harness (`[lib] test = false`).
 
+mod common;
+
 use pulp::{Simd, WithSimd};
 use transformer_kernels::internals;
 use transformer_kernels::reference::{bf16_value, f16_value};
@@ -294,15 +296,7 @@ fn every_tile_fits_its_registers_and_blocks_in_whole_tiles() {
 
 /// Small deterministic values in [−1, 1).
 fn vals(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    common::layer_input(n, 1, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Every microkernel of this level's width, called directly (not through a
