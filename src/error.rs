@@ -109,10 +109,21 @@ impl fmt::Display for KernelError {
                 "isa {requested} is not available on this CPU (available: {:?})",
                 Isa::available()
             ),
-            KernelError::UnknownIsa { value } => write!(
-                f,
-                "'{value}' is not an instruction set (expected scalar, avx2, avx512 or neon)"
-            ),
+            KernelError::UnknownIsa { value } => {
+                // The names come from `Isa::ALL`, so a new level is listed
+                // without touching this message.
+                write!(f, "'{value}' is not an instruction set (expected ")?;
+                let n = Isa::ALL.len();
+                for (i, isa) in Isa::ALL.iter().enumerate() {
+                    let sep = match i {
+                        0 => "",
+                        _ if i + 1 == n => " or ",
+                        _ => ", ",
+                    };
+                    write!(f, "{sep}{}", isa.name())?;
+                }
+                f.write_str(")")
+            }
             KernelError::ShapeMismatch { msg, .. }
             | KernelError::Empty { msg, .. }
             | KernelError::OutOfBounds { msg, .. }

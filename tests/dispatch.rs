@@ -85,3 +85,14 @@ fn detect_parse_and_env_override() {
     assert_eq!(Parallelism::Threads(3).threads(), 3);
     assert!(Parallelism::Threads(0).threads() >= 1);
 }
+
+#[test]
+fn unknown_isa_message_names_every_level() {
+    let e = "avx1024".parse::<Isa>().unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("'avx1024'"), "{msg}");
+    for isa in Isa::ALL {
+        assert!(msg.contains(isa.name()), "{msg} lacks {}", isa.name());
+    }
+    assert!(msg.ends_with(" or avx512)"), "{msg}");
+}
