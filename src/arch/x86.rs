@@ -227,3 +227,151 @@ pub(crate) unsafe fn transpose16(src: [*const f32; 16], dst: *mut f32, dst_strid
         }
     }
 }
+
+/// `out[j] = scale · Σ_e q[e]·k_j[e]` for keys `j < n ≤ 16`, key `j` at
+/// `k + j·k_stride`: sixteen FMA chains, then one tree that turns the
+/// sixteen partial-sum vectors into one vector of sixteen sums (46
+/// shuffles and adds, against ~10 per key for a reduction per key).
+///
+/// # Safety
+/// AVX-512F is available; `d` is a positive multiple of 16; `q` valid for
+/// `d` reads, each of the `n ≥ 1` key rows for `d` reads; `out` for `n`
+/// writes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn scores16_v4(
+    q: *const f32,
+    k: *const f32,
+    k_stride: usize,
+    n: usize,
+    d: usize,
+    scale: f32,
+    out: *mut f32,
+) {
+    // SAFETY: the caller's contract; rows past n repeat row n − 1 (their
+    // sums are not stored).
+    unsafe {
+        let acc = match d {
+            64 => dots16_v4::<4>(q, k, k_stride, n, d),
+            128 => dots16_v4::<8>(q, k, k_stride, n, d),
+            _ => dots16_v4::<0>(q, k, k_stride, n, d),
+        };
+        // x[p]: 128-bit lanes 0, 1 hold halves of acc[2p]; 2, 3 of acc[2p+1].
+        let x: [__m512; 8] = core::array::from_fn(|p| {
+            let (a, b) = (acc[2 * p], acc[2 * p + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            )
+        });
+        // y[r]: 128-bit lane i holds four floats summing to acc[4r + i].
+        let y: [__m512; 4] = core::array::from_fn(|r| {
+            let (a, b) = (x[2 * r], x[2 * r + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            )
+        });
+        // z[t], lane i: two floats summing to acc[8t + i], two to acc[8t + 4 + i].
+        let z: [__m512; 2] = core::array::from_fn(|t| {
+            let (a, b) = (y[2 * t], y[2 * t + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_ps::<0b11_01_11_01>(a, b),
+            )
+        });
+        // Element 4i + e of w is the sum of acc[4e + i].
+        let w = _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(z[0], z[1]),
+            _mm512_shuffle_ps::<0b11_01_11_01>(z[0], z[1]),
+        );
+        let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        let sums = _mm512_permutexvar_ps(idx, w);
+        let m: __mmask16 = if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
+        _mm512_mask_storeu_ps(out, m, _mm512_mul_ps(sums, _mm512_set1_ps(scale)));
+    }
+}
+
+/// The sixteen partial-sum vectors of [`scores16_v4`]: per key, the FMA
+/// chain over `d` (split in two), with `q` in `NV` registers when `d` is
+/// `16·NV` (`NV = 0`: any multiple of 16, `q` read from L1).
+///
+/// # Safety
+/// As [`scores16_v4`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn dots16_v4<const NV: usize>(
+    q: *const f32,
+    k: *const f32,
+    k_stride: usize,
+    n: usize,
+    d: usize,
+) -> [__m512; 16] {
+    // SAFETY: the caller's contract; rows past n repeat row n − 1.
+    unsafe {
+        let qv: [__m512; NV] = core::array::from_fn(|c| _mm512_loadu_ps(q.add(16 * c)));
+        core::array::from_fn(|j| {
+            let r = k.add(j.min(n - 1) * k_stride);
+            let (mut a, mut b) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            if NV > 0 {
+                for c in (0..NV).step_by(2) {
+                    a = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(r.add(16 * c)), a);
+                    if c + 1 < NV {
+                        b = _mm512_fmadd_ps(qv[c + 1], _mm512_loadu_ps(r.add(16 * c + 16)), b);
+                    }
+                }
+            } else {
+                for e in (0..d).step_by(16) {
+                    a = _mm512_fmadd_ps(_mm512_loadu_ps(q.add(e)), _mm512_loadu_ps(r.add(e)), a);
+                }
+            }
+            _mm512_add_ps(a, b)
+        })
+    }
+}
+
+/// [`scores16_v4`] for AVX2: eight keys, `d` a positive multiple of 8.
+///
+/// # Safety
+/// AVX2 and FMA are available; `q` valid for `d` reads, each of the
+/// `n ≥ 1` (≤ 8) key rows for `d` reads; `out` for `n` writes.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scores8_v3(
+    q: *const f32,
+    k: *const f32,
+    k_stride: usize,
+    n: usize,
+    d: usize,
+    scale: f32,
+    out: *mut f32,
+) {
+    // SAFETY: as scores16_v4.
+    unsafe {
+        let rows: [*const f32; 8] = core::array::from_fn(|j| k.add(j.min(n - 1) * k_stride));
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for e in (0..d).step_by(8) {
+            let qv = _mm256_loadu_ps(q.add(e));
+            for j in 0..8 {
+                acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows[j].add(e)), acc[j]);
+            }
+        }
+        // hadd twice: 128-bit lane L of u[t] holds the half-L sums of
+        // acc[4t..4t + 4]; adding the two halves gives the eight sums.
+        let t: [__m256; 4] = core::array::from_fn(|p| _mm256_hadd_ps(acc[2 * p], acc[2 * p + 1]));
+        let u0 = _mm256_hadd_ps(t[0], t[1]);
+        let u1 = _mm256_hadd_ps(t[2], t[3]);
+        let sums = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(u0, u1),
+            _mm256_permute2f128_ps::<0x31>(u0, u1),
+        );
+        let sums = _mm256_mul_ps(sums, _mm256_set1_ps(scale));
+        if n >= 8 {
+            _mm256_storeu_ps(out, sums);
+        } else {
+            let mut buf = [0.0f32; 8];
+            _mm256_storeu_ps(buf.as_mut_ptr(), sums);
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), out, n);
+        }
+    }
+}
