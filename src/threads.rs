@@ -5,10 +5,34 @@ use crate::isa::Parallelism;
 
 /// How many threads to use for `work` units when each thread should get at
 /// least `min_per_thread` of them (at most the requested count, at least 1).
+///
+/// `min_per_thread` is sized for a call from outside the pool, which wakes
+/// the pool's threads and parks the caller. Called from inside the pool
+/// (a caller that wraps a whole sequence of kernels in [`install`], as the
+/// model's forward step does), the other workers are still spinning from
+/// the last parallel section and a fork costs a few microseconds, so an
+/// eighth of that work per thread already pays.
 pub(crate) fn threads_for(par: Parallelism, work: usize, min_per_thread: usize) -> usize {
     let want = par.threads().max(1);
-    let by_work = (work / min_per_thread.max(1)).max(1);
+    let min = if in_pool() {
+        min_per_thread / IN_POOL_DISCOUNT
+    } else {
+        min_per_thread
+    };
+    let by_work = (work / min.max(1)).max(1);
     want.min(by_work)
+}
+
+/// How much less work per thread pays from inside the pool (see
+/// [`threads_for`]).
+const IN_POOL_DISCOUNT: usize = 8;
+
+/// Whether the calling thread is one of a rayon pool's workers.
+fn in_pool() -> bool {
+    #[cfg(feature = "rayon")]
+    return rayon::current_thread_index().is_some();
+    #[cfg(not(feature = "rayon"))]
+    false
 }
 
 /// Runs `f` inside a pool of `n` threads (`n > 1`), or on the caller when

@@ -501,7 +501,11 @@ impl LlamaLayer {
         cfg: &Config,
         times: Option<&mut LlamaStageTimes>,
     ) -> Result<(), KernelError> {
-        self.run(x, cache, scratch, cfg, times)
+        // Inside the pool, the layer's ~10 parallel sections fork from a
+        // worker (see `threads::threads_for`).
+        crate::threads::install(cfg.parallelism.threads(), || {
+            self.run(x, cache, scratch, cfg, times)
+        })
     }
 
     /// As [`LlamaLayer::forward_with`], every kernel on `simd`, one thread:

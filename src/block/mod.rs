@@ -392,7 +392,11 @@ impl Gpt2Layer {
         cfg: &Config,
         times: Option<&mut StageTimes>,
     ) -> Result<(), KernelError> {
-        self.run(x, cache, cfg, times)
+        // Inside the pool, the layer's ~10 parallel sections fork from a
+        // worker (see `threads::threads_for`).
+        crate::threads::install(cfg.parallelism.threads(), || {
+            self.run(x, cache, cfg, times)
+        })
     }
 
     /// As [`Gpt2Layer::forward`], every kernel on `simd`, one thread: for

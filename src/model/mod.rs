@@ -355,9 +355,8 @@ impl LlamaModel {
         cache: &mut ModelCache,
         all_logits: bool,
         cfg: &Config,
-        mut times: Option<&mut LlamaStageTimes>,
+        times: Option<&mut LlamaStageTimes>,
     ) -> Result<&[f32], KernelError> {
-        let d = self.dims.d;
         let n = tokens.len();
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
             return Err(KernelError::bounds(
@@ -372,6 +371,25 @@ impl LlamaModel {
             self.logits.clear();
             return Ok(&self.logits);
         }
+        // The whole step runs inside the thread pool: every kernel's
+        // parallel section then starts from a worker (its helpers are still
+        // spinning from the last one) instead of waking the pool from
+        // outside and parking the caller — ~150 parallel sections a token.
+        let threads = cfg.parallelism.threads();
+        crate::threads::install(threads, || self.step(tokens, cache, all_logits, cfg, times))?;
+        Ok(&self.logits)
+    }
+
+    /// The body of [`LlamaModel::forward_timed`] after its checks.
+    fn step(
+        &mut self,
+        tokens: &[u32],
+        cache: &mut ModelCache,
+        all_logits: bool,
+        cfg: &Config,
+        mut times: Option<&mut LlamaStageTimes>,
+    ) -> Result<(), KernelError> {
+        let (d, n) = (self.dims.d, tokens.len());
         self.x.resize(n * d, 0.0);
         let emb = self.embed.view();
         for (i, &t) in tokens.iter().enumerate() {
@@ -410,7 +428,6 @@ impl LlamaModel {
             0.0,
             Epilogue::None,
             cfg,
-        )?;
-        Ok(&self.logits)
+        )
     }
 }
