@@ -9,12 +9,14 @@
 //! cargo run --release --example generate -- --model PATH \
 //!     --prompt "It was the best of times, it was the worst of times," \
 //!     [--max-tokens 64] [--threads P] [--weights q4_1|q8_0|q4_0|bf16|f16|f32] \
-//!     [--isa avx512|avx2|neon|scalar] [--int8] [--chat] [--repeat-prompt N]
+//!     [--isa avx512|avx2|neon|scalar] [--int8] [--kv-f16] [--chat] [--repeat-prompt N]
 //! ```
 //!
 //! `--int8` multiplies the block-format weights with activations quantized
 //! per 32 to i8 (`LlamaModel::set_int8`, llama.cpp's scheme; AVX-512 VNNI
 //! where the CPU has it);
+//! `--kv-f16` keeps the KV cache in f16 (`LlamaModel::new_cache_f16`, as
+//! llama.cpp's default cache);
 //! `--chat` wraps the prompt in the model's chat turns (ChatML:
 //! `<|im_start|>user … <|im_end|>` then the assistant's turn);
 //! `--repeat-prompt N` repeats the prompt N times (long-prompt timing);
@@ -36,6 +38,7 @@ struct Args {
     repeat: usize,
     quiet: bool,
     int8: bool,
+    kv_f16: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -50,6 +53,7 @@ fn parse() -> Result<Args, String> {
         repeat: 1,
         quiet: false,
         int8: false,
+        kv_f16: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -65,6 +69,7 @@ fn parse() -> Result<Args, String> {
             "--chat" => a.chat = true,
             "--quiet" => a.quiet = true,
             "--int8" => a.int8 = true,
+            "--kv-f16" => a.kv_f16 = true,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -119,7 +124,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut model = LlamaModel::from_gguf(&file, args.weights, max_len)?;
     model.set_int8(args.int8);
     drop(file);
-    let mut cache = model.new_cache(max_len);
+    let mut cache = if args.kv_f16 {
+        model.new_cache_f16(max_len)
+    } else {
+        model.new_cache(max_len)
+    };
     let load = t0.elapsed();
 
     let t1 = Instant::now();

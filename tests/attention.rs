@@ -2,7 +2,9 @@
 //! this CPU runs, over random shapes, GQA groupings, causal/non-causal,
 //! scales and layouts (BSHD, BHSD, strided from a fused QKV buffer); decode
 //! against the last row of a full causal pass; thread invariance; −∞ rows;
-//! every error path.
+//! every error path. f16 keys and values give exactly the f32 result on
+//! their widened values (the widening is exact; the kernels then do the
+//! same arithmetic), on every level, one thread and two.
 //!
 //! Tolerance per output element, u = 2⁻²⁴: a score is an FMA chain over D,
 //! scaled by the rounded `scale·log2 e` (the kernel works in log2 units), so
@@ -204,17 +206,7 @@ fn run_on(c: &Case, t: &Tensors, on: On) -> (Vec<f32>, Vec<f32>) {
     }
     // Back to BSHD order for comparison.
     if c.lay == Lay::Bhsd {
-        let mut o2 = vec![0.0; out.len()];
-        for b in 0..c.b {
-            for h in 0..c.h {
-                for i in 0..c.lq {
-                    let src = ((b * c.h + h) * c.lq + i) * c.d;
-                    let dst = ((b * c.lq + i) * c.h + h) * c.d;
-                    o2[dst..dst + c.d].copy_from_slice(&out[src..src + c.d]);
-                }
-            }
-        }
-        out = o2;
+        out = bhsd_to_bshd(c, &out);
     }
     (out, lse)
 }
@@ -260,6 +252,110 @@ proptest! {
             compare(&format!("scalar128b {par:?} lse {c:?}"), &lse, &want_lse, tol + 1e-5);
         }
     }
+}
+
+/// `x` rounded to f16, and those values widened back to f32.
+fn halves(x: &[f32]) -> (Vec<half::f16>, Vec<f32>) {
+    let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+    let w = h.iter().map(|v| v.to_f32()).collect();
+    (h, w)
+}
+
+/// Runs the case with K and V given as f16 views over `k16`/`v16` (or the
+/// fused buffer `qkv16`), laid out as the f32 views of `t` are.
+fn run_f16(
+    c: &Case,
+    t: &Tensors,
+    (k16, v16, qkv16): (&[half::f16], &[half::f16], &[half::f16]),
+    on: On,
+) -> (Vec<f32>, Vec<f32>) {
+    let (q, k, v) = c.views(t);
+    let (kd, vd) = if c.fused() {
+        (&qkv16[c.h * c.d..], &qkv16[2 * c.h * c.d..])
+    } else {
+        (k16, v16)
+    };
+    let view = |data, x: &HeadsRef<'_>| {
+        HeadsRef::strided(
+            data,
+            x.batch(),
+            x.seq(),
+            x.heads(),
+            x.head_dim(),
+            x.strides(),
+        )
+        .unwrap()
+    };
+    let (k, v) = (view(kd, &k), view(vd, &v));
+    let mut out = vec![f32::NAN; c.b * c.lq * c.h * c.d];
+    let mut lse = vec![f32::NAN; c.b * c.h * c.lq];
+    let om = if c.lay == Lay::Bhsd {
+        HeadsMut::bhsd(&mut out, c.b, c.lq, c.h, c.d).unwrap()
+    } else {
+        HeadsMut::bshd(&mut out, c.b, c.lq, c.h, c.d).unwrap()
+    };
+    match on {
+        On::Cfg(cfg) => attention_with_lse(om, q, k, v, &c.opts(), &mut lse, &cfg).unwrap(),
+        On::Lanes4(par) => generic::attention(
+            pulp::Scalar128b,
+            par,
+            om,
+            q,
+            k,
+            v,
+            &c.opts(),
+            Some(&mut lse),
+        )
+        .unwrap(),
+    }
+    (out, lse)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+    #[test]
+    fn f16_keys_and_values_give_the_f32_result_on_their_widened_values(c in case()) {
+        let t = c.tensors();
+        let ((k16, kw), (v16, vw), (qkv16, qkvw)) = (halves(&t.k), halves(&t.v), halves(&t.qkv));
+        // The f32 run sees the widened values (the fused buffer's q too, so
+        // both runs have the same queries).
+        let tw = Tensors { q: t.q.clone(), k: kw, v: vw, qkv: qkvw };
+        let bufs = (&k16[..], &v16[..], &qkv16[..]);
+        let mut ons: Vec<On> = configs()
+            .into_iter()
+            .flat_map(|cfg| {
+                let two = Config { isa: cfg.isa, parallelism: Parallelism::Threads(2) };
+                [On::Cfg(cfg), On::Cfg(two)]
+            })
+            .collect();
+        ons.extend([On::Lanes4(Parallelism::Serial), On::Lanes4(Parallelism::Threads(2))]);
+        for on in ons {
+            let (want, want_lse) = run_on(&c, &tw, on);
+            let (got, got_lse) = run_f16(&c, &tw, bufs, on);
+            // run_on reorders BHSD output to BSHD; compare in BSHD order.
+            let got = if c.lay == Lay::Bhsd { bhsd_to_bshd(&c, &got) } else { got };
+            let same = |a: &[f32], b: &[f32]| {
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            };
+            prop_assert!(same(&got, &want), "out differs {c:?}");
+            prop_assert!(same(&got_lse, &want_lse), "lse differs {c:?}");
+        }
+    }
+}
+
+fn bhsd_to_bshd(c: &Case, out: &[f32]) -> Vec<f32> {
+    let mut o2 = vec![0.0; out.len()];
+    for b in 0..c.b {
+        for h in 0..c.h {
+            for i in 0..c.lq {
+                let src = ((b * c.h + h) * c.lq + i) * c.d;
+                let dst = ((b * c.lq + i) * c.h + h) * c.d;
+                o2[dst..dst + c.d].copy_from_slice(&out[src..src + c.d]);
+            }
+        }
+    }
+    o2
 }
 
 #[test]
@@ -560,7 +656,7 @@ fn empty_and_error_paths() {
     .unwrap();
     o.fill(7.0);
     // kv_len = 0.
-    let k0 = HeadsRef::bshd(&[], 2, 0, 4, 16).unwrap();
+    let k0 = HeadsRef::<f32>::bshd(&[], 2, 0, 4, 16).unwrap();
     let e = attention(
         HeadsMut::bshd(&mut o, 2, 8, 4, 16).unwrap(),
         q,
@@ -631,7 +727,7 @@ fn empty_and_error_paths() {
     attention(
         HeadsMut::bshd(&mut [], 0, 8, 4, 16).unwrap(),
         HeadsRef::bshd(&[], 0, 8, 4, 16).unwrap(),
-        HeadsRef::bshd(&[], 0, 0, 4, 16).unwrap(),
+        HeadsRef::<f32>::bshd(&[], 0, 0, 4, 16).unwrap(),
         HeadsRef::bshd(&[], 0, 0, 4, 16).unwrap(),
         &causal,
         &cfg,

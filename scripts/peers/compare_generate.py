@@ -12,7 +12,9 @@ the CPU model) and writes the raw figures as JSON.
         [--weights stored stored+int8 q8_0] [--runs 5] [--json out.json]
 
 A weights entry is `stored` (the file's formats) or a `--weights` format of
-the example, with `+int8` for the int8 activation mode (`--int8`).
+the example, with `+int8` for the int8 activation mode (`--int8`) and
+`+kv16` for an f16 KV cache (`--kv-f16`, llama.cpp's default), in any
+combination (`stored+int8+kv16`).
 """
 
 import argparse
@@ -38,13 +40,16 @@ def ours(model, threads, weights, repeat, max_tokens):
     cmd = [str(ROOT / "target/release/examples/generate"), "--model", model, "--quiet",
            "--threads", str(threads), "--repeat-prompt", str(repeat),
            "--max-tokens", str(max_tokens)]
-    base, _, mode = weights.partition("+")
+    base, *modes = weights.split("+")
     if base != "stored":
         cmd += ["--weights", base]
-    if mode == "int8":
-        cmd += ["--int8"]
-    elif mode:
-        raise SystemExit(f"unknown weights mode {mode!r} (only +int8)")
+    for mode in modes:
+        if mode == "int8":
+            cmd += ["--int8"]
+        elif mode == "kv16":
+            cmd += ["--kv-f16"]
+        else:
+            raise SystemExit(f"unknown weights mode {mode!r} (+int8, +kv16)")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return parse_ours(out)
 

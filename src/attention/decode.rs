@@ -24,12 +24,68 @@ use pulp::Simd;
 const SB: usize = 64;
 
 /// Scratch reused across jobs on one thread.
-#[derive(Default)]
 pub(crate) struct Scratch {
     scores: Vec<f32>,
     o: Vec<f32>,
     m: Vec<f32>,
     l: Vec<f32>,
+    /// A sub-block's K and V rows widened from f16, `[SB][H_kv][d]`, on
+    /// 64-byte lines (a 512-bit load that splits two lines costs two).
+    kw: Wide,
+    vw: Wide,
+}
+
+type Wide = aligned_vec::AVec<f32, aligned_vec::ConstAlign<64>>;
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            scores: Vec::new(),
+            o: Vec::new(),
+            m: Vec::new(),
+            l: Vec::new(),
+            kw: Wide::new(64),
+            vw: Wide::new(64),
+        }
+    }
+}
+
+/// Rows `(b, t0..t0 + n, 0..kv_heads)` of the f16 view at `src` (layout
+/// `l`), widened into `dst` as `[n][kv_heads][d]`.
+///
+/// # Safety
+/// `src` points at f16 elements and those rows are inside its view; `dst`
+/// holds `n·kv_heads·d` floats.
+#[inline(always)]
+unsafe fn widen_rows<S: Simd>(
+    src: *const f32,
+    l: &crate::attention::view::Layout,
+    b: usize,
+    t0: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    use crate::quant::f16;
+    let (kvh, d, lanes) = (l.heads, l.dim, S::F32_LANES);
+    let src = src.cast::<f16>();
+    for t in 0..n {
+        for hk in 0..kvh {
+            // SAFETY: the caller's contract; row (t, hk) of dst is inside it.
+            unsafe {
+                let from = src.add(l.offset(b, t0 + t, hk));
+                let to = dst.as_mut_ptr().add((t * kvh + hk) * d);
+                let mut e = 0;
+                while e + lanes <= d {
+                    let x = crate::quant::simd::f16s::<S>(from.add(e));
+                    (to.add(e) as *mut S::f32s).write_unaligned(x);
+                    e += lanes;
+                }
+                for e in e..d {
+                    *to.add(e) = (*from.add(e)).to_f32();
+                }
+            }
+        }
+    }
 }
 
 /// `Σ_d a[d]·b[d]` for `d` contiguous floats.
@@ -244,7 +300,13 @@ pub(crate) unsafe fn chunk<S: Simd>(
     part_stride: usize,
 ) {
     let (h_n, d, g) = (p.heads, p.dim, p.group);
-    let (ks, vs) = (p.kl.strides[1], p.vl.strides[1]);
+    let kvh = h_n / g;
+    // f16 K and V are read through a widened copy of each sub-block.
+    let (ks, vs) = if p.kv16 {
+        (kvh * d, kvh * d)
+    } else {
+        (p.kl.strides[1], p.vl.strides[1])
+    };
     let step = score_keys::<S>();
     sc.scores.resize(SB, 0.0);
     sc.o.clear();
@@ -260,10 +322,22 @@ pub(crate) unsafe fn chunk<S: Simd>(
         let mut s0 = c0;
         while s0 < c1 {
             let sb = SB.min(c1 - s0);
+            if p.kv16 {
+                sc.kw.resize(SB * kvh * d, 0.0);
+                sc.vw.resize(SB * kvh * d, 0.0);
+                widen_rows::<S>(p.k, &p.kl, b, s0, sb, &mut sc.kw);
+                widen_rows::<S>(p.v, &p.vl, b, s0, sb, &mut sc.vw);
+            }
             for h in 0..h_n {
                 let hk = h / g;
-                let k = p.k.add(p.kl.offset(b, s0, hk));
-                let v = p.v.add(p.vl.offset(b, s0, hk));
+                let (k, v) = if p.kv16 {
+                    (sc.kw.as_ptr().add(hk * d), sc.vw.as_ptr().add(hk * d))
+                } else {
+                    (
+                        p.k.add(p.kl.offset(b, s0, hk)),
+                        p.v.add(p.vl.offset(b, s0, hk)),
+                    )
+                };
                 let q = p.q.add(p.ql.offset(b, i, h));
                 for j0 in (0..sb).step_by(step) {
                     let n = step.min(sb - j0);

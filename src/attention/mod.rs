@@ -18,7 +18,7 @@ mod flash;
 mod softmax;
 pub mod view;
 
-pub use view::{HeadsMut, HeadsRef};
+pub use view::{HeadsElem, HeadsMut, HeadsRef};
 
 use crate::error::KernelError;
 use crate::isa::{Config, Level, Parallelism, Token};
@@ -41,10 +41,14 @@ pub struct AttentionOptions {
 pub(crate) struct Attn {
     pub q: *const f32,
     pub ql: Layout,
+    /// f32, or IEEE halves when `kv16` (read only by the decode path; the
+    /// prefill path gets f32 copies).
     pub k: *const f32,
     pub kl: Layout,
     pub v: *const f32,
     pub vl: Layout,
+    /// `k` and `v` point at [`half::f16`] elements.
+    pub kv16: bool,
     pub o: *mut f32,
     pub ol: Layout,
     /// Null, or `batch·heads·lq` floats.
@@ -80,6 +84,10 @@ const MIN_KEYS_PER_CHUNK: usize = 256;
 ///
 /// Shapes: `q` and `out` `[B, q_len, H, D]`; `k` and `v` `[B, kv_len, H_kv,
 /// D]` with `H_kv` dividing `H` (grouped-query / multi-query attention).
+/// `k` and `v` are f32, or both [`half::f16`] (an f16 KV cache): the result
+/// is then exactly the f32 one on their widened values — the decode path
+/// widens each block of keys as it reads it (half the bytes from memory),
+/// the prefill path works on f32 copies (`kv_len·H_kv·D` floats each).
 /// A row whose scores are all −∞ (reachable only through −∞ inputs) is all
 /// zeros, as in PyTorch.
 ///
@@ -100,11 +108,11 @@ const MIN_KEYS_PER_CHUNK: usize = 256;
 /// - [`KernelError::IsaUnavailable`].
 ///
 /// Batch, heads or `q_len` = 0 is a no-op.
-pub fn attention(
+pub fn attention<T: HeadsElem>(
     out: HeadsMut<'_>,
     q: HeadsRef<'_>,
-    k: HeadsRef<'_>,
-    v: HeadsRef<'_>,
+    k: HeadsRef<'_, T>,
+    v: HeadsRef<'_, T>,
     opts: &AttentionOptions,
     cfg: &Config,
 ) -> Result<(), KernelError> {
@@ -120,11 +128,11 @@ pub fn attention(
 /// # Errors
 /// As [`attention`], plus [`KernelError::ShapeMismatch`] (`lse`) if its
 /// length is not `batch·heads·q_len`.
-pub fn attention_with_lse(
+pub fn attention_with_lse<T: HeadsElem>(
     out: HeadsMut<'_>,
     q: HeadsRef<'_>,
-    k: HeadsRef<'_>,
-    v: HeadsRef<'_>,
+    k: HeadsRef<'_, T>,
+    v: HeadsRef<'_, T>,
     opts: &AttentionOptions,
     lse: &mut [f32],
     cfg: &Config,
@@ -155,13 +163,13 @@ pub mod generic {
     /// checks and errors, except the ISA one: holding a token proves the
     /// CPU runs it.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention<S: Simd>(
+    pub fn attention<S: Simd, T: HeadsElem>(
         simd: S,
         parallelism: Parallelism,
         out: HeadsMut<'_>,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, T>,
+        v: HeadsRef<'_, T>,
         opts: &AttentionOptions,
         lse: Option<&mut [f32]>,
     ) -> Result<(), KernelError> {
@@ -172,11 +180,11 @@ pub mod generic {
 /// Validates, then runs at `level` on up to `par` threads. `isa_ok` is the
 /// entry point's ISA check, reported after the shape errors.
 #[allow(clippy::too_many_arguments)]
-fn attention_impl<L: Level>(
+fn attention_impl<L: Level, T: HeadsElem>(
     mut out: HeadsMut<'_>,
     q: HeadsRef<'_>,
-    k: HeadsRef<'_>,
-    v: HeadsRef<'_>,
+    k: HeadsRef<'_, T>,
+    v: HeadsRef<'_, T>,
     opts: &AttentionOptions,
     lse: Option<&mut [f32]>,
     level: L,
@@ -266,13 +274,23 @@ fn attention_impl<L: Level>(
     if dim == 0 {
         return Ok(());
     }
+    let decode = lq <= DECODE_MAX_Q;
+    // f16 keys and values: the decode path widens each sub-block as it
+    // reads it (half the bytes from memory); prefill, whose cost is
+    // q_len·kv_len, runs on f32 copies made here (kv_len·H_kv·D each).
+    let widened = (T::F16 && !decode).then(|| (widen_heads(&k), widen_heads(&v)));
+    let (kp, kl, vp, vl) = match &widened {
+        Some(((kw, kl), (vw, vl))) => (kw.as_ptr(), *kl, vw.as_ptr(), *vl),
+        None => (k.ptr().cast::<f32>(), kl, v.ptr().cast::<f32>(), vl),
+    };
     let p = Attn {
         q: q.ptr(),
         ql,
-        k: k.ptr(),
+        k: kp,
         kl,
-        v: v.ptr(),
+        v: vp,
         vl,
+        kv16: T::F16 && decode,
         o: out.ptr(),
         ol,
         lse: lse.map_or(core::ptr::null_mut(), |l| l.as_mut_ptr()),
@@ -286,11 +304,28 @@ fn attention_impl<L: Level>(
         dim,
     };
     let nt = par.threads();
-    if lq <= DECODE_MAX_Q {
+    if decode {
         run_decode(level, &p, nt)
     } else {
         run_prefill(level, &p, nt)
     }
+}
+
+/// `x` widened to f32, contiguous `[batch, seq, heads, head_dim]`, and that
+/// layout.
+fn widen_heads<T: HeadsElem>(x: &HeadsRef<'_, T>) -> (Vec<f32>, Layout) {
+    let l = x.layout;
+    let mut out = Vec::with_capacity(l.batch * l.seq * l.heads * l.dim);
+    for b in 0..l.batch {
+        for s in 0..l.seq {
+            for h in 0..l.heads {
+                let row = x.row(b, s, h).expect("inside the validated view");
+                out.extend(row.iter().map(|&e| e.to_f32()));
+            }
+        }
+    }
+    let st = [l.seq * l.heads * l.dim, l.heads * l.dim, l.dim];
+    (out, Layout { strides: st, ..l })
 }
 
 thread_local! {

@@ -85,8 +85,36 @@ impl Layout {
     }
 }
 
+/// Element types a read-only [`HeadsRef`] may hold: `f32`, and IEEE half
+/// ([`half::f16`]) for keys and values (an f16 KV cache). Sealed.
+pub trait HeadsElem: Copy + Send + Sync + 'static + sealed::Sealed {
+    /// Whether this is [`half::f16`].
+    #[doc(hidden)]
+    const F16: bool;
+    /// The value as f32 (exact).
+    #[doc(hidden)]
+    fn to_f32(self) -> f32;
+}
+impl HeadsElem for f32 {
+    const F16: bool = false;
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+impl HeadsElem for half::f16 {
+    const F16: bool = true;
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+}
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+}
+
 macro_rules! heads_ctors {
-    ($slice:ty) => {
+    ($slice:ty, $elem:ty) => {
         /// `[batch, seq, heads, head_dim]` stored in that order (the `BSHD`
         /// layout of most engines' projection outputs).
         ///
@@ -140,7 +168,7 @@ macro_rules! heads_ctors {
             self.layout.strides
         }
         /// The head vector at (batch, seq, head), or `None` outside.
-        pub fn row(&self, b: usize, s: usize, h: usize) -> Option<&[f32]> {
+        pub fn row(&self, b: usize, s: usize, h: usize) -> Option<&[$elem]> {
             let l = &self.layout;
             (b < l.batch && s < l.seq && h < l.heads).then(|| {
                 let o = l.offset(b, s, h);
@@ -150,15 +178,16 @@ macro_rules! heads_ctors {
     };
 }
 
-/// A read-only `[batch, seq, heads, head_dim]` view.
+/// A read-only `[batch, seq, heads, head_dim]` view of `T` (`f32`, or
+/// [`half::f16`] for the keys and values of an f16 KV cache).
 #[derive(Debug, Clone, Copy)]
-pub struct HeadsRef<'a> {
-    data: &'a [f32],
+pub struct HeadsRef<'a, T: HeadsElem = f32> {
+    data: &'a [T],
     pub(crate) layout: Layout,
 }
 
-impl<'a> HeadsRef<'a> {
-    heads_ctors!(&'a [f32]);
+impl<'a, T: HeadsElem> HeadsRef<'a, T> {
+    heads_ctors!(&'a [T], T);
 
     /// Explicit strides `[batch, seq, head]` in elements, head_dim
     /// contiguous. E.g. K inside a fused QKV projection output
@@ -169,7 +198,7 @@ impl<'a> HeadsRef<'a> {
     /// [`KernelError::OutOfBounds`] if an element lies outside `data` or the
     /// extent overflows `usize`.
     pub fn strided(
-        data: &'a [f32],
+        data: &'a [T],
         batch: usize,
         seq: usize,
         heads: usize,
@@ -187,7 +216,7 @@ impl<'a> HeadsRef<'a> {
         Ok(HeadsRef { data, layout })
     }
 
-    pub(crate) fn ptr(&self) -> *const f32 {
+    pub(crate) fn ptr(&self) -> *const T {
         self.data.as_ptr()
     }
 }
@@ -200,7 +229,7 @@ pub struct HeadsMut<'a> {
 }
 
 impl<'a> HeadsMut<'a> {
-    heads_ctors!(&'a mut [f32]);
+    heads_ctors!(&'a mut [f32], f32);
 
     /// Explicit strides, as [`HeadsRef::strided`].
     ///

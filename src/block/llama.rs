@@ -461,6 +461,12 @@ impl LlamaLayer {
         KvCache::new(max_len, self.w.dims.kv_heads, self.w.dims.head_dim)
     }
 
+    /// As [`LlamaLayer::new_cache`], keeping keys and values as f16
+    /// ([`KvCache::new_f16`]).
+    pub fn new_cache_f16(&self, max_len: usize) -> KvCache {
+        KvCache::new_f16(max_len, self.w.dims.kv_heads, self.w.dims.head_dim)
+    }
+
     /// Runs the layer over the `n = x.len() / d` new tokens in `x` (the
     /// residual stream, updated in place), at positions `cache.len() ..
     /// cache.len() + n` (`0 .. n` without a cache). With a cache their keys
@@ -615,12 +621,8 @@ impl LlamaLayer {
                 cfg.attention(out, q, k, v, &opts)?;
             }
             Some(c) => {
-                let kvw = hk * hd;
                 c.append(qkv, wq, k_at, v_at, n);
-                let len = c.len;
-                let k = HeadsRef::bshd(&c.k[..len * kvw], 1, len, hk, hd)?;
-                let v = HeadsRef::bshd(&c.v[..len * kvw], 1, len, hk, hd)?;
-                cfg.attention(out, q, k, v, &opts)?;
+                c.attend(cfg, out, q, &opts)?;
             }
         }
         t.attention += s.elapsed();

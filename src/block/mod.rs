@@ -18,7 +18,7 @@ use crate::error::KernelError;
 use crate::gelu::GeluKind;
 use crate::isa::Config;
 use crate::matmul::{Epilogue, MatMut, MatRef};
-use crate::quant::{OwnedWeights, WeightFormat, WeightsRef};
+use crate::quant::{OwnedWeights, WeightFormat, WeightsRef, f16};
 use ops::LayerOps;
 use std::time::{Duration, Instant};
 
@@ -142,25 +142,60 @@ impl Gpt2Weights {
 /// each (`heads` = the KV heads of a grouped-query model).
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    kv: KvStore,
     len: usize,
     max_len: usize,
     heads: usize,
     head_dim: usize,
 }
 
+/// A cache's keys and values, `[max_len, heads, head_dim]` each.
+#[derive(Debug, Clone)]
+enum KvStore {
+    F32(Vec<f32>, Vec<f32>),
+    F16(Vec<f16>, Vec<f16>),
+}
+
+/// Copies `src` to `dst[at..]`, rounded to nearest-even for f16.
+fn put<T: Copy>(dst: &mut [T], at: usize, src: &[f32], conv: impl Fn(f32) -> T) {
+    for (d, &s) in dst[at..at + src.len()].iter_mut().zip(src) {
+        *d = conv(s);
+    }
+}
+
 impl KvCache {
-    /// An empty cache for up to `max_len` tokens.
+    /// An empty cache for up to `max_len` tokens, in f32.
     pub fn new(max_len: usize, heads: usize, head_dim: usize) -> Self {
+        let n = max_len * heads * head_dim;
+        let kv = KvStore::F32(vec![0.0; n], vec![0.0; n]);
+        Self::with_store(kv, max_len, heads, head_dim)
+    }
+
+    /// An empty cache for up to `max_len` tokens that keeps keys and values
+    /// as IEEE halves (rounded to nearest): half the memory of
+    /// [`KvCache::new`], and half the bytes a decode step reads. Attention
+    /// then computes on the widened (exact) values, so the only change from
+    /// an f32 cache is that one rounding of each key and value (relative
+    /// error ≤ 2⁻¹¹; values past ±65504 become ±∞).
+    pub fn new_f16(max_len: usize, heads: usize, head_dim: usize) -> Self {
+        let n = max_len * heads * head_dim;
+        let kv = KvStore::F16(vec![f16::ZERO; n], vec![f16::ZERO; n]);
+        Self::with_store(kv, max_len, heads, head_dim)
+    }
+
+    fn with_store(kv: KvStore, max_len: usize, heads: usize, head_dim: usize) -> Self {
         KvCache {
-            k: vec![0.0; max_len * heads * head_dim],
-            v: vec![0.0; max_len * heads * head_dim],
+            kv,
             len: 0,
             max_len,
             heads,
             head_dim,
         }
+    }
+
+    /// Whether keys and values are kept as f16 ([`KvCache::new_f16`]).
+    pub fn is_f16(&self) -> bool {
+        matches!(self.kv, KvStore::F16(..))
     }
     /// Tokens held.
     pub fn len(&self) -> usize {
@@ -177,7 +212,10 @@ impl KvCache {
 
     /// Bytes of keys and values at full length.
     pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * size_of::<f32>()
+        match &self.kv {
+            KvStore::F32(k, v) => (k.len() + v.len()) * size_of::<f32>(),
+            KvStore::F16(k, v) => (k.len() + v.len()) * size_of::<f16>(),
+        }
     }
 
     /// Appends `n` tokens whose keys and values are the `heads·head_dim`
@@ -188,10 +226,48 @@ impl KvCache {
         for i in 0..n {
             let r = &src[i * row..(i + 1) * row];
             let at = (self.len + i) * w;
-            self.k[at..at + w].copy_from_slice(&r[k_at..k_at + w]);
-            self.v[at..at + w].copy_from_slice(&r[v_at..v_at + w]);
+            let (ks, vs) = (&r[k_at..k_at + w], &r[v_at..v_at + w]);
+            match &mut self.kv {
+                KvStore::F32(k, v) => {
+                    k[at..at + w].copy_from_slice(ks);
+                    v[at..at + w].copy_from_slice(vs);
+                }
+                KvStore::F16(k, v) => {
+                    put(k, at, ks, f16::from_f32);
+                    put(v, at, vs, f16::from_f32);
+                }
+            }
         }
         self.len += n;
+    }
+
+    /// `out = attention(q, cached keys, cached values)` on `ops`, causal,
+    /// over every cached token.
+    fn attend<O: LayerOps>(
+        &self,
+        ops: O,
+        out: HeadsMut<'_>,
+        q: HeadsRef<'_>,
+        opts: &AttentionOptions,
+    ) -> Result<(), KernelError> {
+        let (len, h, hd) = (self.len, self.heads, self.head_dim);
+        let n = len * h * hd;
+        match &self.kv {
+            KvStore::F32(k, v) => ops.attention(
+                out,
+                q,
+                HeadsRef::bshd(&k[..n], 1, len, h, hd)?,
+                HeadsRef::bshd(&v[..n], 1, len, h, hd)?,
+                opts,
+            ),
+            KvStore::F16(k, v) => ops.attention(
+                out,
+                q,
+                HeadsRef::bshd(&k[..n], 1, len, h, hd)?,
+                HeadsRef::bshd(&v[..n], 1, len, h, hd)?,
+                opts,
+            ),
+        }
     }
 }
 
@@ -394,9 +470,7 @@ impl Gpt2Layer {
     ) -> Result<(), KernelError> {
         // Inside the pool, the layer's ~10 parallel sections fork from a
         // worker (see `threads::threads_for`).
-        crate::threads::install(cfg.parallelism.threads(), || {
-            self.run(x, cache, cfg, times)
-        })
+        crate::threads::install(cfg.parallelism.threads(), || self.run(x, cache, cfg, times))
     }
 
     /// As [`Gpt2Layer::forward`], every kernel on `simd`, one thread: for
@@ -472,10 +546,7 @@ impl Gpt2Layer {
             }
             Some(c) => {
                 c.append(&self.qkv, 3 * d, d, 2 * d, n);
-                let len = c.len;
-                let k = HeadsRef::bshd(&c.k[..len * d], 1, len, heads, hd)?;
-                let v = HeadsRef::bshd(&c.v[..len * d], 1, len, heads, hd)?;
-                cfg.attention(out, q, k, v, &opts)?;
+                c.attend(cfg, out, q, &opts)?;
             }
         }
         t.attention += s.elapsed();

@@ -5,7 +5,7 @@
 //! written once, generic over [`LayerOps`]; the library itself instantiates
 //! them for `&Config` alone.
 
-use crate::attention::{self, AttentionOptions, HeadsMut, HeadsRef};
+use crate::attention::{self, AttentionOptions, HeadsElem, HeadsMut, HeadsRef};
 use crate::error::KernelError;
 use crate::isa::{Config, Parallelism};
 use crate::matmul::int8::Blk;
@@ -65,12 +65,12 @@ pub(crate) trait LayerOps: Copy {
             self.matmul_weights(c, a, w, alpha, beta, epilogue)
         }
     }
-    fn attention(
+    fn attention<T: HeadsElem>(
         self,
         out: HeadsMut<'_>,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, T>,
+        v: HeadsRef<'_, T>,
         opts: &AttentionOptions,
     ) -> Result<(), KernelError>;
     fn rope(
@@ -120,12 +120,12 @@ impl LayerOps for &Config {
     ) -> Result<(), KernelError> {
         matmul::matmul_weights_int8(c, a, w, alpha, beta, epilogue, self)
     }
-    fn attention(
+    fn attention<T: HeadsElem>(
         self,
         out: HeadsMut<'_>,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, T>,
+        v: HeadsRef<'_, T>,
         opts: &AttentionOptions,
     ) -> Result<(), KernelError> {
         attention::attention(out, q, k, v, opts, self)
@@ -183,12 +183,12 @@ impl<S: Simd> LayerOps for On<S> {
     ) -> Result<(), KernelError> {
         matmul::generic::matmul_weights_int8(self.0, c, a, w, alpha, beta, epilogue)
     }
-    fn attention(
+    fn attention<T: HeadsElem>(
         self,
         out: HeadsMut<'_>,
         q: HeadsRef<'_>,
-        k: HeadsRef<'_>,
-        v: HeadsRef<'_>,
+        k: HeadsRef<'_, T>,
+        v: HeadsRef<'_, T>,
         opts: &AttentionOptions,
     ) -> Result<(), KernelError> {
         attention::generic::attention(self.0, Parallelism::Serial, out, q, k, v, opts, None)

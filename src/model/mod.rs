@@ -326,6 +326,19 @@ impl LlamaModel {
         }
     }
 
+    /// Empty f16 KV caches for up to `max_len` tokens (see
+    /// [`KvCache::new_f16`]): half the memory and half the bytes a decode
+    /// step reads from the cache, as llama.cpp's default cache.
+    pub fn new_cache_f16(&self, max_len: usize) -> ModelCache {
+        ModelCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.new_cache_f16(max_len))
+                .collect(),
+        }
+    }
+
     /// Runs `tokens` (a prompt, a chunk of one, or the one token of a
     /// decode step) at positions `cache.len()..`, appending to the cache,
     /// and returns the logits of the last token.
