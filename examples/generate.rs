@@ -9,7 +9,8 @@
 //! cargo run --release --example generate -- --model PATH \
 //!     --prompt "It was the best of times, it was the worst of times," \
 //!     [--max-tokens 64] [--threads P] [--weights q4_1|q8_0|q4_0|bf16|f16|f32] \
-//!     [--isa avx512|avx2|neon|scalar] [--int8] [--kv-f16] [--chat] [--repeat-prompt N]
+//!     [--isa avx512|avx2|neon|scalar] [--int8] [--kv-f16] [--prefill-chunk 128] \
+//!     [--chat] [--repeat-prompt N]
 //! ```
 //!
 //! `--int8` multiplies the block-format weights with activations quantized
@@ -19,6 +20,8 @@
 //! llama.cpp's default cache);
 //! `--chat` wraps the prompt in the model's chat turns (ChatML:
 //! `<|im_start|>user … <|im_end|>` then the assistant's turn);
+//! `--prefill-chunk N` runs the prompt N tokens at a time (bounding the
+//! activation buffers; the default 128);
 //! `--repeat-prompt N` repeats the prompt N times (long-prompt timing);
 //! `--quiet` prints only the figures.
 
@@ -39,6 +42,7 @@ struct Args {
     quiet: bool,
     int8: bool,
     kv_f16: bool,
+    prefill_chunk: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -54,6 +58,7 @@ fn parse() -> Result<Args, String> {
         quiet: false,
         int8: false,
         kv_f16: false,
+        prefill_chunk: 128,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -70,6 +75,7 @@ fn parse() -> Result<Args, String> {
             "--quiet" => a.quiet = true,
             "--int8" => a.int8 = true,
             "--kv-f16" => a.kv_f16 = true,
+            "--prefill-chunk" => a.prefill_chunk = val()?.parse().map_err(|e| format!("{e}"))?,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -132,7 +138,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let load = t0.elapsed();
 
     let t1 = Instant::now();
-    let first = argmax(model.forward(&ids, &mut cache, &cfg)?) as u32;
+    // The prompt in chunks: the activation buffers then hold `chunk` rows,
+    // not the whole prompt's (~24 KB a token for SmolLM2).
+    let chunk = args.prefill_chunk.max(1);
+    let mut logits: &[f32] = &[];
+    for part in ids.chunks(chunk) {
+        logits = model.forward(part, &mut cache, &cfg)?;
+    }
+    let first = argmax(logits) as u32;
     let prefill = t1.elapsed();
     let ttft = t0.elapsed();
 

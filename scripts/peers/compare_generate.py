@@ -2,7 +2,8 @@
 """Ours (`examples/generate`) vs llama.cpp (`llamacpp_generate.py`) on one
 GGUF file, in one run on one machine: a ~500-token prompt (the default
 prompt repeated) then greedy tokens, medians of `--runs` runs of each, for
-each thread count and weight format; also how many of llama.cpp's greedy
+each thread count and weight format (interleaved: one llama.cpp run, then
+one of each of ours, per round); also how many of llama.cpp's greedy
 tokens ours reproduces on the plain prompt. Prints a markdown table (with
 the CPU model) and writes the raw figures as JSON.
 
@@ -94,10 +95,19 @@ def main() -> None:
     same = next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), min(len(mine), len(theirs)))
     raw["greedy"] = {"ours": mine, "llama.cpp": theirs, "agree": same}
     for t in a.threads:
-        p = peer(a.python, a.model, t, a.repeat, a.max_tokens, a.runs)
-        raw[f"llama.cpp/{t}t"] = p
+        # Interleaved rounds (llama.cpp once, then each of ours once), so a
+        # slow phase of a shared host falls on both sides alike.
+        peer_runs, ours_runs = [], {w: [] for w in a.weights}
+        for _ in range(a.runs):
+            peer_runs.append(peer(a.python, a.model, t, a.repeat, a.max_tokens, 1))
+            for w in a.weights:
+                ours_runs[w].append(ours(a.model, t, w, a.repeat, a.max_tokens))
+        p = {k: statistics.median(r[k] for r in peer_runs)
+             for k in ("prefill_tok_s", "decode_tok_s")}
+        p["version"] = peer_runs[0]["version"]
+        raw[f"llama.cpp/{t}t"] = {**p, "runs": peer_runs}
         for w in a.weights:
-            rs = [ours(a.model, t, w, a.repeat, a.max_tokens) for _ in range(a.runs)]
+            rs = ours_runs[w]
             med = {k: statistics.median(r[k] for r in rs)
                    for k in ("prefill_tok_s", "decode_tok_s", "ttft_ms", "peak_mib")}
             raw[f"ours/{w}/{t}t"] = {"median": med, "runs": rs}
