@@ -1,8 +1,8 @@
 //! Flash attention vs the naive materialised version (scores as a full
 //! N×N matrix through our own matmul, softmax, then P·V), causal and not,
 //! across sequence lengths: the time grows as N², the plots use a
-//! logarithmic axis. Plus decode (one query against a KV cache) next to a
-//! plain read of the same bytes, 1 and 2 threads.
+//! logarithmic axis. Plus decode (one query against a KV cache, f32 and
+//! f16) next to a plain read of the f32 bytes, 1 and 2 threads.
 //!
 //! Throughput is useful FLOPs as elements (causal 2·N²·D·H, non-causal
 //! 4·N²·D·H; decode 4·kv_len·D·H): criterion's "Gelem/s" reads as GFLOP/s.
@@ -217,6 +217,42 @@ fn bench_decode(c: &mut Criterion) {
                             black_box(qr),
                             kr,
                             vr,
+                            &opts,
+                            &cfg,
+                        )
+                        .unwrap()
+                    })
+                },
+            );
+        }
+        // The same step from an f16 KV cache (half the bytes).
+        let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
+            k.iter().map(|&x| half::f16::from_f32(x)).collect(),
+            v.iter().map(|&x| half::f16::from_f32(x)).collect(),
+        );
+        let (kr16, vr16) = (
+            HeadsRef::bshd(&k16, 1, lk, h, d).unwrap(),
+            HeadsRef::bshd(&v16, 1, lk, h, d).unwrap(),
+        );
+        for threads in [1usize, 2] {
+            let cfg = Config {
+                isa: Isa::detect(),
+                parallelism: if threads == 1 {
+                    Parallelism::Serial
+                } else {
+                    Parallelism::Threads(2)
+                },
+            };
+            g.bench_with_input(
+                BenchmarkId::new(format!("flash_f16kv_{threads}t"), lk),
+                &lk,
+                |b, _| {
+                    b.iter(|| {
+                        attention(
+                            HeadsMut::bshd(&mut out, 1, 1, h, d).unwrap(),
+                            black_box(qr),
+                            kr16,
+                            vr16,
                             &opts,
                             &cfg,
                         )

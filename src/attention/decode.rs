@@ -188,10 +188,10 @@ unsafe fn scores<S: Simd>(
 #[inline(always)]
 fn score_keys<S: Simd>() -> usize {
     #[cfg(target_arch = "x86_64")]
-    if crate::arch::x86::is_v4::<S>() || crate::arch::x86::is_v3::<S>() {
-        return S::F32_LANES;
-    }
-    SB
+    let tree = crate::arch::x86::is_v4::<S>() || crate::arch::x86::is_v3::<S>();
+    #[cfg(not(target_arch = "x86_64"))]
+    let tree = false;
+    if tree { S::F32_LANES } else { SB }
 }
 
 /// Full vectors of the output row held in registers at once by [`pv`].
