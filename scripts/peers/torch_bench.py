@@ -90,6 +90,7 @@ def torch_cases(torch, threads: int, only: str, max_n: int, runs: int):
                 ns_, r = time_ns(fn, runs)
                 yield record(f"attention/prefill_{kind}/h{heads}_d{dim}/flash_{threads}t/{n}",
                              "pytorch_sdpa", threads, ns_, r)
+    if only in ("all", "attention", "decode"):
         # Decode: one query row per head against kv_len keys.
         for lk in [512, 2048, 8192, 32768]:
             q, k, v = rnd(1, 12, 1, 64), rnd(1, 12, lk, 64), rnd(1, 12, lk, 64)
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--only", default="all",
-                    choices=["all", "attention", "matmul", "gelu", "norm"])
+                    choices=["all", "attention", "decode", "matmul", "gelu", "norm"])
     ap.add_argument("--max-n", type=int, default=8192, help="longest attention sequence")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--no-ort", action="store_true", help="PyTorch only")
