@@ -20,8 +20,8 @@ use criterion::{
 use std::time::Duration;
 use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
-    AttentionOptions, Config, Epilogue, HeadsMut, HeadsRef, Isa, MatMut, MatRef, Parallelism,
-    attention, matmul,
+    AttentionOptions, Config, Epilogue, HeadsElem, HeadsMut, HeadsRef, Isa, MatMut, MatRef,
+    Parallelism, attention, matmul,
 };
 
 fn data(len: usize, seed: usize) -> Vec<f32> {
@@ -194,73 +194,16 @@ fn bench_decode(c: &mut Criterion) {
             HeadsRef::bshd(&v, 1, lk, h, d).unwrap(),
         );
         let qr = HeadsRef::bshd(&q, 1, 1, h, d).unwrap();
-        let opts = AttentionOptions {
-            causal: true,
-            scale: None,
-        };
-        for threads in [1usize, 2] {
-            let cfg = Config {
-                isa: Isa::detect(),
-                parallelism: if threads == 1 {
-                    Parallelism::Serial
-                } else {
-                    Parallelism::Threads(2)
-                },
-            };
-            g.bench_with_input(
-                BenchmarkId::new(format!("flash_{threads}t"), lk),
-                &lk,
-                |b, _| {
-                    b.iter(|| {
-                        attention(
-                            HeadsMut::bshd(&mut out, 1, 1, h, d).unwrap(),
-                            black_box(qr),
-                            kr,
-                            vr,
-                            &opts,
-                            &cfg,
-                        )
-                        .unwrap()
-                    })
-                },
-            );
-        }
+        decode_step(&mut g, "flash", lk, &mut out, qr, kr, vr);
         // The same step from an f16 KV cache (half the bytes).
-        let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
-            k.iter().map(|&x| half::f16::from_f32(x)).collect(),
-            v.iter().map(|&x| half::f16::from_f32(x)).collect(),
-        );
+        let to_f16 =
+            |x: &[f32]| -> Vec<half::f16> { x.iter().map(|&e| half::f16::from_f32(e)).collect() };
+        let (k16, v16) = (to_f16(&k), to_f16(&v));
         let (kr16, vr16) = (
             HeadsRef::bshd(&k16, 1, lk, h, d).unwrap(),
             HeadsRef::bshd(&v16, 1, lk, h, d).unwrap(),
         );
-        for threads in [1usize, 2] {
-            let cfg = Config {
-                isa: Isa::detect(),
-                parallelism: if threads == 1 {
-                    Parallelism::Serial
-                } else {
-                    Parallelism::Threads(2)
-                },
-            };
-            g.bench_with_input(
-                BenchmarkId::new(format!("flash_f16kv_{threads}t"), lk),
-                &lk,
-                |b, _| {
-                    b.iter(|| {
-                        attention(
-                            HeadsMut::bshd(&mut out, 1, 1, h, d).unwrap(),
-                            black_box(qr),
-                            kr16,
-                            vr16,
-                            &opts,
-                            &cfg,
-                        )
-                        .unwrap()
-                    })
-                },
-            );
-        }
+        decode_step(&mut g, "flash_f16kv", lk, &mut out, qr, kr16, vr16);
         // Read K and V once (vectorised sum): the memory-bound floor.
         g.bench_with_input(BenchmarkId::new("read_kv_1t", lk), &lk, |b, _| {
             b.iter(|| {
@@ -277,6 +220,50 @@ fn bench_decode(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// `{name}_{1,2}t/{lk}`: one decode step (causal, one query per head).
+fn decode_step<T: HeadsElem>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    lk: usize,
+    out: &mut [f32],
+    q: HeadsRef<'_>,
+    k: HeadsRef<'_, T>,
+    v: HeadsRef<'_, T>,
+) {
+    let (h, d) = (q.heads(), q.head_dim());
+    let opts = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    for threads in [1usize, 2] {
+        let cfg = Config {
+            isa: Isa::detect(),
+            parallelism: if threads == 1 {
+                Parallelism::Serial
+            } else {
+                Parallelism::Threads(2)
+            },
+        };
+        g.bench_with_input(
+            BenchmarkId::new(format!("{name}_{threads}t"), lk),
+            &lk,
+            |b, _| {
+                b.iter(|| {
+                    attention(
+                        HeadsMut::bshd(out, 1, 1, h, d).unwrap(),
+                        black_box(q),
+                        k,
+                        v,
+                        &opts,
+                        &cfg,
+                    )
+                    .unwrap()
+                })
+            },
+        );
+    }
 }
 
 /// This core's FMA peak in the same run (as in the matmul bench), so

@@ -62,7 +62,9 @@ mod threads;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use attention::{AttentionOptions, HeadsMut, HeadsRef, attention, attention_with_lse};
+pub use attention::{
+    AttentionOptions, HeadsElem, HeadsMut, HeadsRef, attention, attention_with_lse,
+};
 pub use block::{
     Gpt2Layer, Gpt2Weights, KvCache, LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes,
     LlamaWeights, StageTimes, WeightLayout,
