@@ -122,14 +122,7 @@ fn prefill(c: &mut Criterion, h: usize, d: usize, causal: bool, ns: &[usize]) {
             if threads == 2 && !causal {
                 continue;
             }
-            let cfg = Config {
-                isa: Isa::detect(),
-                parallelism: if threads == 1 {
-                    Parallelism::Serial
-                } else {
-                    Parallelism::Threads(2)
-                },
-            };
+            let cfg = config(threads);
             g.bench_with_input(
                 BenchmarkId::new(format!("flash_{threads}t"), n),
                 &n,
@@ -222,6 +215,18 @@ fn bench_decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// The detected level on `threads` threads (1: the caller alone).
+fn config(threads: usize) -> Config {
+    Config {
+        isa: Isa::detect(),
+        parallelism: if threads == 1 {
+            Parallelism::Serial
+        } else {
+            Parallelism::Threads(threads)
+        },
+    }
+}
+
 /// `{name}_{1,2}t/{lk}`: one decode step (causal, one query per head).
 fn decode_step<T: HeadsElem>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -238,14 +243,7 @@ fn decode_step<T: HeadsElem>(
         scale: None,
     };
     for threads in [1usize, 2] {
-        let cfg = Config {
-            isa: Isa::detect(),
-            parallelism: if threads == 1 {
-                Parallelism::Serial
-            } else {
-                Parallelism::Threads(2)
-            },
-        };
+        let cfg = config(threads);
         g.bench_with_input(
             BenchmarkId::new(format!("{name}_{threads}t"), lk),
             &lk,
