@@ -303,11 +303,13 @@ unsafe fn pv<S: Simd>(
 /// Keys `[c0, c1)` for query `i` of batch `b`, every head; writes
 /// `[m, l, o_0 .. o_{d-1}]` for head h at `parts + h·part_stride`.
 ///
-/// Per KV head, the keys go in sub-blocks of `SB`; each query head of the
-/// group scores the sub-block (K and V rows from L1 after the first head),
-/// takes its online-softmax step, and adds `P·V` with its output row in
-/// registers. Scores come from one FMA chain per key and a reduction tree
-/// per vector of keys on x86 (a horizontal sum per key elsewhere).
+/// The keys go in sub-blocks (of up to `SB`); per sub-block, each query
+/// head scores its KV head's rows (the group's other heads find them in
+/// L1), takes its online-softmax step, and adds `P·V` with its output row
+/// in registers. f16 rows, and rows far apart, are first copied (widened)
+/// token by token into an aligned scratch. Scores come from one FMA chain
+/// per key and a reduction tree per vector of keys on x86 (a horizontal sum
+/// per key elsewhere).
 ///
 /// # Safety
 /// `(b, i)` and keys `[c0, c1)` are inside the views (`c1 ≤ kv_end(i)`);
@@ -354,12 +356,14 @@ pub(crate) unsafe fn chunk<S: Simd>(
     // c in [c0, c1) are inside the validated views; rows have d elements;
     // consecutive keys are `ks` (K) and `vs` (V) elements apart.
     unsafe {
+        if copy {
+            sc.kw.resize(sb_max * ks, 0.0);
+            sc.vw.resize(sb_max * ks, 0.0);
+        }
         let mut s0 = c0;
         while s0 < c1 {
             let sb = sb_max.min(c1 - s0);
             if copy {
-                sc.kw.resize(sb_max * ks, 0.0);
-                sc.vw.resize(sb_max * ks, 0.0);
                 load_rows::<S>(p.k, p.kv16, &p.kl, b, s0, sb, &mut sc.kw);
                 load_rows::<S>(p.v, p.kv16, &p.vl, b, s0, sb, &mut sc.vw);
             }
