@@ -435,6 +435,15 @@ fn gguf_reader_reads_what_was_written() {
         Some(&Value::Array(vec![Value::I32(-1), Value::I32(2)]))
     );
     assert!(f.get("missing").is_none());
+    // String arrays straight from the bytes, as built values say.
+    let it = f.strings("a.strs").unwrap();
+    assert_eq!(it.len(), 3);
+    assert_eq!(it.collect::<Vec<_>>(), strs);
+    assert!(f.strings("a.i32s").is_none() && f.strings("a.str").is_none());
+    assert!(f.strings("missing").is_none());
+    let keys: Vec<&str> = f.metadata().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["a.u32", "a.f32", "a.str", "a.strs", "a.i32s"]);
+    assert_eq!(f.metadata().nth(4).map(|(_, v)| v), f.get("a.i32s"));
     assert_eq!(f.get_u64("a.str").unwrap_err().arg(), "gguf");
     let t = f.weights("t.q41").unwrap();
     assert_eq!((t.k(), t.n(), t.format()), (32, 2, WeightFormat::Q4_1));
@@ -483,6 +492,52 @@ fn gguf_reader_refuses_every_truncation_and_bad_headers() {
     assert!(patch(16, &(1u64 << 60).to_le_bytes()).contains("cannot fit"));
     // A key's string length past the file.
     assert!(patch(24, &(1u64 << 40).to_le_bytes()).contains("cannot fit"));
+    // Arrays are checked when the file is opened, though built only when
+    // asked for: bad UTF-8 in a string array, a bool that is not 0 or 1,
+    // an element type that does not exist, a length past the file.
+    let open = |f: &dyn Fn(&mut Writer)| {
+        let mut w = Writer::default();
+        w.u32("a", 1);
+        f(&mut w);
+        GgufFile::from_bytes(w.finish())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let array = |w: &mut Writer, et: u32, n: u64, body: &[u8]| {
+        w.key("arr", 9);
+        w.kv.extend_from_slice(&et.to_le_bytes());
+        w.kv.extend_from_slice(&n.to_le_bytes());
+        w.kv.extend_from_slice(body);
+    };
+    let mut bad_str = 2u64.to_le_bytes().to_vec();
+    bad_str.extend_from_slice(&[0xC3, 0x28]);
+    assert!(
+        open(&|w| array(w, 8, 1, &bad_str))
+            .unwrap_err()
+            .contains("UTF-8")
+    );
+    assert!(
+        open(&|w| array(w, 7, 3, &[0, 1, 2]))
+            .unwrap_err()
+            .contains("bool")
+    );
+    assert!(open(&|w| array(w, 7, 2, &[0, 1])).is_ok());
+    assert!(
+        open(&|w| array(w, 13, 1, &[0; 8]))
+            .unwrap_err()
+            .contains("element type 13")
+    );
+    assert!(
+        open(&|w| array(w, 9, 1, &[0; 16]))
+            .unwrap_err()
+            .contains("element type 9")
+    );
+    assert!(
+        open(&|w| array(w, 5, 1 << 40, &[0; 8]))
+            .unwrap_err()
+            .contains("cannot fit")
+    );
+    assert!(open(&|w| array(w, 5, 2, &[0; 8])).is_ok());
 }
 
 proptest! {

@@ -12,6 +12,11 @@
 //! innermost first, type `u32`, offset `u64` into the data section); the
 //! data section at the next multiple of `general.alignment` (32 when
 //! absent).
+//!
+//! Arrays in the metadata (a vocabulary and its merges: ~100 000 strings)
+//! are checked when the file is opened but only turned into [`Value`]s
+//! when asked for; [`GgufFile::strings`] reads a string array straight
+//! from the file's bytes, allocating nothing.
 
 use crate::error::KernelError;
 use crate::quant::{
@@ -19,6 +24,7 @@ use crate::quant::{
     bf16, f16,
 };
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,8 +192,8 @@ pub struct GgufFile {
     bytes: std::sync::Arc<Bytes>,
     /// Format version (2 or 3).
     pub version: u32,
-    /// Metadata, in file order.
-    pub metadata: Vec<(String, Value)>,
+    /// Metadata, in file order ([`GgufFile::metadata`]).
+    metadata: Vec<Meta>,
     /// Tensor infos, in file order.
     pub tensors: Vec<TensorInfo>,
     data_start: usize,
@@ -208,7 +214,42 @@ fn bad(msg: impl Into<String>) -> KernelError {
     KernelError::invalid("gguf", msg)
 }
 
+/// One metadata entry: its key, type, where its value starts, and the
+/// value once built.
+struct Meta {
+    key: String,
+    ty: u32,
+    at: usize,
+    value: OnceLock<Value>,
+}
+
+/// The strings of a metadata array ([`GgufFile::strings`]), borrowed from
+/// the file.
+#[derive(Clone)]
+pub struct Strings<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Strings<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.left = self.left.checked_sub(1)?;
+        // Lengths and UTF-8 were checked when the file was opened.
+        let n = usize::try_from(self.r.u64("string length").ok()?).ok()?;
+        std::str::from_utf8(self.r.take(n, "string").ok()?).ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Strings<'_> {}
+
 /// A cursor over the header that refuses to read past the end.
+#[derive(Clone)]
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
@@ -273,6 +314,52 @@ impl<'a> Reader<'a> {
             .map_err(|e| bad(format!("{what} at offset {at} is not UTF-8: {e}")))
     }
 
+    /// Steps over an array value (at the element type), checking it as
+    /// [`Reader::value`] would, without building it.
+    fn skip_array(&mut self) -> Result<(), KernelError> {
+        let et = self.u32("array element type")?;
+        let min = Self::elem_size(et, self.at - 4)?;
+        let n = self.count(min, "array length")?;
+        match et {
+            8 => {
+                for _ in 0..n {
+                    let at = self.at;
+                    let len = self.count(1, "string length")?;
+                    let s = self.take(len, "string length")?;
+                    std::str::from_utf8(s).map_err(|e| {
+                        bad(format!("string length at offset {at} is not UTF-8: {e}"))
+                    })?;
+                }
+            }
+            7 => {
+                let at = self.at;
+                if let Some(i) = self.take(n, "bool")?.iter().position(|&b| b > 1) {
+                    return Err(bad(format!("bool of value > 1 at offset {}", at + i)));
+                }
+            }
+            // A fixed size (`count` checked that n·min bytes remain).
+            _ => {
+                self.take(n * min, "array")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of one element of an array of type `et` (at offset `at`).
+    fn elem_size(et: u32, at: usize) -> Result<usize, KernelError> {
+        Ok(match et {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            8 | 10..=12 => 8,
+            _ => {
+                return Err(bad(format!(
+                    "array element type {et} at offset {at} is not a GGUF type"
+                )));
+            }
+        })
+    }
+
     fn value(&mut self, ty: u32, depth: u32) -> Result<Value, KernelError> {
         Ok(match ty {
             0 => Value::U8(self.array::<1>("u8")?[0]),
@@ -296,18 +383,7 @@ impl<'a> Reader<'a> {
                     )));
                 }
                 let et = self.u32("array element type")?;
-                let min = match et {
-                    0 | 1 | 7 => 1,
-                    2 | 3 => 2,
-                    4..=6 => 4,
-                    8 | 10..=12 => 8,
-                    _ => {
-                        return Err(bad(format!(
-                            "array element type {et} at offset {} is not a GGUF type",
-                            self.at - 4
-                        )));
-                    }
-                };
+                let min = Self::elem_size(et, self.at - 4)?;
                 let n = self.count(min, "array length")?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -398,8 +474,15 @@ impl GgufFile {
         for _ in 0..n_kv {
             let key = r.string("key length")?;
             let ty = r.u32("value type")?;
-            let v = r.value(ty, 0)?;
-            metadata.push((key, v));
+            let at = r.at;
+            // Scalars and strings now; arrays checked, built when asked for.
+            let value = if ty == 9 {
+                r.skip_array()?;
+                OnceLock::new()
+            } else {
+                OnceLock::from(r.value(ty, 0)?)
+            };
+            metadata.push(Meta { key, ty, at, value });
         }
         let n_tensors = usize::try_from(n_tensors)
             .ok()
@@ -441,13 +524,14 @@ impl GgufFile {
                 size,
             });
         }
-        let align = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        let align = match metadata.iter().find(|m| m.key == "general.alignment") {
             None => 32,
-            Some((_, v)) => match v.as_u64() {
+            Some(m) => match m.value.get().and_then(Value::as_u64) {
                 Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a as usize,
                 _ => {
                     return Err(bad(format!(
-                        "general.alignment = {v:?} is not a power of two"
+                        "general.alignment = {:?} is not a power of two",
+                        m.value.get()
                     )));
                 }
             },
@@ -481,7 +565,45 @@ impl GgufFile {
 
     /// The metadata value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.metadata
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| self.value(m))
+    }
+
+    /// The metadata, in file order (arrays built on first access).
+    pub fn metadata(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
+        self.metadata
+            .iter()
+            .map(|m| (m.key.as_str(), self.value(m)))
+    }
+
+    /// The array of strings under `key`, read from the file's bytes as it
+    /// is iterated (no allocation); `None` when the key is missing or not
+    /// an array of strings.
+    pub fn strings(&self, key: &str) -> Option<Strings<'_>> {
+        let m = self.metadata.iter().find(|m| m.key == key && m.ty == 9)?;
+        let mut r = Reader {
+            b: self.bytes.get(),
+            at: m.at,
+        };
+        if r.u32("array element type").ok()? != 8 {
+            return None;
+        }
+        let left = usize::try_from(r.u64("array length").ok()?).ok()?;
+        Some(Strings { r, left })
+    }
+
+    fn value<'s>(&'s self, m: &'s Meta) -> &'s Value {
+        m.value.get_or_init(|| {
+            let mut r = Reader {
+                b: self.bytes.get(),
+                at: m.at,
+            };
+            // Checked by `skip_array` when the file was opened, so this
+            // cannot fail; an empty array stands in rather than a panic.
+            r.value(m.ty, 0).unwrap_or(Value::Array(Vec::new()))
+        })
     }
 
     /// `key` as an unsigned integer.

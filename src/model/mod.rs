@@ -32,7 +32,7 @@
 pub mod gguf;
 pub mod tokenizer;
 
-pub use gguf::{GgufFile, TensorInfo, TensorType, Value};
+pub use gguf::{GgufFile, Strings, TensorInfo, TensorType, Value};
 pub use tokenizer::{PreTokenizer, Tokenizer};
 
 use crate::block::{KvCache, LlamaDims, LlamaLayer, LlamaScratch, LlamaStageTimes};

@@ -26,10 +26,20 @@ struct Fx(u64);
 
 impl Hasher for Fx {
     fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
+        let mut c = bytes.chunks_exact(8);
+        for w in &mut c {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.add(u64::from_le_bytes(a));
+        }
+        let r = c.remainder();
+        if !r.is_empty() {
+            // The tail in one word: up to 7 bytes, the length in the top one.
+            let mut v = (r.len() as u64) << 56;
+            for (i, &b) in r.iter().enumerate() {
+                v |= u64::from(b) << (8 * i);
+            }
+            self.add(v);
         }
     }
     fn write_u8(&mut self, v: u8) {
@@ -71,8 +81,11 @@ pub enum PreTokenizer {
 /// A byte-level BPE tokenizer.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
-    /// Token id → its bytes (control tokens: their text).
-    tokens: Vec<Vec<u8>>,
+    /// Every token's bytes (control tokens: their text), one after the
+    /// other: token `i` is `bytes[offs[i]..offs[i + 1]]` (one allocation,
+    /// not one per token).
+    bytes: Vec<u8>,
+    offs: Vec<u32>,
     /// Whether the token is a control token (never produced by BPE).
     control: Vec<bool>,
     /// Byte → its single-byte token ([`NO_TOKEN`] when the vocabulary has
@@ -130,15 +143,15 @@ impl Tokenizer {
             )));
         }
         let strings = |key: &str| -> Result<Vec<&str>, KernelError> {
-            f.get(key)
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad(format!("{key} is missing or not an array")))?
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| bad(format!("{key} holds a non-string")))
-                })
-                .collect()
+            let it = f
+                .strings(key)
+                .ok_or_else(|| bad(format!("{key} is missing or not an array of strings")))?;
+            let n = it.len();
+            let v: Vec<&str> = it.collect();
+            if v.len() != n {
+                return Err(bad(format!("{key}: {} of {n} strings readable", v.len())));
+            }
+            Ok(v)
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges = strings("tokenizer.ggml.merges")?;
@@ -190,23 +203,32 @@ impl Tokenizer {
         for (b, &c) in chars.iter().enumerate() {
             char_byte[c as usize] = Some(b as u8);
         }
-        let mut tokens = Vec::with_capacity(vocab.len());
+        let mut bytes = Vec::with_capacity(vocab.iter().map(|t| t.len()).sum());
+        let mut offs = Vec::with_capacity(vocab.len() + 1);
+        offs.push(0u32);
         let mut control = Vec::with_capacity(vocab.len());
         let mut ids: FxMap<&str, u32> = FxMap::default();
         ids.reserve(vocab.len());
         let mut specials = Vec::new();
         for (i, (&t, &ty)) in vocab.iter().zip(types).enumerate() {
             let is_control = ty == 3;
-            let bytes = if is_control {
+            if is_control {
                 specials.push((t.as_bytes().to_vec(), i as u32));
-                t.as_bytes().to_vec()
+                bytes.extend_from_slice(t.as_bytes());
             } else {
-                t.chars()
-                    .map(|c| char_byte.get(c as usize).copied().flatten())
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or_else(|| bad(format!("token {i} ({t:?}) is not in the byte alphabet")))?
-            };
-            tokens.push(bytes);
+                for c in t.chars() {
+                    let b = char_byte
+                        .get(c as usize)
+                        .copied()
+                        .flatten()
+                        .ok_or_else(|| {
+                            bad(format!("token {i} ({t:?}) is not in the byte alphabet"))
+                        })?;
+                    bytes.push(b);
+                }
+            }
+            // At most the vocabulary's text: < 4 GiB for any real model.
+            offs.push(u32::try_from(bytes.len()).map_err(|_| bad("the vocabulary exceeds 4 GiB"))?);
             control.push(is_control);
             if !is_control {
                 ids.entry(t).or_insert(i as u32);
@@ -240,13 +262,14 @@ impl Tokenizer {
         }
         for (name, t) in [("bos", bos), ("eos", eos)] {
             if let Some(t) = t
-                && t as usize >= tokens.len()
+                && t as usize >= vocab.len()
             {
                 return Err(bad(format!("{name} token {t} is past the vocabulary")));
             }
         }
         Ok(Tokenizer {
-            tokens,
+            bytes,
+            offs,
             control,
             byte_token,
             merges: merge_map,
@@ -265,13 +288,15 @@ impl Tokenizer {
 
     /// Tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
-        self.tokens.len()
+        self.control.len()
     }
 
     /// Token `id`'s bytes (a control token's text); `None` past the
     /// vocabulary.
     pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
-        self.tokens.get(id as usize).map(Vec::as_slice)
+        let i = id as usize;
+        let (&s, &e) = (self.offs.get(i)?, self.offs.get(i + 1)?);
+        self.bytes.get(s as usize..e as usize)
     }
 
     /// Whether `id` is a control token (`<|im_end|>`, …).
