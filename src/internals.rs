@@ -276,3 +276,14 @@ pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
         _ => unreachable!("no tile for this width"),
     }
 }
+
+/// `threads::install(n, f)`: `f` with a team of `n` threads serving the
+/// sections it starts with [`for_each_index`].
+pub fn install<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+    crate::threads::install(n, f)
+}
+
+/// `threads::for_each_index(n, jobs, f)`: one parallel section.
+pub fn for_each_index(n: usize, jobs: usize, f: impl Fn(usize) + Sync + Send) {
+    crate::threads::for_each_index(n, jobs, f)
+}

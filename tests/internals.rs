@@ -478,3 +478,71 @@ impl WithSimd for Microkernels {
 fn every_microkernel_on_its_own_against_an_f64_loop() {
     on_every_level(Microkernels);
 }
+
+/// The spinning team behind `threads::install`: many sections in a row (as
+/// a decode step runs them), each index run exactly once and every section
+/// finished before the next starts; a nested section runs serially; a
+/// second caller while the team serves the first falls back to the pool;
+/// and a panic in a job reaches the caller, after which the team still
+/// works.
+#[test]
+fn thread_team_runs_every_index_once_per_section() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for n in [2usize, 3] {
+        let total = transformer_kernels::internals::install(n, || {
+            let mut total = 0usize;
+            for section in 0..2000usize {
+                let jobs = 1 + section % 7;
+                let hits: Vec<AtomicUsize> = (0..jobs).map(|_| AtomicUsize::new(0)).collect();
+                let seen = AtomicUsize::new(0);
+                transformer_kernels::internals::for_each_index(n, jobs, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                    // A nested section inside a job: serial, all its indices.
+                    transformer_kernels::internals::for_each_index(n, 3, |_| {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    });
+                });
+                for (i, h) in hits.iter().enumerate() {
+                    assert_eq!(
+                        h.load(Ordering::Relaxed),
+                        1,
+                        "n={n} section {section} index {i}"
+                    );
+                }
+                assert_eq!(seen.load(Ordering::Relaxed), 3 * jobs);
+                total += jobs;
+            }
+            // Another thread asking for a team of n now: served (by the
+            // pool), not deadlocked.
+            let other = std::thread::spawn(move || {
+                transformer_kernels::internals::install(n, || {
+                    let c = AtomicUsize::new(0);
+                    transformer_kernels::internals::for_each_index(n, 5, |_| {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    });
+                    c.load(Ordering::Relaxed)
+                })
+            });
+            assert_eq!(other.join().unwrap(), 5);
+            total
+        });
+        assert_eq!(total, (0..2000).map(|s| 1 + s % 7).sum::<usize>());
+        let r = std::panic::catch_unwind(|| {
+            transformer_kernels::internals::install(n, || {
+                transformer_kernels::internals::for_each_index(n, 8, |i| {
+                    if i == 7 {
+                        panic!("job 7");
+                    }
+                })
+            })
+        });
+        assert!(r.is_err());
+        let c = AtomicUsize::new(0);
+        transformer_kernels::internals::install(n, || {
+            transformer_kernels::internals::for_each_index(n, 4, |_| {
+                c.fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert_eq!(c.load(Ordering::Relaxed), 4);
+    }
+}

@@ -443,7 +443,9 @@ impl WithSimd for Int8Op<'_> {
             MIN_FLOPS_PER_THREAD
         };
         let nt = threads::threads_for(crate::Parallelism::Threads(self.nthreads), work, min);
-        let step = p.n.div_ceil(nt).next_multiple_of(int8::CHUNK);
+        // Whole 32-column panels per thread (576 columns: 288 + 288, not
+        // 384 + 192 as whole 128-column chunks would split them).
+        let step = p.n.div_ceil(nt).next_multiple_of(32);
         let jobs = p.n.div_ceil(step);
         threads::for_each_index(nt, jobs, move |t| {
             let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
