@@ -34,21 +34,6 @@ pub(crate) trait VecFn: Copy + Send + Sync {
     fn is_identity(&self) -> bool {
         Self::IDENTITY
     }
-
-    /// `apply` on every vector of a tile, as independent chains (constant
-    /// trip counts, so the loops unroll and the chains overlap).
-    #[inline(always)]
-    fn apply_tile<S: Simd, const MR: usize, const NV: usize>(
-        self,
-        s: S,
-        tile: &mut [[S::f32s; NV]; MR],
-    ) {
-        for row in tile.iter_mut() {
-            for v in row.iter_mut() {
-                *v = self.apply(s, *v);
-            }
-        }
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -123,21 +108,6 @@ impl VecFn for Act {
             Act::GeluErf => math::gelu_erf(s, x),
             Act::GeluTanh => math::gelu_tanh(s, x),
             Act::Silu => math::silu(s, x),
-        }
-    }
-
-    /// One branch per tile, then a loop of one activation.
-    #[inline(always)]
-    fn apply_tile<S: Simd, const MR: usize, const NV: usize>(
-        self,
-        s: S,
-        tile: &mut [[S::f32s; NV]; MR],
-    ) {
-        match self {
-            Act::None => {}
-            Act::GeluErf => GeluErf.apply_tile(s, tile),
-            Act::GeluTanh => GeluTanh.apply_tile(s, tile),
-            Act::Silu => Silu.apply_tile(s, tile),
         }
     }
 }
