@@ -113,6 +113,22 @@ pub(crate) fn install<R: Send>(_n: usize, f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
+/// Runs `f` with this thread's scratch kept in `key` (`init()` the first
+/// time): taken out for the call and put back after, so a kernel reuses its
+/// buffers across calls on a thread without allocating, and a nested call
+/// on the same thread builds its own rather than aliasing the outer one's.
+/// (A panic inside `f` drops the scratch; the next call starts afresh.)
+pub(crate) fn with_scratch<T: 'static, R>(
+    key: &'static std::thread::LocalKey<std::cell::Cell<Option<T>>>,
+    init: impl FnOnce() -> T,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    let mut t = key.take().unwrap_or_else(init);
+    let r = f(&mut t);
+    key.set(Some(t));
+    r
+}
+
 /// Runs `f(i)` for `i in 0..jobs`, on up to `n` threads: the team serving
 /// this thread when there is one, else a rayon pool.
 pub(crate) fn for_each_index(n: usize, jobs: usize, f: impl Fn(usize) + Sync + Send) {

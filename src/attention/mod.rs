@@ -359,16 +359,16 @@ fn run_prefill<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelErro
     let p = *p;
     let run = |j: usize| {
         let (b, h, q0, q1) = items[j];
-        let mut sc = SCRATCH.take().unwrap_or_default();
-        let r = level.run(PrefillOp {
-            p,
-            b,
-            h,
-            q0,
-            q1,
-            sc: &mut sc,
+        let r = threads::with_scratch(&SCRATCH, Default::default, |sc| {
+            level.run(PrefillOp {
+                p,
+                b,
+                h,
+                q0,
+                q1,
+                sc,
+            })
         });
-        SCRATCH.set(Some(sc));
         debug_assert!(r.is_ok(), "validated");
     };
     threads::for_each_index(nt, items.len(), run);
@@ -479,18 +479,18 @@ fn run_decode<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError
             }
             return;
         }
-        let mut sc = DECODE_SCRATCH.take().unwrap_or_default();
-        let r = level.run(DecodeOp {
-            p: pp,
-            b,
-            i,
-            c0,
-            c1,
-            sc: &mut sc,
-            parts: base,
-            part_stride,
+        let r = threads::with_scratch(&DECODE_SCRATCH, Default::default, |sc| {
+            level.run(DecodeOp {
+                p: pp,
+                b,
+                i,
+                c0,
+                c1,
+                sc,
+                parts: base,
+                part_stride,
+            })
         });
-        DECODE_SCRATCH.set(Some(sc));
         debug_assert!(r.is_ok(), "validated");
     });
     for row in 0..p.batch * p.heads * p.lq {

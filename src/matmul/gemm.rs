@@ -6,6 +6,7 @@ use super::kernel::{TileEpi, microkernel_narrowing};
 use super::tiles::{self, Blocking, Plan};
 use super::{Act, Problem};
 use crate::gelu::{Identity, VecFn};
+use crate::threads;
 use aligned_vec::{AVec, ConstAlign};
 use pulp::Simd;
 use std::cell::Cell;
@@ -75,35 +76,33 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
 ) {
     let (bl, pack_a, pack_b) = (plan.blocking, plan.pack_a, plan.pack_b);
     debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
-    let (mut abuf, mut bbuf) = PACK.take().unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
-    if pack_a {
-        ensure(
-            &mut abuf,
-            bl.mc.min(p.m.next_multiple_of(MR)) * bl.kc.min(p.k),
-        );
-    }
-    if pack_b {
-        ensure(
-            &mut bbuf,
-            bl.nc.min(p.n.next_multiple_of(bl.nr)) * bl.kc.min(p.k),
-        );
-    }
-    let (ab, bb) = (&mut abuf, &mut bbuf);
-    match (pack_a, pack_b) {
-        (true, true) => {
-            crate::isa::outlined(s, Loops::<F, MR, NV, true, true>(p, acts, &bl, ab, bb))
+    let init = || (Buf::new(64), Buf::new(64));
+    threads::with_scratch(&PACK, init, |(abuf, bbuf)| {
+        if pack_a {
+            ensure(abuf, bl.mc.min(p.m.next_multiple_of(MR)) * bl.kc.min(p.k));
         }
-        (true, false) => {
-            crate::isa::outlined(s, Loops::<F, MR, NV, true, false>(p, acts, &bl, ab, bb))
+        if pack_b {
+            ensure(
+                bbuf,
+                bl.nc.min(p.n.next_multiple_of(bl.nr)) * bl.kc.min(p.k),
+            );
         }
-        (false, true) => {
-            crate::isa::outlined(s, Loops::<F, MR, NV, false, true>(p, acts, &bl, ab, bb))
+        match (pack_a, pack_b) {
+            (true, true) => {
+                crate::isa::outlined(s, Loops::<F, MR, NV, true, true>(p, acts, &bl, abuf, bbuf))
+            }
+            (true, false) => {
+                crate::isa::outlined(s, Loops::<F, MR, NV, true, false>(p, acts, &bl, abuf, bbuf))
+            }
+            (false, true) => {
+                crate::isa::outlined(s, Loops::<F, MR, NV, false, true>(p, acts, &bl, abuf, bbuf))
+            }
+            (false, false) => crate::isa::outlined(
+                s,
+                Loops::<F, MR, NV, false, false>(p, acts, &bl, abuf, bbuf),
+            ),
         }
-        (false, false) => {
-            crate::isa::outlined(s, Loops::<F, MR, NV, false, false>(p, acts, &bl, ab, bb))
-        }
-    }
-    PACK.set(Some((abuf, bbuf)));
+    });
 }
 
 /// One loop nest (a level, activation type, tile shape and packing choice)

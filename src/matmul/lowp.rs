@@ -435,18 +435,15 @@ pub(super) unsafe fn finish_row<S: Simd, A: VecFn>(
     unsafe { finish(s, &g, act, j, acc) }
 }
 
-/// Takes the scratch buffers and a contiguous copy of A's rows (when A's
-/// columns are strided).
+/// Sizes the accumulators and returns A as contiguous rows (copied into
+/// `abuf` when A's columns are strided) and their stride.
 #[inline(always)]
-fn scratch(p: &Problem, acc_len: usize) -> (Buf, Buf, *const f32, usize) {
-    let (mut acc, mut abuf) = SCRATCH
-        .take()
-        .unwrap_or_else(|| (Buf::new(64), Buf::new(64)));
+fn prepare(p: &Problem, acc: &mut Buf, abuf: &mut Buf, acc_len: usize) -> (*const f32, usize) {
     if acc.len() < acc_len {
         acc.resize(acc_len, 0.0);
     }
     if p.csa == 1 {
-        return (acc, abuf, p.a, p.rsa);
+        return (p.a, p.rsa);
     }
     if abuf.len() < p.m * p.k {
         abuf.resize(p.m * p.k, 0.0);
@@ -457,39 +454,40 @@ fn scratch(p: &Problem, acc_len: usize) -> (Buf, Buf, *const f32, usize) {
             abuf[i * p.k + q] = unsafe { *p.a.add(i * p.rsa + q * p.csa) };
         }
     }
-    let ptr = abuf.as_ptr();
-    (acc, abuf, ptr, p.k)
+    (abuf.as_ptr(), p.k)
 }
 
 /// `[n, k]` weights: C[i][j] = dot(A row i, weight row j), the weights
 /// streamed once per group of up to 4 A rows.
 #[inline(always)]
 fn dot_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0: usize, j1: usize) {
-    let (mut acc, abuf, a, rsa) = scratch(p, 4 * CHUNK);
-    let mut i0 = 0;
-    while i0 < p.m {
-        let mr = 4.min(p.m - i0);
-        let mut j = j0;
-        while j < j1 {
-            let n = CHUNK.min(j1 - j);
-            // SAFETY: rows i0..i0+mr of A (contiguous copy or in place with
-            // unit column stride), weight rows j..j+n, C's columns j..j+n.
-            unsafe {
-                let a = a.add(i0 * rsa);
-                if mr == 1 {
-                    dot_block::<S, F, 1, 4>(s, w, a, rsa, 1, p.k, j, n, acc.as_mut_ptr());
-                } else {
-                    dot_block::<S, F, 4, 1>(s, w, a, rsa, mr, p.k, j, n, acc.as_mut_ptr());
+    let init = || (Buf::new(64), Buf::new(64));
+    crate::threads::with_scratch(&SCRATCH, init, |(acc, abuf)| {
+        let (a, rsa) = prepare(p, acc, abuf, 4 * CHUNK);
+        let mut i0 = 0;
+        while i0 < p.m {
+            let mr = 4.min(p.m - i0);
+            let mut j = j0;
+            while j < j1 {
+                let n = CHUNK.min(j1 - j);
+                // SAFETY: rows i0..i0+mr of A (contiguous copy or in place with
+                // unit column stride), weight rows j..j+n, C's columns j..j+n.
+                unsafe {
+                    let a = a.add(i0 * rsa);
+                    if mr == 1 {
+                        dot_block::<S, F, 1, 4>(s, w, a, rsa, 1, p.k, j, n, acc.as_mut_ptr());
+                    } else {
+                        dot_block::<S, F, 4, 1>(s, w, a, rsa, mr, p.k, j, n, acc.as_mut_ptr());
+                    }
+                    for r in 0..mr {
+                        finish_row(s, p, act, i0 + r, j, &mut acc[r * CHUNK..r * CHUNK + n]);
+                    }
                 }
-                for r in 0..mr {
-                    finish_row(s, p, act, i0 + r, j, &mut acc[r * CHUNK..r * CHUNK + n]);
-                }
+                j += n;
             }
-            j += n;
+            i0 += mr;
         }
-        i0 += mr;
-    }
-    SCRATCH.set(Some((acc, abuf)));
+    });
 }
 
 /// `out[r·CHUNK + c] = dot(a row r, weight row j + c)` for `r < mr ≤ M`,
@@ -594,58 +592,60 @@ unsafe fn dot_block<S: Simd, F: Fmt, const M: usize, const R: usize>(
 fn axpy_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0: usize, j1: usize) {
     const ROWS: usize = 8;
     const CH: usize = 4096;
-    let (mut acc, abuf, x, _) = scratch(p, CH);
-    let lanes = S::F32_LANES;
-    let rb = w.row_bytes();
-    let eb = w.fmt.bytes(1);
-    let mut j = j0;
-    while j < j1 {
-        let n = CH.min(j1 - j);
-        let nv = n / lanes;
-        let accp = acc.as_mut_ptr();
-        // SAFETY: weight rows p < k, columns j..j+n exist; acc holds CH.
-        unsafe {
-            let col0 = w.ptr.add(j * eb);
-            let mut p0 = 0;
-            while p0 < p.k {
-                let r = ROWS.min(p.k - p0);
-                let xs: [f32; ROWS] =
-                    core::array::from_fn(|q| if q < r { *x.add(p0 + q) } else { 0.0 });
-                let xv: [S::f32s; ROWS] = core::array::from_fn(|q| s.splat_f32s(xs[q]));
-                let rp: [*const u8; ROWS] =
-                    core::array::from_fn(|q| col0.add((p0 + q.min(r - 1)) * rb));
-                for v in 0..nv {
-                    let off = v * lanes;
-                    let mut a = if p0 == 0 {
-                        s.splat_f32s(0.0)
-                    } else {
-                        (accp.add(off) as *const S::f32s).read_unaligned()
-                    };
-                    for q in 0..ROWS {
-                        if q < r {
-                            let wv = F::raw::<S>(s, rp[q].add(off * eb), 0);
-                            a = s.mul_add_e_f32s(xv[q], wv, a);
+    let init = || (Buf::new(64), Buf::new(64));
+    crate::threads::with_scratch(&SCRATCH, init, |(acc, abuf)| {
+        let (x, _) = prepare(p, acc, abuf, CH);
+        let lanes = S::F32_LANES;
+        let rb = w.row_bytes();
+        let eb = w.fmt.bytes(1);
+        let mut j = j0;
+        while j < j1 {
+            let n = CH.min(j1 - j);
+            let nv = n / lanes;
+            let accp = acc.as_mut_ptr();
+            // SAFETY: weight rows p < k, columns j..j+n exist; acc holds CH.
+            unsafe {
+                let col0 = w.ptr.add(j * eb);
+                let mut p0 = 0;
+                while p0 < p.k {
+                    let r = ROWS.min(p.k - p0);
+                    let xs: [f32; ROWS] =
+                        core::array::from_fn(|q| if q < r { *x.add(p0 + q) } else { 0.0 });
+                    let xv: [S::f32s; ROWS] = core::array::from_fn(|q| s.splat_f32s(xs[q]));
+                    let rp: [*const u8; ROWS] =
+                        core::array::from_fn(|q| col0.add((p0 + q.min(r - 1)) * rb));
+                    for v in 0..nv {
+                        let off = v * lanes;
+                        let mut a = if p0 == 0 {
+                            s.splat_f32s(0.0)
+                        } else {
+                            (accp.add(off) as *const S::f32s).read_unaligned()
+                        };
+                        for q in 0..ROWS {
+                            if q < r {
+                                let wv = F::raw::<S>(s, rp[q].add(off * eb), 0);
+                                a = s.mul_add_e_f32s(xv[q], wv, a);
+                            }
                         }
+                        (accp.add(off) as *mut S::f32s).write_unaligned(a);
                     }
-                    (accp.add(off) as *mut S::f32s).write_unaligned(a);
-                }
-                for c in nv * lanes..n {
-                    let mut a = if p0 == 0 { 0.0 } else { *accp.add(c) };
-                    for q in 0..r {
-                        a = xs[q].mul_add(F::get(rp[q], c), a);
+                    for c in nv * lanes..n {
+                        let mut a = if p0 == 0 { 0.0 } else { *accp.add(c) };
+                        for q in 0..r {
+                            a = xs[q].mul_add(F::get(rp[q], c), a);
+                        }
+                        *accp.add(c) = a;
                     }
-                    *accp.add(c) = a;
+                    p0 += r;
                 }
-                p0 += r;
+                if p.k == 0 {
+                    acc[..n].fill(0.0);
+                }
+                finish_row(s, p, act, 0, j, &mut acc[..n]);
             }
-            if p.k == 0 {
-                acc[..n].fill(0.0);
-            }
-            finish_row(s, p, act, 0, j, &mut acc[..n]);
+            j += n;
         }
-        j += n;
-    }
-    SCRATCH.set(Some((acc, abuf)));
+    });
 }
 
 /// Packs `B[pc..pc+kc, jc..jc+nc]` of low-precision weights into f32
