@@ -781,7 +781,9 @@ enum Owned {
     Q8_0(Vec<BlockQ8_0>),
     Q4_0(Vec<BlockQ4_0>),
     Q4_1(Vec<BlockQ4_1>),
-    /// A view into bytes the handle keeps alive (a memory-mapped file).
+    /// A view into bytes the handle keeps alive (a memory-mapped file;
+    /// built by the GGUF loader only).
+    #[cfg_attr(not(feature = "model"), allow(dead_code))]
     Shared {
         /// Holds the bytes alive; never read.
         _keep: std::sync::Arc<dyn core::any::Any + Send + Sync>,
@@ -904,6 +906,7 @@ impl OwnedWeights {
     /// Every byte `view` reads is owned by `keep` (directly or through a
     /// mapping it holds), never moves, and is never written while `keep`
     /// lives.
+    #[cfg_attr(not(feature = "model"), allow(dead_code))]
     pub(crate) unsafe fn shared(
         keep: std::sync::Arc<dyn core::any::Any + Send + Sync>,
         view: WeightsRef<'_>,
