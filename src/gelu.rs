@@ -130,11 +130,6 @@ struct Job {
     mul: *const f32,
 }
 
-// SAFETY: a Job is only built from slices that outlive the kernel call, and
-// jobs given to different threads cover disjoint ranges of `dst`.
-unsafe impl Send for Job {}
-unsafe impl Sync for Job {}
-
 struct Kernel<F> {
     job: Job,
     f: F,
@@ -399,21 +394,11 @@ fn run_jobs<L: Level>(
         };
         debug_assert!(r.is_ok(), "validated above");
     };
-    // The closure captures raw pointers; wrap so it can cross threads.
-    let job_fn = SendFn(run);
-    threads::for_each_index(nthreads, jobs, move |j| job_fn.call(j));
+    // SAFETY: the closure carries pointers into the caller's buffers, valid
+    // for the call and used for disjoint ranges per job (see `launch`).
+    let job_fn = unsafe { threads::Shared::new(run) };
+    threads::for_each_index(nthreads, jobs, move |j| (job_fn.get())(j));
 }
-
-struct SendFn<F>(F);
-impl<F: Fn(usize)> SendFn<F> {
-    fn call(&self, j: usize) {
-        (self.0)(j)
-    }
-}
-// SAFETY: the wrapped closure only carries pointers into the caller's
-// buffers, used for disjoint ranges per job (see `launch`).
-unsafe impl<F> Send for SendFn<F> {}
-unsafe impl<F> Sync for SendFn<F> {}
 
 /// `out[r][c] = gelu(x[r][c] + bias[c])` for row-major `x` of shape
 /// `[rows, bias.len()]`, in one pass.

@@ -30,10 +30,6 @@ struct Rows {
     rms: bool,
 }
 
-// SAFETY: built from slices that outlive the call; jobs get disjoint rows.
-unsafe impl Send for Rows {}
-unsafe impl Sync for Rows {}
-
 impl Rows {
     /// The `n` rows starting at row `r0`.
     ///
@@ -314,11 +310,14 @@ fn run_rows<L: Level>(
         eps,
         rms,
     };
+    // SAFETY: built from slices that outlive the call; jobs get disjoint
+    // rows.
+    let base = unsafe { threads::Shared::new(base) };
     threads::for_each_index(nt, rows.div_ceil(per), move |j| {
         let r0 = j * per;
         // SAFETY: rows [r0, r0 + n) are inside the validated buffers; jobs
         // are disjoint.
-        let job = unsafe { base.rows_from(r0, per.min(rows - r0)) };
+        let job = unsafe { base.get().rows_from(r0, per.min(rows - r0)) };
         let r = level.run(job);
         debug_assert!(r.is_ok(), "validated");
     });

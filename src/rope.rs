@@ -482,11 +482,6 @@ impl Job<'_> {
     }
 }
 
-// SAFETY: jobs cover disjoint token ranges of a non-overlapping mutable view
-// (checked by `HeadsMut`), so no two threads write the same element.
-unsafe impl Send for Job<'_> {}
-unsafe impl Sync for Job<'_> {}
-
 fn run<L: Level>(
     level: L,
     par: Parallelism,
@@ -513,8 +508,12 @@ fn run<L: Level>(
         t0: 0,
         t1: 0,
     };
+    // SAFETY: jobs cover disjoint token ranges of a non-overlapping mutable
+    // view (checked by `HeadsMut`), so no two threads write the same
+    // element; the view outlives the call.
+    let job = unsafe { threads::Shared::new(job) };
     threads::for_each_index(nt, tokens.div_ceil(per), move |j| {
-        let r = level.run(job.tokens(j * per, ((j + 1) * per).min(tokens)));
+        let r = level.run(job.get().tokens(j * per, ((j + 1) * per).min(tokens)));
         debug_assert!(r.is_ok(), "validated by the caller");
     });
 }

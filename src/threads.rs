@@ -113,6 +113,35 @@ pub(crate) fn install<R: Send>(_n: usize, f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
+/// A value carrying raw pointers into the caller's buffers (a kernel's
+/// job description), shared with the jobs of one parallel section. Raw
+/// pointers are neither `Send` nor `Sync`; [`Shared::new`] is the one
+/// place where a kernel promises that sharing them is sound.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<T>(T);
+
+impl<T> Shared<T> {
+    /// Wraps `t` for the jobs of a parallel section.
+    ///
+    /// # Safety
+    /// Every pointer in `t` stays valid until that section returns, and its
+    /// jobs touch disjoint elements through them (none writes what another
+    /// reads or writes).
+    pub(crate) unsafe fn new(t: T) -> Self {
+        Shared(t)
+    }
+
+    /// The wrapped value.
+    pub(crate) fn get(&self) -> &T {
+        &self.0
+    }
+}
+
+// SAFETY: the contract of `Shared::new`.
+unsafe impl<T> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Shared<T> {}
+
 /// Runs `f` with this thread's scratch kept in `key` (`init()` the first
 /// time): taken out for the call and put back after, so a kernel reuses its
 /// buffers across calls on a thread without allocating, and a nested call

@@ -143,11 +143,7 @@ impl Rows<'_> {
     /// Keys query i may see: [0, kv_end(i)).
     #[inline(always)]
     fn kv_end(&self, i: usize) -> usize {
-        if self.p.causal {
-            (i + self.p.lk - self.p.lq + 1).min(self.p.lk)
-        } else {
-            self.p.lk
-        }
+        self.p.kv_end(i)
     }
 }
 

@@ -67,10 +67,18 @@ pub(crate) struct Attn {
     pub dim: usize,
 }
 
-// SAFETY: built only by `attention_impl` from borrows that outlive the call;
-// work items write disjoint output rows and lse entries.
-unsafe impl Send for Attn {}
-unsafe impl Sync for Attn {}
+impl Attn {
+    /// Keys query `i` may see: `[0, kv_end(i))` (causal: the query's own
+    /// position, aligned to the end of the keys, and those before it).
+    #[inline(always)]
+    pub(crate) fn kv_end(&self, i: usize) -> usize {
+        if self.causal {
+            (i + self.lk - self.lq + 1).min(self.lk)
+        } else {
+            self.lk
+        }
+    }
+}
 
 /// Queries per (batch, head) at or below which the decode path runs.
 const DECODE_MAX_Q: usize = 4;
@@ -356,9 +364,12 @@ fn run_prefill<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelErro
                 .map(move |w| (bh / p.heads, bh % p.heads, w[0], w[1]))
         })
         .collect();
-    let p = *p;
+    // SAFETY: `p` points into views borrowed for this call; items cover
+    // disjoint (batch, head, query-range) output rows and lse entries.
+    let shared = unsafe { threads::Shared::new(*p) };
     let run = |j: usize| {
         let (b, h, q0, q1) = items[j];
+        let p = *shared.get();
         let r = threads::with_scratch(&SCRATCH, Default::default, |sc| {
             level.run(PrefillOp {
                 p,
@@ -380,13 +391,7 @@ fn query_splits(p: &Attn, n: usize) -> Vec<usize> {
     if n <= 1 {
         return vec![0, p.lq];
     }
-    let work = |i: usize| {
-        if p.causal {
-            (i + p.lk - p.lq + 1) as f64
-        } else {
-            p.lk as f64
-        }
-    };
+    let work = |i: usize| p.kv_end(i) as f64;
     let total: f64 = (0..p.lq).map(work).sum();
     let mut out = vec![0];
     let mut acc = 0.0;
@@ -428,13 +433,6 @@ impl WithSimd for PrefillOp<'_> {
 /// partial results merged per row.
 fn run_decode<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError> {
     let positions = p.batch * p.lq;
-    let kv_end = |i: usize| {
-        if p.causal {
-            (i + p.lk - p.lq + 1).min(p.lk)
-        } else {
-            p.lk
-        }
-    };
     let per_row = if nt > 1 {
         nt.div_ceil(positions)
             .min(p.lk.div_ceil(MIN_KEYS_PER_CHUNK))
@@ -451,23 +449,22 @@ fn run_decode<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError
     } else {
         nt
     };
-    let partp = SendPtr(parts.as_mut_ptr());
-    let pp = *p;
+    // SAFETY: `p`'s views are borrowed for this call and `parts` lives past
+    // the section; each job writes its own (b, i, chunk) slice of `parts`
+    // and reads only inputs.
+    let shared = unsafe { threads::Shared::new((*p, parts.as_mut_ptr())) };
     threads::for_each_index(nt, jobs, move |j| {
+        let (pp, partp) = *shared.get();
         let (pos, c) = (j / per_row, j % per_row);
         let (b, i) = (pos / pp.lq, pos % pp.lq);
-        let end = kv_end(i);
+        let end = pp.kv_end(i);
         let step = end.div_ceil(per_row);
         let (c0, c1) = (c * step, ((c + 1) * step).min(end));
         // Head h of this job writes part ((b·H + h)·lq + i)·per_row + c.
         let part_stride = pp.lq * per_row * stride;
         // SAFETY: that index is below batch·heads·lq·per_row for every h,
         // and jobs differ in (b, i, c), so their parts are disjoint.
-        let base = unsafe {
-            partp
-                .get()
-                .add(((b * pp.heads * pp.lq + i) * per_row + c) * stride)
-        };
+        let base = unsafe { partp.add(((b * pp.heads * pp.lq + i) * per_row + c) * stride) };
         if c0 >= c1 {
             // An empty chunk contributes nothing.
             for h in 0..pp.heads {
@@ -507,17 +504,6 @@ fn run_decode<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError
     }
     Ok(())
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-// SAFETY: each job writes its own disjoint slice of the parts buffer.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 struct DecodeOp<'a> {
     p: Attn,

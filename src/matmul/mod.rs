@@ -84,15 +84,6 @@ pub(crate) struct LowB {
     pub ld: usize,
 }
 
-// SAFETY: built from a borrow that outlives the call, and only read.
-unsafe impl Send for LowB {}
-unsafe impl Sync for LowB {}
-
-// SAFETY: a Problem is only built by `matmul` from borrows that outlive the
-// call; threads get disjoint blocks of C (see `split`).
-unsafe impl Send for Problem {}
-unsafe impl Sync for Problem {}
-
 /// A matrix-vector product in raw-pointer form: `y (1×n) = x (1×k)·B (k×n)`.
 #[derive(Clone, Copy)]
 pub(crate) struct Gemv {
@@ -113,10 +104,6 @@ pub(crate) struct Gemv {
     pub mul: *const f32,
     pub incu: usize,
 }
-
-// SAFETY: as for Problem; threads get disjoint column ranges of y.
-unsafe impl Send for Gemv {}
-unsafe impl Sync for Gemv {}
 
 /// Flops per thread below which a second thread costs more than it saves
 /// (measured here: at 128³, 4 Mflop, two threads are slower than one —
@@ -447,7 +434,11 @@ impl WithSimd for Int8Op<'_> {
         // 384 + 192 as whole 128-column chunks would split them).
         let step = p.n.div_ceil(nt).next_multiple_of(32);
         let jobs = p.n.div_ceil(step);
+        // SAFETY: p and w point into the caller's borrows, valid for the
+        // call; jobs write disjoint column ranges of C.
+        let shared = unsafe { threads::Shared::new((p, w)) };
         threads::for_each_index(nt, jobs, move |t| {
+            let (p, w) = *shared.get();
             let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
             s.vectorize(Int8Cols {
                 p,
@@ -598,7 +589,10 @@ impl WithSimd for Op {
             );
             let step = p.n.div_ceil(nt).next_multiple_of(64);
             let jobs = p.n.div_ceil(step);
+            // SAFETY: as for the int8 columns above.
+            let shared = unsafe { threads::Shared::new((p, w)) };
             threads::for_each_index(nt, jobs, move |t| {
+                let (p, w) = *shared.get();
                 let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
                 outlined(s, LowpOp { p, w, j0, j1 });
             });
@@ -613,7 +607,11 @@ impl WithSimd for Op {
             );
             let step = cols.div_ceil(nt).next_multiple_of(64);
             let jobs = cols.div_ceil(step);
+            // SAFETY: g points into the caller's borrows; jobs write
+            // disjoint column ranges of y.
+            let shared = unsafe { threads::Shared::new(g) };
             threads::for_each_index(nt, jobs, move |t| {
+                let g = *shared.get();
                 let (j0, j1) = (t * step, ((t + 1) * step).min(cols));
                 outlined(s, GemvOp { g, j0, j1 });
             });
@@ -633,8 +631,13 @@ impl WithSimd for Op {
             return;
         }
         // Thread blocks in whole tiles of the tile that will run.
-        let parts = split(&p, nt, tiles::plan_at::<S>(&p).blocking);
-        threads::for_each_index(nt, parts.len(), move |t| gemm::run(s, &parts[t]));
+        // SAFETY: the parts point into the caller's borrows; each writes its
+        // own block of C (see `split`).
+        let parts =
+            unsafe { threads::Shared::new(split(&p, nt, tiles::plan_at::<S>(&p).blocking)) };
+        threads::for_each_index(nt, parts.get().len(), move |t| {
+            gemm::run(s, &parts.get()[t])
+        });
     }
 }
 
