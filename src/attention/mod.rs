@@ -370,15 +370,14 @@ fn run_prefill<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelErro
     let run = |j: usize| {
         let (b, h, q0, q1) = items[j];
         let p = *shared.get();
-        let r = threads::with_scratch(&SCRATCH, Default::default, |sc| {
-            level.run(PrefillOp {
-                p,
-                b,
-                h,
-                q0,
-                q1,
-                sc,
-            })
+        let mut sc = threads::scratch(&SCRATCH, Default::default);
+        let r = level.run(PrefillOp {
+            p,
+            b,
+            h,
+            q0,
+            q1,
+            sc: &mut sc,
         });
         debug_assert!(r.is_ok(), "validated");
     };
@@ -476,17 +475,16 @@ fn run_decode<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError
             }
             return;
         }
-        let r = threads::with_scratch(&DECODE_SCRATCH, Default::default, |sc| {
-            level.run(DecodeOp {
-                p: pp,
-                b,
-                i,
-                c0,
-                c1,
-                sc,
-                parts: base,
-                part_stride,
-            })
+        let mut sc = threads::scratch(&DECODE_SCRATCH, Default::default);
+        let r = level.run(DecodeOp {
+            p: pp,
+            b,
+            i,
+            c0,
+            c1,
+            sc: &mut sc,
+            parts: base,
+            part_stride,
         });
         debug_assert!(r.is_ok(), "validated");
     });

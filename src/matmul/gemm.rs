@@ -77,32 +77,32 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     let (bl, pack_a, pack_b) = (plan.blocking, plan.pack_a, plan.pack_b);
     debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
     let init = || (Buf::new(64), Buf::new(64));
-    threads::with_scratch(&PACK, init, |(abuf, bbuf)| {
-        if pack_a {
-            ensure(abuf, bl.mc.min(p.m.next_multiple_of(MR)) * bl.kc.min(p.k));
+    let mut guard = threads::scratch(&PACK, init);
+    let (abuf, bbuf) = &mut *guard;
+    if pack_a {
+        ensure(abuf, bl.mc.min(p.m.next_multiple_of(MR)) * bl.kc.min(p.k));
+    }
+    if pack_b {
+        ensure(
+            bbuf,
+            bl.nc.min(p.n.next_multiple_of(bl.nr)) * bl.kc.min(p.k),
+        );
+    }
+    match (pack_a, pack_b) {
+        (true, true) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, true, true>(p, acts, &bl, abuf, bbuf))
         }
-        if pack_b {
-            ensure(
-                bbuf,
-                bl.nc.min(p.n.next_multiple_of(bl.nr)) * bl.kc.min(p.k),
-            );
+        (true, false) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, true, false>(p, acts, &bl, abuf, bbuf))
         }
-        match (pack_a, pack_b) {
-            (true, true) => {
-                crate::isa::outlined(s, Loops::<F, MR, NV, true, true>(p, acts, &bl, abuf, bbuf))
-            }
-            (true, false) => {
-                crate::isa::outlined(s, Loops::<F, MR, NV, true, false>(p, acts, &bl, abuf, bbuf))
-            }
-            (false, true) => {
-                crate::isa::outlined(s, Loops::<F, MR, NV, false, true>(p, acts, &bl, abuf, bbuf))
-            }
-            (false, false) => crate::isa::outlined(
-                s,
-                Loops::<F, MR, NV, false, false>(p, acts, &bl, abuf, bbuf),
-            ),
+        (false, true) => {
+            crate::isa::outlined(s, Loops::<F, MR, NV, false, true>(p, acts, &bl, abuf, bbuf))
         }
-    });
+        (false, false) => crate::isa::outlined(
+            s,
+            Loops::<F, MR, NV, false, false>(p, acts, &bl, abuf, bbuf),
+        ),
+    }
 }
 
 /// One loop nest (a level, activation type, tile shape and packing choice)

@@ -32,41 +32,41 @@ thread_local! {
 #[inline(always)]
 pub(crate) fn run<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j0: usize, j1: usize) {
     let init = || (Buf::new(64), Buf::new(64));
-    crate::threads::with_scratch(&ACC, init, |(acc, xbuf)| {
-        if acc.len() < CHUNK {
-            acc.resize(CHUNK, 0.0);
+    let mut guard = crate::threads::scratch(&ACC, init);
+    let (acc, xbuf) = &mut *guard;
+    if acc.len() < CHUNK {
+        acc.resize(CHUNK, 0.0);
+    }
+    // x contiguous (copied once if strided; k floats).
+    let x: *const f32 = if g.incx == 1 || g.k == 0 {
+        g.x
+    } else {
+        if xbuf.len() < g.k {
+            xbuf.resize(g.k, 0.0);
         }
-        // x contiguous (copied once if strided; k floats).
-        let x: *const f32 = if g.incx == 1 || g.k == 0 {
-            g.x
-        } else {
-            if xbuf.len() < g.k {
-                xbuf.resize(g.k, 0.0);
-            }
-            for p in 0..g.k {
-                // SAFETY: x has k elements at stride incx (Gemv invariant).
-                xbuf[p] = unsafe { *g.x.add(p * g.incx) };
-            }
-            xbuf.as_ptr()
-        };
-        let mut j = j0;
-        while j < j1 {
-            let n = CHUNK.min(j1 - j);
-            let acc = &mut acc[..n];
-            // SAFETY: columns [j, j+n) exist in B and y; x has k elements.
-            unsafe {
-                if g.k == 0 || g.alpha == 0.0 {
-                    acc.fill(0.0);
-                } else if g.csb == 1 {
-                    rows_axpy(s, g, x, j, acc);
-                } else {
-                    cols_dot(s, g, x, j, acc);
-                }
-                finish(s, g, act, j, acc);
-            }
-            j += n;
+        for p in 0..g.k {
+            // SAFETY: x has k elements at stride incx (Gemv invariant).
+            xbuf[p] = unsafe { *g.x.add(p * g.incx) };
         }
-    });
+        xbuf.as_ptr()
+    };
+    let mut j = j0;
+    while j < j1 {
+        let n = CHUNK.min(j1 - j);
+        let acc = &mut acc[..n];
+        // SAFETY: columns [j, j+n) exist in B and y; x has k elements.
+        unsafe {
+            if g.k == 0 || g.alpha == 0.0 {
+                acc.fill(0.0);
+            } else if g.csb == 1 {
+                rows_axpy(s, g, x, j, acc);
+            } else {
+                cols_dot(s, g, x, j, acc);
+            }
+            finish(s, g, act, j, acc);
+        }
+        j += n;
+    }
 }
 
 /// `acc[c] = Σ_p x[p]·B[p][j+c]`, B rows contiguous, streaming ROWS rows

@@ -237,111 +237,111 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     j0: usize,
     j1: usize,
 ) {
-    crate::threads::with_scratch(&WORK, Work::default, |work| {
-        let f = Blk::of(w.fmt).expect("int8 mode: a block format");
-        let rb = w.row_bytes();
-        let bs = w.fmt.bytes(QK);
-        let (k, nb) = (p.k, qa.nb);
-        if work.acc.len() < 4 * CHUNK {
-            work.acc.resize(4 * CHUNK, 0.0);
+    let mut guard = crate::threads::scratch(&WORK, Work::default);
+    let work = &mut *guard;
+    let f = Blk::of(w.fmt).expect("int8 mode: a block format");
+    let rb = w.row_bytes();
+    let bs = w.fmt.bytes(QK);
+    let (k, nb) = (p.k, qa.nb);
+    if work.acc.len() < 4 * CHUNK {
+        work.acc.resize(4 * CHUNK, 0.0);
+    }
+    if work.tmp.len() < 4 * (nb + 16) {
+        work.tmp.resize(4 * (nb + 16), 0.0);
+    }
+    // The packing gathers address 128 weight rows with i32 offsets.
+    #[cfg(target_arch = "x86_64")]
+    let vnni = kernel == Kernel::Vnni;
+    #[cfg(not(target_arch = "x86_64"))]
+    let vnni = false;
+    let packed = vnni && p.m > DOT_ROWS && CHUNK * rb < i32::MAX as usize;
+    if packed {
+        work.pack.resize(CHUNK * k, 0);
+        work.scales.resize(2 * CHUNK * nb, 0.0);
+        if work.acc.len() < qa.mp * CHUNK {
+            work.acc.resize(qa.mp * CHUNK, 0.0);
         }
-        if work.tmp.len() < 4 * (nb + 16) {
-            work.tmp.resize(4 * (nb + 16), 0.0);
-        }
-        // The packing gathers address 128 weight rows with i32 offsets.
-        #[cfg(target_arch = "x86_64")]
-        let vnni = kernel == Kernel::Vnni;
-        #[cfg(not(target_arch = "x86_64"))]
-        let vnni = false;
-        let packed = vnni && p.m > DOT_ROWS && CHUNK * rb < i32::MAX as usize;
+    }
+    let mut jc = j0;
+    while jc < j1 {
+        let nc = CHUNK.min(j1 - jc);
+        // SAFETY (pointer offset): weight rows jc..jc+nc exist (callers
+        // split n).
+        let wj = unsafe { w.ptr.add(jc * rb) };
+        let acc = work.acc.as_mut_ptr();
         if packed {
-            work.pack.resize(CHUNK * k, 0);
-            work.scales.resize(2 * CHUNK * nb, 0.0);
-            if work.acc.len() < qa.mp * CHUNK {
-                work.acc.resize(qa.mp * CHUNK, 0.0);
+            // SAFETY: the buffers have the sizes the kernels index (sized
+            // above); weight rows jc..jc+nc exist; `vnni` was checked.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                crate::arch::vnni::pack_chunk(
+                    f,
+                    wj,
+                    rb,
+                    bs,
+                    nc,
+                    nb,
+                    work.pack.as_mut_ptr(),
+                    work.scales.as_mut_ptr(),
+                );
+                crate::arch::vnni::gemm_chunk(
+                    f,
+                    work.pack.as_ptr(),
+                    work.scales.as_ptr(),
+                    nc,
+                    qa,
+                    acc,
+                    CHUNK,
+                );
             }
-        }
-        let mut jc = j0;
-        while jc < j1 {
-            let nc = CHUNK.min(j1 - jc);
-            // SAFETY (pointer offset): weight rows jc..jc+nc exist (callers
-            // split n).
-            let wj = unsafe { w.ptr.add(jc * rb) };
-            let acc = work.acc.as_mut_ptr();
-            if packed {
-                // SAFETY: the buffers have the sizes the kernels index (sized
-                // above); weight rows jc..jc+nc exist; `vnni` was checked.
-                #[cfg(target_arch = "x86_64")]
+            for i in 0..p.m {
+                // SAFETY: row i of the accumulators holds nc values; row i
+                // and columns jc..jc+nc of C exist.
                 unsafe {
-                    crate::arch::vnni::pack_chunk(
+                    let row = core::slice::from_raw_parts_mut(acc.add(i * CHUNK), nc);
+                    finish_row(s, p, act, i, jc, row);
+                }
+            }
+            jc += nc;
+            continue;
+        }
+        let mut i0 = 0;
+        while i0 < p.m {
+            let mr = 4.min(p.m - i0);
+            // SAFETY: rows i0..i0+4 of the padded QuantA exist; `acc` holds
+            // 4·CHUNK floats, `tmp` 4·(nb + 16); the kernel's features were
+            // checked by Kernel::for_isa.
+            unsafe {
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Vnni => crate::arch::vnni::dot(
                         f,
                         wj,
                         rb,
                         bs,
                         nc,
-                        nb,
-                        work.pack.as_mut_ptr(),
-                        work.scales.as_mut_ptr(),
-                    );
-                    crate::arch::vnni::gemm_chunk(
-                        f,
-                        work.pack.as_ptr(),
-                        work.scales.as_ptr(),
-                        nc,
                         qa,
+                        i0,
+                        mr,
                         acc,
                         CHUNK,
-                    );
-                }
-                for i in 0..p.m {
-                    // SAFETY: row i of the accumulators holds nc values; row i
-                    // and columns jc..jc+nc of C exist.
-                    unsafe {
-                        let row = core::slice::from_raw_parts_mut(acc.add(i * CHUNK), nc);
-                        finish_row(s, p, act, i, jc, row);
+                        work.tmp.as_mut_ptr(),
+                    ),
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => {
+                        crate::arch::int8_avx2::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)
                     }
+                    Kernel::Portable => portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK),
                 }
-                jc += nc;
-                continue;
+                for r in 0..mr {
+                    let row = core::slice::from_raw_parts_mut(acc.add(r * CHUNK), nc);
+                    finish_row(s, p, act, i0 + r, jc, row);
+                }
             }
-            let mut i0 = 0;
-            while i0 < p.m {
-                let mr = 4.min(p.m - i0);
-                // SAFETY: rows i0..i0+4 of the padded QuantA exist; `acc` holds
-                // 4·CHUNK floats, `tmp` 4·(nb + 16); the kernel's features were
-                // checked by Kernel::for_isa.
-                unsafe {
-                    match kernel {
-                        #[cfg(target_arch = "x86_64")]
-                        Kernel::Vnni => crate::arch::vnni::dot(
-                            f,
-                            wj,
-                            rb,
-                            bs,
-                            nc,
-                            qa,
-                            i0,
-                            mr,
-                            acc,
-                            CHUNK,
-                            work.tmp.as_mut_ptr(),
-                        ),
-                        #[cfg(target_arch = "x86_64")]
-                        Kernel::Avx2 => {
-                            crate::arch::int8_avx2::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)
-                        }
-                        Kernel::Portable => portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK),
-                    }
-                    for r in 0..mr {
-                        let row = core::slice::from_raw_parts_mut(acc.add(r * CHUNK), nc);
-                        finish_row(s, p, act, i0 + r, jc, row);
-                    }
-                }
-                i0 += mr;
-            }
-            jc += nc;
+            i0 += mr;
         }
-    });
+        jc += nc;
+    }
 }
 
 /// The unsigned weight `t` of the block at `blk` (the nibble, or `q + 128`).

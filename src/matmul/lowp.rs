@@ -462,32 +462,32 @@ fn prepare(p: &Problem, acc: &mut Buf, abuf: &mut Buf, acc_len: usize) -> (*cons
 #[inline(always)]
 fn dot_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0: usize, j1: usize) {
     let init = || (Buf::new(64), Buf::new(64));
-    crate::threads::with_scratch(&SCRATCH, init, |(acc, abuf)| {
-        let (a, rsa) = prepare(p, acc, abuf, 4 * CHUNK);
-        let mut i0 = 0;
-        while i0 < p.m {
-            let mr = 4.min(p.m - i0);
-            let mut j = j0;
-            while j < j1 {
-                let n = CHUNK.min(j1 - j);
-                // SAFETY: rows i0..i0+mr of A (contiguous copy or in place with
-                // unit column stride), weight rows j..j+n, C's columns j..j+n.
-                unsafe {
-                    let a = a.add(i0 * rsa);
-                    if mr == 1 {
-                        dot_block::<S, F, 1, 4>(s, w, a, rsa, 1, p.k, j, n, acc.as_mut_ptr());
-                    } else {
-                        dot_block::<S, F, 4, 1>(s, w, a, rsa, mr, p.k, j, n, acc.as_mut_ptr());
-                    }
-                    for r in 0..mr {
-                        finish_row(s, p, act, i0 + r, j, &mut acc[r * CHUNK..r * CHUNK + n]);
-                    }
+    let mut guard = crate::threads::scratch(&SCRATCH, init);
+    let (acc, abuf) = &mut *guard;
+    let (a, rsa) = prepare(p, acc, abuf, 4 * CHUNK);
+    let mut i0 = 0;
+    while i0 < p.m {
+        let mr = 4.min(p.m - i0);
+        let mut j = j0;
+        while j < j1 {
+            let n = CHUNK.min(j1 - j);
+            // SAFETY: rows i0..i0+mr of A (contiguous copy or in place with
+            // unit column stride), weight rows j..j+n, C's columns j..j+n.
+            unsafe {
+                let a = a.add(i0 * rsa);
+                if mr == 1 {
+                    dot_block::<S, F, 1, 4>(s, w, a, rsa, 1, p.k, j, n, acc.as_mut_ptr());
+                } else {
+                    dot_block::<S, F, 4, 1>(s, w, a, rsa, mr, p.k, j, n, acc.as_mut_ptr());
                 }
-                j += n;
+                for r in 0..mr {
+                    finish_row(s, p, act, i0 + r, j, &mut acc[r * CHUNK..r * CHUNK + n]);
+                }
             }
-            i0 += mr;
+            j += n;
         }
-    });
+        i0 += mr;
+    }
 }
 
 /// `out[r·CHUNK + c] = dot(a row r, weight row j + c)` for `r < mr ≤ M`,
@@ -593,59 +593,59 @@ fn axpy_cols<S: Simd, A: VecFn, F: Fmt>(s: S, p: &Problem, w: &LowB, act: A, j0:
     const ROWS: usize = 8;
     const CH: usize = 4096;
     let init = || (Buf::new(64), Buf::new(64));
-    crate::threads::with_scratch(&SCRATCH, init, |(acc, abuf)| {
-        let (x, _) = prepare(p, acc, abuf, CH);
-        let lanes = S::F32_LANES;
-        let rb = w.row_bytes();
-        let eb = w.fmt.bytes(1);
-        let mut j = j0;
-        while j < j1 {
-            let n = CH.min(j1 - j);
-            let nv = n / lanes;
-            let accp = acc.as_mut_ptr();
-            // SAFETY: weight rows p < k, columns j..j+n exist; acc holds CH.
-            unsafe {
-                let col0 = w.ptr.add(j * eb);
-                let mut p0 = 0;
-                while p0 < p.k {
-                    let r = ROWS.min(p.k - p0);
-                    let xs: [f32; ROWS] =
-                        core::array::from_fn(|q| if q < r { *x.add(p0 + q) } else { 0.0 });
-                    let xv: [S::f32s; ROWS] = core::array::from_fn(|q| s.splat_f32s(xs[q]));
-                    let rp: [*const u8; ROWS] =
-                        core::array::from_fn(|q| col0.add((p0 + q.min(r - 1)) * rb));
-                    for v in 0..nv {
-                        let off = v * lanes;
-                        let mut a = if p0 == 0 {
-                            s.splat_f32s(0.0)
-                        } else {
-                            (accp.add(off) as *const S::f32s).read_unaligned()
-                        };
-                        for q in 0..ROWS {
-                            if q < r {
-                                let wv = F::raw::<S>(s, rp[q].add(off * eb), 0);
-                                a = s.mul_add_e_f32s(xv[q], wv, a);
-                            }
+    let mut guard = crate::threads::scratch(&SCRATCH, init);
+    let (acc, abuf) = &mut *guard;
+    let (x, _) = prepare(p, acc, abuf, CH);
+    let lanes = S::F32_LANES;
+    let rb = w.row_bytes();
+    let eb = w.fmt.bytes(1);
+    let mut j = j0;
+    while j < j1 {
+        let n = CH.min(j1 - j);
+        let nv = n / lanes;
+        let accp = acc.as_mut_ptr();
+        // SAFETY: weight rows p < k, columns j..j+n exist; acc holds CH.
+        unsafe {
+            let col0 = w.ptr.add(j * eb);
+            let mut p0 = 0;
+            while p0 < p.k {
+                let r = ROWS.min(p.k - p0);
+                let xs: [f32; ROWS] =
+                    core::array::from_fn(|q| if q < r { *x.add(p0 + q) } else { 0.0 });
+                let xv: [S::f32s; ROWS] = core::array::from_fn(|q| s.splat_f32s(xs[q]));
+                let rp: [*const u8; ROWS] =
+                    core::array::from_fn(|q| col0.add((p0 + q.min(r - 1)) * rb));
+                for v in 0..nv {
+                    let off = v * lanes;
+                    let mut a = if p0 == 0 {
+                        s.splat_f32s(0.0)
+                    } else {
+                        (accp.add(off) as *const S::f32s).read_unaligned()
+                    };
+                    for q in 0..ROWS {
+                        if q < r {
+                            let wv = F::raw::<S>(s, rp[q].add(off * eb), 0);
+                            a = s.mul_add_e_f32s(xv[q], wv, a);
                         }
-                        (accp.add(off) as *mut S::f32s).write_unaligned(a);
                     }
-                    for c in nv * lanes..n {
-                        let mut a = if p0 == 0 { 0.0 } else { *accp.add(c) };
-                        for q in 0..r {
-                            a = xs[q].mul_add(F::get(rp[q], c), a);
-                        }
-                        *accp.add(c) = a;
+                    (accp.add(off) as *mut S::f32s).write_unaligned(a);
+                }
+                for c in nv * lanes..n {
+                    let mut a = if p0 == 0 { 0.0 } else { *accp.add(c) };
+                    for q in 0..r {
+                        a = xs[q].mul_add(F::get(rp[q], c), a);
                     }
-                    p0 += r;
+                    *accp.add(c) = a;
                 }
-                if p.k == 0 {
-                    acc[..n].fill(0.0);
-                }
-                finish_row(s, p, act, 0, j, &mut acc[..n]);
+                p0 += r;
             }
-            j += n;
+            if p.k == 0 {
+                acc[..n].fill(0.0);
+            }
+            finish_row(s, p, act, 0, j, &mut acc[..n]);
         }
-    });
+        j += n;
+    }
 }
 
 /// Packs `B[pc..pc+kc, jc..jc+nc]` of low-precision weights into f32
