@@ -57,7 +57,11 @@ pub(crate) fn install<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
     if n <= 1 || team::current().is_some() {
         return f();
     }
-    if let Some(t) = team::Team::get(n)
+    // More spinning threads than cores would take the cores from the
+    // threads doing the work: the pool's sleeping workers then.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n <= cores
+        && let Some(t) = team::Team::get(n)
         && let Some(guard) = t.activate()
     {
         let r = f();
@@ -360,16 +364,25 @@ mod team {
             Some(Active(self))
         }
 
-        /// A helper's life: spin for sections while active, park while not.
+        /// A helper's life: spin for sections while active (yielding the
+        /// core to other processes after ~2¹⁴ idle turns, so a step's long
+        /// serial stretch does not starve a shared machine), park while not.
         fn serve(&'static self) {
             IN_JOB.set(true);
+            let mut idle = 0u32;
             loop {
                 if !self.active.load(Ordering::Acquire) {
                     std::thread::park();
+                    idle = 0;
                     continue;
                 }
-                if !self.claim_and_run() {
+                if self.claim_and_run() {
+                    idle = 0;
+                } else if idle < 1 << 14 {
+                    idle += 1;
                     std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
                 }
             }
         }
