@@ -484,7 +484,9 @@ fn every_microkernel_on_its_own_against_an_f64_loop() {
 /// finished before the next starts; a nested section runs serially; a
 /// second caller while the team serves the first falls back to the pool;
 /// and a panic in a job reaches the caller, after which the team still
-/// works.
+/// works. (A team larger than the machine's cores is not started: on a
+/// 2-core machine the 3-thread round runs on the rayon pool, and must
+/// behave the same.)
 #[test]
 fn thread_team_runs_every_index_once_per_section() {
     use std::sync::atomic::{AtomicUsize, Ordering};
