@@ -237,8 +237,7 @@ impl<'a> Iterator for Strings<'a> {
     fn next(&mut self) -> Option<&'a str> {
         self.left = self.left.checked_sub(1)?;
         // Lengths and UTF-8 were checked when the file was opened.
-        let n = usize::try_from(self.r.u64("string length").ok()?).ok()?;
-        std::str::from_utf8(self.r.take(n, "string").ok()?).ok()
+        self.r.str("string length").ok()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -306,12 +305,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self, what: &str) -> Result<String, KernelError> {
+    /// A length-prefixed UTF-8 string, borrowed from the bytes.
+    fn str(&mut self, what: &str) -> Result<&'a str, KernelError> {
         let at = self.at;
         let n = self.count(1, what)?;
         let s = self.take(n, what)?;
-        String::from_utf8(s.to_vec())
-            .map_err(|e| bad(format!("{what} at offset {at} is not UTF-8: {e}")))
+        std::str::from_utf8(s).map_err(|e| bad(format!("{what} at offset {at} is not UTF-8: {e}")))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, KernelError> {
+        self.str(what).map(str::to_owned)
     }
 
     /// Steps over an array value (at the element type), checking it as
@@ -323,12 +326,7 @@ impl<'a> Reader<'a> {
         match et {
             8 => {
                 for _ in 0..n {
-                    let at = self.at;
-                    let len = self.count(1, "string length")?;
-                    let s = self.take(len, "string length")?;
-                    std::str::from_utf8(s).map_err(|e| {
-                        bad(format!("string length at offset {at} is not UTF-8: {e}"))
-                    })?;
+                    self.str("string length")?;
                 }
             }
             7 => {
