@@ -18,8 +18,12 @@
 //! - AVX2 (`Isa::Avx2`, or `Isa::Avx512` without VNNI): `vpmaddubsw` +
 //!   `vpmaddwd` a block at a time, 4 rows of A against each weight row
 //!   (`crate::arch::int8_avx2::dot`), for every m.
-//! - every other level (scalar, NEON, the `generic` tokens): the same
-//!   integers in portable code ([`portable_dot`]) — exact, but not fast.
+//! - NEON with the dot-product extension (`Isa::Neon` on an aarch64 CPU
+//!   with `dotprod`): `sdot`, a block at a time, 4 rows of A against each
+//!   weight row (`crate::arch::int8_neon::dot`), for every m.
+//! - every other level (scalar, NEON without `dotprod`, the `generic`
+//!   tokens): the same integers in portable code ([`portable_dot`]) —
+//!   exact, but not fast.
 
 use super::lowp::finish_row;
 use super::{LowB, Problem};
@@ -67,6 +71,9 @@ pub(crate) enum Kernel {
     /// `vpdpbusd` (AVX-512 VNNI).
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// `sdot` (NEON with the dot-product extension).
+    #[cfg(target_arch = "aarch64")]
+    Sdot,
 }
 
 impl Kernel {
@@ -81,6 +88,10 @@ impl Kernel {
             if matches!(isa, Isa::Avx2 | Isa::Avx512) && crate::arch::int8_avx2::available() {
                 return Kernel::Avx2;
             }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if isa == crate::Isa::Neon && crate::arch::int8_neon::available() {
+            return Kernel::Sdot;
         }
         let _ = isa;
         Kernel::Portable
@@ -331,6 +342,10 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
                     Kernel::Avx2 => {
                         crate::arch::int8_avx2::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)
                     }
+                    #[cfg(target_arch = "aarch64")]
+                    Kernel::Sdot => {
+                        crate::arch::int8_neon::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)
+                    }
                     Kernel::Portable => portable_dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK),
                 }
                 for r in 0..mr {
@@ -366,7 +381,7 @@ unsafe fn weight_u(f: Blk, blk: *const u8, t: usize) -> i32 {
 /// # Safety
 /// `blk` valid for `at + 2` reads.
 #[inline(always)]
-unsafe fn half(blk: *const u8, at: usize) -> f32 {
+pub(crate) unsafe fn half(blk: *const u8, at: usize) -> f32 {
     // SAFETY: the caller's contract.
     let bits = unsafe { blk.add(at).cast::<u16>().read_unaligned() };
     crate::quant::f16::from_bits(bits).to_f32()

@@ -395,9 +395,11 @@ fn int8_impl<L: Level>(
 /// Whether [`matmul_weights_int8`] runs integer dot-product instructions
 /// at `isa` on this CPU (AVX-512 VNNI `vpdpbusd` under
 /// [`crate::Isa::Avx512`] where the CPU has VNNI, else AVX2 `vpmaddubsw`
-/// under [`crate::Isa::Avx2`] or `Avx512`); where it does not (the scalar
-/// and NEON levels), the int8 mode runs portable integer code — exact, and
-/// far slower than [`matmul_weights`].
+/// under [`crate::Isa::Avx2`] or `Avx512`, NEON `sdot` under
+/// [`crate::Isa::Neon`] where the CPU has the dot-product extension); where
+/// it does not (the scalar level, NEON without `dotprod`), the int8 mode
+/// runs portable integer code — exact, and far slower than
+/// [`matmul_weights`].
 pub fn int8_accelerated(isa: crate::Isa) -> bool {
     int8::Kernel::for_isa(isa) != int8::Kernel::Portable
 }

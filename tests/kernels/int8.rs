@@ -23,10 +23,31 @@ use transformer_kernels::matmul::generic;
 use transformer_kernels::quant::WeightLayout;
 use transformer_kernels::{
     Config, Epilogue, Isa, KernelError, MatMut, MatRef, OwnedWeights, Parallelism, WeightFormat,
-    matmul_weights, matmul_weights_int8, quantize_activations, reference,
+    int8_accelerated, matmul_weights, matmul_weights_int8, quantize_activations, reference,
 };
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// Which levels run integer dot-product instructions is what this CPU
+/// offers, so the property tests below exercise those kernels wherever the
+/// CPU has them (and the portable code where it does not: the aarch64
+/// script runs this file again on an emulated core without `dotprod`).
+#[test]
+fn integer_instructions_run_where_the_cpu_has_them() {
+    assert!(!int8_accelerated(Isa::Scalar));
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        int8_accelerated(Isa::Avx2),
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    );
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(
+        int8_accelerated(Isa::Neon),
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    );
+}
 
 #[test]
 fn activations_quantize_with_llama_cpp_rounding_and_an_f32_scale() {
