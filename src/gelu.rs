@@ -4,113 +4,14 @@
 //! the activation is computed in registers, and the result is stored once.
 //! No temporary buffer.
 
+use crate::act::{Act, Identity, VecFn, with_fixed};
+pub use crate::act::{GeluKind, MathFn};
 use crate::error::KernelError;
 use crate::isa::{Config, Level, Parallelism, Token, dispatch};
-use crate::math;
+use crate::simd::Part;
 use crate::threads;
 use core::ptr::null;
 use pulp::{Simd, WithSimd};
-
-/// Which GELU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum GeluKind {
-    /// Exact `0.5·x·(1 + erf(x/√2))` (PyTorch `approximate='none'`).
-    #[default]
-    Erf,
-    /// `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))` (PyTorch `approximate='tanh'`,
-    /// GPT-2's `gelu_new`). Differs from `Erf` by up to 4.7e-4.
-    Tanh,
-}
-
-/// An element-wise function on vectors, applied inside a kernel's registers.
-pub(crate) trait VecFn: Copy + Send + Sync {
-    /// Whether `apply` returns its input (lets callers pick code that
-    /// would be too large to duplicate for a real activation).
-    const IDENTITY: bool = false;
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s;
-
-    /// Whether this value returns its input (at run time: `Act::None`).
-    #[inline(always)]
-    fn is_identity(&self) -> bool {
-        Self::IDENTITY
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct Identity;
-impl VecFn for Identity {
-    const IDENTITY: bool = true;
-    #[inline(always)]
-    fn apply<S: Simd>(self, _s: S, x: S::f32s) -> S::f32s {
-        x
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct GeluErf;
-impl VecFn for GeluErf {
-    #[inline(always)]
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
-        math::gelu_erf(s, x)
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct GeluTanh;
-impl VecFn for GeluTanh {
-    #[inline(always)]
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
-        math::gelu_tanh(s, x)
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct Silu;
-impl VecFn for Silu {
-    #[inline(always)]
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
-        math::silu(s, x)
-    }
-}
-
-/// An activation chosen at run time: the one activation type of the matmul
-/// epilogues (applied once per stored vector, after the k-loop, where a
-/// predictable branch costs nothing next to the activation itself), so the
-/// microkernels are compiled twice per level (no activation / `Act`), not
-/// once per activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Act {
-    None,
-    GeluErf,
-    GeluTanh,
-    Silu,
-}
-
-impl Act {
-    pub(crate) fn gelu(kind: GeluKind) -> Act {
-        match kind {
-            GeluKind::Erf => Act::GeluErf,
-            GeluKind::Tanh => Act::GeluTanh,
-        }
-    }
-}
-
-impl VecFn for Act {
-    #[inline(always)]
-    fn is_identity(&self) -> bool {
-        *self == Act::None
-    }
-
-    #[inline(always)]
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
-        match self {
-            Act::None => x,
-            Act::GeluErf => math::gelu_erf(s, x),
-            Act::GeluTanh => math::gelu_tanh(s, x),
-            Act::Silu => math::silu(s, x),
-        }
-    }
-}
 
 /// Elements per thread below which extra threads cost more than they save.
 const MIN_ELEMS_PER_THREAD: usize = 1 << 16;
@@ -218,12 +119,12 @@ unsafe fn run_span<S: Simd, F: VecFn>(
             i += lanes;
         }
         if i < n {
-            let mask = s.mask_between_m32s(0, (n - i) as u32);
-            let mut v = s.mask_load_ptr_f32s(mask, src.add(i));
+            let part = Part::new(s, n - i);
+            let mut v = part.load(src.add(i));
             if !bias.is_null() {
-                v = s.add_f32s(v, s.mask_load_ptr_f32s(mask, bias.add(i)));
+                v = s.add_f32s(v, part.load(bias.add(i)));
             }
-            s.mask_store_ptr_f32s(mask, dst.add(i), f.apply(s, v));
+            part.store(dst.add(i), f.apply(s, v));
         }
     }
 }
@@ -273,10 +174,9 @@ unsafe fn run_span_mul<S: Simd, F: VecFn>(
             i += lanes;
         }
         if i < n {
-            let mask = s.mask_between_m32s(0, (n - i) as u32);
-            let g = f.apply(s, s.mask_load_ptr_f32s(mask, src.add(i)));
-            let v = s.mul_f32s(g, s.mask_load_ptr_f32s(mask, mul.add(i)));
-            s.mask_store_ptr_f32s(mask, dst.add(i), v);
+            let part = Part::new(s, n - i);
+            let g = f.apply(s, part.load(src.add(i)));
+            part.store(dst.add(i), s.mul_f32s(g, part.load(mul.add(i))));
         }
     }
 }
@@ -387,10 +287,8 @@ fn run_jobs<L: Level>(
         // One kernel per activation: here the activation is the whole loop
         // body, so it is fixed at compile time.
         let r = match act {
-            Act::None => level.run(Kernel { job, f: Identity }),
-            Act::GeluErf => level.run(Kernel { job, f: GeluErf }),
-            Act::GeluTanh => level.run(Kernel { job, f: GeluTanh }),
-            Act::Silu => level.run(Kernel { job, f: Silu }),
+            Act(None) => level.run(Kernel { job, f: Identity }),
+            Act(Some(f)) => with_fixed!(f, k => level.run(Kernel { job, f: k })),
         };
         debug_assert!(r.is_ok(), "validated above");
     };
@@ -488,7 +386,7 @@ pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32], cfg: &Config) -> Resul
         x.len(),
         Some(bias),
         cols,
-        Act::None,
+        Act::NONE,
         cfg,
     )
 }
@@ -512,7 +410,7 @@ pub fn silu(x: &[f32], out: &mut [f32], cfg: &Config) -> Result<(), KernelError>
         x.len(),
         None,
         0,
-        Act::Silu,
+        Act::SILU,
         cfg,
     )
 }
@@ -523,7 +421,7 @@ pub fn silu(x: &[f32], out: &mut [f32], cfg: &Config) -> Result<(), KernelError>
 /// [`KernelError::IsaUnavailable`].
 pub fn silu_inplace(x: &mut [f32], cfg: &Config) -> Result<(), KernelError> {
     let p = x.as_mut_ptr();
-    launch(p, p, x.len(), None, 0, Act::Silu, cfg)
+    launch(p, p, x.len(), None, 0, Act::SILU, cfg)
 }
 
 fn check_swiglu(gate: usize, up: usize, out: Option<usize>) -> Result<(), KernelError> {
@@ -557,7 +455,7 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32], cfg: &Config) -> Result
         n,
         None,
         0,
-        Act::Silu,
+        Act::SILU,
         up.as_ptr(),
     );
     Ok(())
@@ -579,49 +477,10 @@ pub fn swiglu_inplace(gate: &mut [f32], up: &[f32], cfg: &Config) -> Result<(), 
         n,
         None,
         0,
-        Act::Silu,
+        Act::SILU,
         up.as_ptr(),
     );
     Ok(())
-}
-
-/// One [`MathFn`] fixed at compile time: `map` compiles a small kernel per
-/// function instead of one kernel with a run-time `match` inside its
-/// four-vector loop. That single function cost LLVM's SLP vectoriser over
-/// five minutes in the instrumented (sanitizer + coverage) fuzz build.
-#[derive(Clone, Copy)]
-struct Fixed<const ID: u8>;
-
-impl<const ID: u8> VecFn for Fixed<ID> {
-    #[inline(always)]
-    fn apply<S: Simd>(self, s: S, x: S::f32s) -> S::f32s {
-        // Constant-folded: `ID` is `MathFn::X as u8`.
-        match ID {
-            id if id == MathFn::Exp as u8 => math::exp(s, x),
-            id if id == MathFn::Erf as u8 => math::erf(s, x),
-            id if id == MathFn::Erfc as u8 => math::erfc(s, x),
-            id if id == MathFn::Tanh as u8 => math::tanh(s, x),
-            id if id == MathFn::GeluErf as u8 => math::gelu_erf(s, x),
-            id if id == MathFn::GeluTanh as u8 => math::gelu_tanh(s, x),
-            id if id == MathFn::Silu as u8 => math::silu(s, x),
-            _ => unreachable!("`with_fixed!` only builds Fixed<MathFn::X as u8>"),
-        }
-    }
-}
-
-/// Runs `$body` with `$k` bound to the [`Fixed`] kernel function of `$f`.
-macro_rules! with_fixed {
-    ($f:expr, $k:ident => $body:expr) => {
-        with_fixed!(@ $f, $k, $body; Exp Erf Erfc Tanh GeluErf GeluTanh Silu)
-    };
-    (@ $f:expr, $k:ident, $body:expr; $($v:ident)*) => {
-        match $f {
-            $(MathFn::$v => {
-                let $k = Fixed::<{ MathFn::$v as u8 }>;
-                $body
-            })*
-        }
-    };
 }
 
 /// Kernels on an explicit [`pulp::Simd`] token, for users who dispatch
@@ -712,7 +571,7 @@ pub mod generic {
     ) -> Result<(), KernelError> {
         let cols = check(x.len(), Some(bias), Some(out.len()))?;
         let (src, dst, n) = (x.as_ptr(), out.as_mut_ptr(), x.len());
-        serial(s, src, dst, n, Some(bias), cols, Act::None, null());
+        serial(s, src, dst, n, Some(bias), cols, Act::NONE, null());
         Ok(())
     }
 
@@ -720,14 +579,14 @@ pub mod generic {
     pub fn silu<S: Simd>(s: S, x: &[f32], out: &mut [f32]) -> Result<(), KernelError> {
         check(x.len(), None, Some(out.len()))?;
         let (src, dst, n) = (x.as_ptr(), out.as_mut_ptr(), x.len());
-        serial(s, src, dst, n, None, 0, Act::Silu, null());
+        serial(s, src, dst, n, None, 0, Act::SILU, null());
         Ok(())
     }
 
     /// [`super::silu_inplace`] on the given token, serial.
     pub fn silu_inplace<S: Simd>(s: S, x: &mut [f32]) -> Result<(), KernelError> {
         let (p, n) = (x.as_mut_ptr(), x.len());
-        serial(s, p, p, n, None, 0, Act::Silu, null());
+        serial(s, p, p, n, None, 0, Act::SILU, null());
         Ok(())
     }
 
@@ -740,7 +599,7 @@ pub mod generic {
     ) -> Result<(), KernelError> {
         check_swiglu(gate.len(), up.len(), Some(out.len()))?;
         let (src, dst, n) = (gate.as_ptr(), out.as_mut_ptr(), gate.len());
-        serial(s, src, dst, n, None, 0, Act::Silu, up.as_ptr());
+        serial(s, src, dst, n, None, 0, Act::SILU, up.as_ptr());
         Ok(())
     }
 
@@ -748,7 +607,7 @@ pub mod generic {
     pub fn swiglu_inplace<S: Simd>(s: S, gate: &mut [f32], up: &[f32]) -> Result<(), KernelError> {
         check_swiglu(gate.len(), up.len(), None)?;
         let (p, n) = (gate.as_mut_ptr(), gate.len());
-        serial(s, p, p, n, None, 0, Act::Silu, up.as_ptr());
+        serial(s, p, p, n, None, 0, Act::SILU, up.as_ptr());
         Ok(())
     }
 
@@ -772,25 +631,6 @@ pub mod generic {
         }
         Ok(())
     }
-}
-
-/// The vector functions of [`crate::math`], by name, for [`map`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MathFn {
-    /// [`math::exp`]
-    Exp,
-    /// [`math::erf`]
-    Erf,
-    /// [`math::erfc`]
-    Erfc,
-    /// [`math::tanh`]
-    Tanh,
-    /// [`math::gelu_erf`]
-    GeluErf,
-    /// [`math::gelu_tanh`]
-    GeluTanh,
-    /// [`math::silu`]
-    Silu,
 }
 
 /// `out[i] = f(x[i])` at `cfg.isa` (serial): the vector math as a slice

@@ -220,9 +220,9 @@ pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
         c_scale: t.c_scale,
         bias: t.bias.map_or(core::ptr::null(), |b| b.as_ptr()),
         act: if t.gelu {
-            crate::gelu::Act::GeluErf
+            crate::act::Act::gelu(crate::GeluKind::Erf)
         } else {
-            crate::gelu::Act::None
+            crate::act::Act::NONE
         },
         mul: core::ptr::null(),
         mul_rs: 0,
@@ -244,22 +244,22 @@ pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
             unsafe {
                 match (t.packed_a, t.packed_b) {
                     (true, true) => {
-                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, true, true>(
+                        microkernel_narrowing::<S, crate::act::Act, MR, NV, true, true>(
                             s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
                         )
                     }
                     (true, false) => {
-                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, true, false>(
+                        microkernel_narrowing::<S, crate::act::Act, MR, NV, true, false>(
                             s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
                         )
                     }
                     (false, true) => {
-                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, false, true>(
+                        microkernel_narrowing::<S, crate::act::Act, MR, NV, false, true>(
                             s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
                         )
                     }
                     (false, false) => {
-                        microkernel_narrowing::<S, crate::gelu::Act, MR, NV, false, false>(
+                        microkernel_narrowing::<S, crate::act::Act, MR, NV, false, false>(
                             s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
                         )
                     }

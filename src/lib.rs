@@ -39,6 +39,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod act;
 mod arch;
 pub mod attention;
 pub mod block;
@@ -55,6 +56,7 @@ pub mod norm;
 pub mod quant;
 pub mod reference;
 pub mod rope;
+mod simd;
 mod threads;
 
 /// The README's example, compiled and run as a doctest.

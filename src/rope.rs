@@ -25,6 +25,7 @@ use crate::attention::HeadsMut;
 use crate::attention::view::Layout;
 use crate::error::KernelError;
 use crate::isa::{Config, Level, Parallelism, Token};
+use crate::simd::Part;
 use crate::threads;
 use pulp::{Simd, WithSimd, c32};
 
@@ -654,14 +655,13 @@ unsafe fn rotate_half_split<S: Simd>(s: S, x: *mut f32, cs: *const f32, r: usize
             i += lanes;
         }
         if i < h {
-            let mask = s.mask_between_m32s(0, (h - i) as u32);
-            let ldm = |p: *const f32| s.mask_load_ptr_f32s(mask, p);
-            let (a, b) = (ldm(x.add(i)), ldm(x.add(h + i)));
-            let (c, sn) = (ldm(cs.add(i)), ldm(cs.add(h + i)));
+            let part = Part::new(s, h - i);
+            let (a, b) = (part.load(x.add(i)), part.load(x.add(h + i)));
+            let (c, sn) = (part.load(cs.add(i)), part.load(cs.add(h + i)));
             let na = s.mul_add_e_f32s(a, c, s.neg_f32s(s.mul_f32s(b, sn)));
             let nb = s.mul_add_e_f32s(b, c, s.mul_f32s(a, sn));
-            s.mask_store_ptr_f32s(mask, x.add(i), na);
-            s.mask_store_ptr_f32s(mask, x.add(h + i), nb);
+            part.store(x.add(i), na);
+            part.store(x.add(h + i), nb);
         }
     }
 }

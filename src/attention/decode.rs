@@ -18,6 +18,7 @@
 
 use super::Attn;
 use super::softmax::{rescale, scale_row, softmax_row};
+use crate::simd::{Part, dot, load, store};
 use pulp::Simd;
 
 /// Keys per sub-block at most: scores for every head of a sub-block stay in
@@ -114,37 +115,6 @@ unsafe fn load_rows<S: Simd>(
     }
 }
 
-/// `Σ_d a[d]·b[d]` for `d` contiguous floats.
-///
-/// # Safety
-/// `a` and `b` valid for `d` reads.
-#[inline(always)]
-unsafe fn dot<S: Simd>(s: S, a: *const f32, b: *const f32, d: usize) -> f32 {
-    let lanes = S::F32_LANES;
-    let (mut x0, mut x1) = (s.splat_f32s(0.0), s.splat_f32s(0.0));
-    let mut i = 0;
-    // SAFETY: full vectors stay below d; the tail is masked.
-    unsafe {
-        let ld = |p: *const f32| (p as *const S::f32s).read_unaligned();
-        while i + 2 * lanes <= d {
-            x0 = s.mul_add_e_f32s(ld(a.add(i)), ld(b.add(i)), x0);
-            x1 = s.mul_add_e_f32s(ld(a.add(i + lanes)), ld(b.add(i + lanes)), x1);
-            i += 2 * lanes;
-        }
-        while i < d {
-            let w = lanes.min(d - i);
-            let mk = s.mask_between_m32s(0, w as u32);
-            x0 = s.mul_add_e_f32s(
-                s.mask_load_ptr_f32s(mk, a.add(i)),
-                s.mask_load_ptr_f32s(mk, b.add(i)),
-                x0,
-            );
-            i += w;
-        }
-    }
-    s.reduce_sum_f32s(s.add_f32s(x0, x1))
-}
-
 /// `o[..d] += p·v[..d]`.
 ///
 /// # Safety
@@ -157,16 +127,14 @@ unsafe fn axpy<S: Simd>(s: S, o: *mut f32, p: f32, v: *const f32, d: usize) {
     // SAFETY: full vectors stay below d; the tail is masked.
     unsafe {
         while i + lanes <= d {
-            let ov = (o.add(i) as *const S::f32s).read_unaligned();
-            let vv = (v.add(i) as *const S::f32s).read_unaligned();
-            (o.add(i) as *mut S::f32s).write_unaligned(s.mul_add_e_f32s(pv, vv, ov));
+            let (ov, vv) = (load::<S>(o.add(i)), load::<S>(v.add(i)));
+            store::<S>(o.add(i), s.mul_add_e_f32s(pv, vv, ov));
             i += lanes;
         }
         if i < d {
-            let mk = s.mask_between_m32s(0, (d - i) as u32);
-            let ov = s.mask_load_ptr_f32s(mk, o.add(i));
-            let vv = s.mask_load_ptr_f32s(mk, v.add(i));
-            s.mask_store_ptr_f32s(mk, o.add(i), s.mul_add_e_f32s(pv, vv, ov));
+            let part = Part::new(s, d - i);
+            let (ov, vv) = (part.load(o.add(i)), part.load(v.add(i)));
+            part.store(o.add(i), s.mul_add_e_f32s(pv, vv, ov));
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::kernel::{TileEpi, microkernel_narrowing};
 use super::tiles::{self, Blocking, Plan};
 use super::{Act, Problem};
-use crate::gelu::{Identity, VecFn};
+use crate::act::{Identity, VecFn};
 use crate::threads;
 use aligned_vec::{AVec, ConstAlign};
 use pulp::Simd;
@@ -47,8 +47,8 @@ impl pulp::WithSimd for Run<'_> {
 fn run_here<S: Simd>(s: S, p: &Problem) {
     let plan = tiles::plan_at::<S>(p);
     match p.act {
-        Act::None => by_tile(s, p, (Identity, Identity), &plan),
-        act => by_tile(s, p, (act, Act::None), &plan),
+        Act::NONE => by_tile(s, p, (Identity, Identity), &plan),
+        act => by_tile(s, p, (act, Act::NONE), &plan),
     }
 }
 

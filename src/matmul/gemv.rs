@@ -7,7 +7,8 @@
 //! contiguous (`rsb = 1`: blocked dot products).
 
 use super::Gemv;
-use crate::gelu::VecFn;
+use crate::act::VecFn;
+use crate::simd::{Part, load, store};
 use aligned_vec::{AVec, ConstAlign};
 use pulp::Simd;
 use std::cell::Cell;
@@ -80,7 +81,7 @@ unsafe fn rows_axpy<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut 
     let lanes = S::F32_LANES;
     let nv = n / lanes;
     let tail = n - nv * lanes;
-    let mask = s.mask_between_m32s(0, tail as u32);
+    let part = Part::new(s, tail);
     let accp = acc.as_mut_ptr();
     // SAFETY: rows p < k, columns j + c with c < n: inside B; acc has n.
     unsafe {
@@ -99,9 +100,9 @@ unsafe fn rows_axpy<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut 
                 let off = v * lanes;
                 let ld = |ptr: *const f32| {
                     if v < nv {
-                        (ptr as *const S::f32s).read_unaligned()
+                        load::<S>(ptr)
                     } else {
-                        s.mask_load_ptr_f32s(mask, ptr)
+                        part.load(ptr)
                     }
                 };
                 let mut a = if first {
@@ -115,9 +116,9 @@ unsafe fn rows_axpy<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut 
                     }
                 }
                 if v < nv {
-                    (accp.add(off) as *mut S::f32s).write_unaligned(a);
+                    store::<S>(accp.add(off), a);
                 } else {
-                    s.mask_store_ptr_f32s(mask, accp.add(off), a);
+                    part.store(accp.add(off), a);
                 }
             }
             first = false;
@@ -137,7 +138,7 @@ unsafe fn cols_dot<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut [
     let lanes = S::F32_LANES;
     let kv = g.k / lanes;
     let tail = g.k - kv * lanes;
-    let mask = s.mask_between_m32s(0, tail as u32);
+    let part = Part::new(s, tail);
     // SAFETY: column j+c of B is k contiguous floats at b + (j+c)·csb.
     unsafe {
         let mut c = 0;
@@ -147,16 +148,16 @@ unsafe fn cols_dot<S: Simd>(s: S, g: &Gemv, x: *const f32, j: usize, acc: &mut [
                 core::array::from_fn(|q| g.b.add((j + c + q.min(w - 1)) * g.csb));
             let mut sums = [s.splat_f32s(0.0); NC];
             for v in 0..kv {
-                let xv = (x.add(v * lanes) as *const S::f32s).read_unaligned();
+                let xv = load::<S>(x.add(v * lanes));
                 for q in 0..NC {
-                    let bv = (cols[q].add(v * lanes) as *const S::f32s).read_unaligned();
+                    let bv = load::<S>(cols[q].add(v * lanes));
                     sums[q] = s.mul_add_e_f32s(xv, bv, sums[q]);
                 }
             }
             if tail > 0 {
-                let xv = s.mask_load_ptr_f32s(mask, x.add(kv * lanes));
+                let xv = part.load(x.add(kv * lanes));
                 for q in 0..NC {
-                    let bv = s.mask_load_ptr_f32s(mask, cols[q].add(kv * lanes));
+                    let bv = part.load(cols[q].add(kv * lanes));
                     sums[q] = s.mul_add_e_f32s(xv, bv, sums[q]);
                 }
             }
@@ -200,49 +201,49 @@ pub(super) unsafe fn finish<S: Simd, F: VecFn>(s: S, g: &Gemv, act: F, j: usize,
         let mut tmp = [0.0f32; 16];
         while c < n {
             let w = lanes.min(n - c);
-            let mask = s.mask_between_m32s(0, w as u32);
-            let mut v = s.mask_load_ptr_f32s(mask, acc.as_ptr().add(c));
+            let part = Part::new(s, w);
+            let mut v = part.load(acc.as_ptr().add(c));
             if g.alpha != 1.0 {
                 v = s.mul_f32s(v, alpha);
             }
             if g.beta != 0.0 {
                 let old = if unit_y {
-                    s.mask_load_ptr_f32s(mask, y.add(c))
+                    part.load(y.add(c))
                 } else {
                     for (q, t) in tmp.iter_mut().enumerate().take(w) {
                         *t = *y.add((c + q) * g.incy);
                     }
-                    s.mask_load_ptr_f32s(mask, tmp.as_ptr())
+                    part.load(tmp.as_ptr())
                 };
                 v = s.mul_add_e_f32s(old, beta, v);
             }
             if !bias.is_null() {
                 let bv = if unit_bias {
-                    s.mask_load_ptr_f32s(mask, bias.add(c))
+                    part.load(bias.add(c))
                 } else {
                     for (q, t) in tmp.iter_mut().enumerate().take(w) {
                         *t = *bias.add((c + q) * g.bias_stride);
                     }
-                    s.mask_load_ptr_f32s(mask, tmp.as_ptr())
+                    part.load(tmp.as_ptr())
                 };
                 v = s.add_f32s(v, bv);
             }
             let mut v = act.apply(s, v);
             if !mul.is_null() {
                 let uv = if unit_mul {
-                    s.mask_load_ptr_f32s(mask, mul.add(c))
+                    part.load(mul.add(c))
                 } else {
                     for (q, t) in tmp.iter_mut().enumerate().take(w) {
                         *t = *mul.add((c + q) * g.incu);
                     }
-                    s.mask_load_ptr_f32s(mask, tmp.as_ptr())
+                    part.load(tmp.as_ptr())
                 };
                 v = s.mul_f32s(v, uv);
             }
             if unit_y {
-                s.mask_store_ptr_f32s(mask, y.add(c), v);
+                part.store(y.add(c), v);
             } else {
-                s.mask_store_ptr_f32s(mask, tmp.as_mut_ptr(), v);
+                part.store(tmp.as_mut_ptr(), v);
                 for (q, t) in tmp.iter().enumerate().take(w) {
                     *y.add((c + q) * g.incy) = *t;
                 }

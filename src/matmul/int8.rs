@@ -27,7 +27,7 @@
 
 use super::lowp::finish_row;
 use super::{LowB, Problem};
-use crate::gelu::VecFn;
+use crate::act::VecFn;
 use crate::quant::{QK, WeightFormat};
 use pulp::Simd;
 use std::cell::Cell;

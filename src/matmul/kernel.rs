@@ -13,7 +13,8 @@
 //! contiguous floats at `b[p·b_rs]` (packed: zero-padded past `n_eff`;
 //! unpacked: only `n_eff` columns exist and are loaded with a mask).
 
-use crate::gelu::VecFn;
+use crate::act::VecFn;
+use crate::simd::{Part, load, store};
 use pulp::Simd;
 
 /// What happens to C after one k-block of a tile.
@@ -78,10 +79,7 @@ pub(crate) unsafe fn microkernel<
         }
     }
     // Unpacked B: the last vector of a narrow tile is loaded with a mask.
-    let bmask: [_; NV] = core::array::from_fn(|j| {
-        let lo = j * lanes;
-        s.mask_between_m32s(0, n_eff.saturating_sub(lo).min(lanes) as u32)
-    });
+    let bpart: [_; NV] = core::array::from_fn(|j| Part::new(s, n_eff.saturating_sub(j * lanes)));
     let full_b = PACKED_B || n_eff == NV * lanes;
     // SAFETY: all reads stay within what the contract above guarantees.
     unsafe {
@@ -92,9 +90,9 @@ pub(crate) unsafe fn microkernel<
                 for (j, v) in bv.iter_mut().enumerate() {
                     let p = $bp.add(j * lanes);
                     *v = if full_b || (j + 1) * lanes <= n_eff {
-                        (p as *const S::f32s).read_unaligned()
+                        load::<S>(p)
                     } else if j * lanes < n_eff {
-                        s.mask_load_ptr_f32s(bmask[j], p)
+                        bpart[j].load(p)
                     } else {
                         zero
                     };
@@ -283,8 +281,7 @@ unsafe fn store_full<S: Simd, const MR: usize, const NV: usize>(
     unsafe {
         for (i, row) in acc.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
-                let p = c.add(i * c_rs + j * S::F32_LANES) as *mut S::f32s;
-                p.write_unaligned(v);
+                store::<S>(c.add(i * c_rs + j * S::F32_LANES), v);
             }
         }
     }
@@ -321,13 +318,13 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     // the k-loop store every accumulator on every step.
     unsafe {
         let live = |i: usize, j: usize| i < m_eff && j * lanes < n_eff;
-        let mask = |j: usize| s.mask_between_m32s(0, (n_eff - j * lanes).min(lanes) as u32);
+        let part = |j: usize| Part::new(s, n_eff - j * lanes);
         let full = |j: usize| (j + 1) * lanes <= n_eff;
         let load = |p: *const f32, j: usize| {
             if full(j) {
-                (p as *const S::f32s).read_unaligned()
+                load::<S>(p)
             } else {
-                s.mask_load_ptr_f32s(mask(j), p)
+                part(j).load(p)
             }
         };
         #[allow(clippy::needless_range_loop)]
@@ -368,9 +365,9 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
                 }
                 let p = c.add(i * c_rs + col);
                 if full(j) {
-                    (p as *mut S::f32s).write_unaligned(x);
+                    store::<S>(p, x);
                 } else {
-                    s.mask_store_ptr_f32s(mask(j), p, x);
+                    part(j).store(p, x);
                 }
             }
         }

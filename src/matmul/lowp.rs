@@ -12,7 +12,7 @@
 
 use super::gemv::finish;
 use super::{Act, Gemv, LowB, Problem};
-use crate::gelu::VecFn;
+use crate::act::VecFn;
 use crate::quant::simd::{bf16s, f16s, i8s, prefetch, q4s};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK, WeightFormat, bf16, f16};
 use aligned_vec::{AVec, ConstAlign};
@@ -422,7 +422,7 @@ pub(super) unsafe fn finish_row<S: Simd, A: VecFn>(
         beta: p.beta,
         bias: p.bias,
         bias_stride: 1,
-        act: Act::None,
+        act: Act::NONE,
         mul: if p.mul.is_null() {
             p.mul
         } else {

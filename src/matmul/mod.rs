@@ -18,9 +18,9 @@ pub mod view;
 
 pub use view::{MatMut, MatRef};
 
+pub(crate) use crate::act::Act;
+use crate::act::{GeluKind, Identity};
 use crate::error::KernelError;
-pub(crate) use crate::gelu::Act;
-use crate::gelu::{GeluKind, Identity};
 use crate::isa::{Config, Level, Token, dispatch, outlined};
 use crate::quant::{Data, WeightFormat, WeightLayout, WeightsRef};
 use crate::threads;
@@ -171,10 +171,10 @@ fn validate(
         ));
     }
     let (bias, act, mul) = match epilogue {
-        Epilogue::None => (None, Act::None, None),
-        Epilogue::Bias(b) => (Some(b), Act::None, None),
+        Epilogue::None => (None, Act::NONE, None),
+        Epilogue::Bias(b) => (Some(b), Act::NONE, None),
         Epilogue::BiasGelu(b, kind) => (Some(b), Act::gelu(kind), None),
-        Epilogue::SiluMul(u) => (None, Act::Silu, Some(u)),
+        Epilogue::SiluMul(u) => (None, Act::SILU, Some(u)),
     };
     if let Some(u) = mul
         && (u.rows() != m || u.cols() != n)
@@ -472,7 +472,7 @@ impl WithSimd for Int8Cols<'_> {
         // matmul_weights_int8 from the same Problem).
         unsafe {
             match p.act {
-                Act::None => int8::run_cols(s, p, w, qa, Identity, self.kernel, self.j0, self.j1),
+                Act::NONE => int8::run_cols(s, p, w, qa, Identity, self.kernel, self.j0, self.j1),
                 act => int8::run_cols(s, p, w, qa, act, self.kernel, self.j0, self.j1),
             }
         }
@@ -708,7 +708,7 @@ impl WithSimd for GemvOp {
 #[inline(always)]
 fn gemv_act<S: Simd>(s: S, g: &Gemv, j0: usize, j1: usize) {
     match g.act {
-        Act::None => gemv::run(s, g, Identity, j0, j1),
+        Act::NONE => gemv::run(s, g, Identity, j0, j1),
         act => gemv::run(s, g, act, j0, j1),
     }
 }
