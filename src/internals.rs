@@ -271,6 +271,7 @@ pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
         16 if tile == tiles::AVX512_14X32 => call!(tiles::AVX512_14X32),
         16 => call!(tiles::AVX512_6X64),
         8 => call!(tiles::AVX2_6X16),
+        4 if tile == tiles::NEON_6X16 => call!(tiles::NEON_6X16),
         4 => call!(tiles::NEON_8X12),
         1 => call!(tiles::SCALAR_2X4),
         _ => unreachable!("no tile for this width"),

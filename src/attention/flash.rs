@@ -29,14 +29,12 @@
 
 use super::Attn;
 use super::softmax::{rescale, scale_row, scale_row_to, softmax_row};
-use crate::gelu::Identity;
+use crate::act::Identity;
 use crate::matmul::kernel::{TileEpi, microkernel_narrowing};
 use pulp::Simd;
 
 /// Keys per block.
 pub(crate) const BC: usize = 256;
-/// Queries per tile (the microkernel's broadcast side).
-pub(crate) const MR: usize = 6;
 /// Tiles whose S tiles are computed together, panel by panel.
 const G: usize = 4;
 
@@ -71,18 +69,24 @@ pub(crate) fn run<S: Simd>(
     if q1 <= q0 {
         return;
     }
-    let qb_max = (QB_FLOATS / p.dim.max(1)).max(MR);
-    let nsb = (q1 - q0).div_ceil(qb_max);
     // Equal super-blocks (no 2-row tail paying a full pass over the keys),
-    // each a multiple of MR so tiles keep their absolute positions.
-    let qb = (q1 - q0).div_ceil(nsb).next_multiple_of(MR);
+    // each a whole number of tiles so tiles keep their absolute positions.
+    let rows = crate::matmul::tiles::ATTENTION_SPLIT_ROWS;
+    let qb_max = (QB_FLOATS / p.dim.max(1)).max(rows);
+    let nsb = (q1 - q0).div_ceil(qb_max);
+    let qb = (q1 - q0).div_ceil(nsb).next_multiple_of(rows);
     let mut a = q0;
     while a < q1 {
         let e = q1.min(a + qb);
+        // The level's attention tile (`matmul::tiles::attention`) as
+        // const generics: MR queries by NV vectors of keys (S) or of
+        // head dimensions (P·V).
+        use crate::matmul::tiles::attention as t;
         match S::F32_LANES {
-            16 => run_nv::<S, 4>(s, p, b, h, a, e, sc),
-            8 => run_nv::<S, 2>(s, p, b, h, a, e, sc),
-            _ => run_nv::<S, 4>(s, p, b, h, a, e, sc),
+            16 => run_tile::<S, { t(16).mr }, { t(16).nv }>(s, p, b, h, a, e, sc),
+            8 => run_tile::<S, { t(8).mr }, { t(8).nv }>(s, p, b, h, a, e, sc),
+            4 => run_tile::<S, { t(4).mr }, { t(4).nv }>(s, p, b, h, a, e, sc),
+            _ => run_tile::<S, { t(1).mr }, { t(1).nv }>(s, p, b, h, a, e, sc),
         }
         a = e;
     }
@@ -152,7 +156,7 @@ impl Rows<'_> {
 /// softmax and P·V per tile; then O out of scratch (and the LSE).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn run_nv<S: Simd, const NV: usize>(
+fn run_tile<S: Simd, const MR: usize, const NV: usize>(
     s: S,
     p: &Attn,
     b: usize,
@@ -228,7 +232,7 @@ fn run_nv<S: Simd, const NV: usize>(
             let g1 = q1.min(g0 + G * MR);
             // SAFETY: the S buffer holds G tiles of MR·BC floats; kt holds
             // the block's panels.
-            unsafe { score_group::<S, NV>(s, &r, c0, nb, g0, g1, kt, sbuf) };
+            unsafe { score_group::<S, MR, NV>(s, &r, c0, nb, g0, g1, kt, sbuf) };
             for (gi, t) in (g0..g1).step_by(MR).enumerate() {
                 let m_eff = MR.min(q1 - t);
                 let n_need = nb.min(r.kv_end(t + m_eff - 1) - c0);
@@ -238,7 +242,7 @@ fn run_nv<S: Simd, const NV: usize>(
                 unsafe {
                     let tile = sbuf.add(gi * MR * BC);
                     softmax_tile(s, &r, &mut sc.m, &mut sc.l, c0, t, m_eff, n_need, tile);
-                    pv_tile::<S, NV>(s, &r, c0, t, m_eff, n_need, tile, vp);
+                    pv_tile::<S, MR, NV>(s, &r, c0, t, m_eff, n_need, tile, vp);
                 }
             }
             g0 = g1;
@@ -333,7 +337,7 @@ unsafe fn pack_v(r: &Rows<'_>, c0: usize, nb: usize, vp: *mut f32) {
 /// `kt` holds the block's packed panels; `sbuf` holds G·MR·BC floats.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn score_group<S: Simd, const NV: usize>(
+unsafe fn score_group<S: Simd, const MR: usize, const NV: usize>(
     s: S,
     r: &Rows<'_>,
     c0: usize,
@@ -429,7 +433,7 @@ unsafe fn softmax_tile<S: Simd>(
 /// holds the block's `n_need` V rows, `d` floats apart.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn pv_tile<S: Simd, const NV: usize>(
+unsafe fn pv_tile<S: Simd, const MR: usize, const NV: usize>(
     s: S,
     r: &Rows<'_>,
     c0: usize,

@@ -398,7 +398,9 @@ fn query_splits(p: &Attn, n: usize) -> Vec<usize> {
         acc += work(i);
         if acc >= total * out.len() as f64 / n as f64 && out.len() < n {
             // Round to whole tiles so no tile straddles two items.
-            let b = (i + 1).next_multiple_of(flash::MR).min(p.lq);
+            let b = (i + 1)
+                .next_multiple_of(crate::matmul::tiles::ATTENTION_SPLIT_ROWS)
+                .min(p.lq);
             if b > *out.last().unwrap() {
                 out.push(b);
             }

@@ -103,6 +103,20 @@ pub(crate) const NEON_8X12: Tile = Tile {
     base: (256, 8 * 128, 1020),
 };
 
+/// The 4-lane width with A read in place: attention's S = Q·Kᵀ and
+/// O += P·V on NEON and `Scalar128b` (Q and P rows are read where they
+/// are; the NEON lane form of [`NEON_8X12`] needs A packed). 24 of 32 q
+/// registers hold C.
+pub(crate) const NEON_6X16: Tile = Tile {
+    name: "neon_6x16",
+    lanes: 4,
+    mr: 6,
+    nv: 4,
+    packs_a: false,
+    registers: 32,
+    base: (256, 6 * 170, 1024),
+};
+
 /// Portable scalar code: 8 accumulators, so C, one B row and the broadcast
 /// A value fit the 16 floating-point registers of baseline x86-64.
 pub(crate) const SCALAR_2X4: Tile = Tile {
@@ -115,8 +129,40 @@ pub(crate) const SCALAR_2X4: Tile = Tile {
     base: (256, 2 * 512, 512),
 };
 
-/// Every tile the driver can run.
-pub(crate) const TILES: [Tile; 5] = [AVX512_14X32, AVX512_6X64, AVX2_6X16, NEON_8X12, SCALAR_2X4];
+/// Every tile the matmul driver or attention can run.
+pub(crate) const TILES: [Tile; 6] = [
+    AVX512_14X32,
+    AVX512_6X64,
+    AVX2_6X16,
+    NEON_8X12,
+    NEON_6X16,
+    SCALAR_2X4,
+];
+
+/// The tile attention's products run on at a level of `lanes` lanes
+/// (`attention::flash`): the query side (Q, then P) read in place, the key
+/// side (Kᵀ, V) packed.
+pub(crate) const fn attention(lanes: usize) -> Tile {
+    match lanes {
+        16 => AVX512_6X64,
+        8 => AVX2_6X16,
+        4 => NEON_6X16,
+        _ => SCALAR_2X4,
+    }
+}
+
+/// Query rows that are a whole number of tiles on every level: attention
+/// splits a head's queries across threads at multiples of it, so a row's
+/// tile, and with it its order of summation, does not depend on the split.
+pub(crate) const ATTENTION_SPLIT_ROWS: usize = 6;
+
+const _: () = {
+    let mut lanes = 1;
+    while lanes <= 16 {
+        assert!(ATTENTION_SPLIT_ROWS % attention(lanes).mr == 0);
+        lanes *= 2;
+    }
+};
 
 /// Tile and block sizes, all in elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
