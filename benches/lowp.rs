@@ -11,8 +11,11 @@
 //!   then the f32 product — what an engine without this does).
 //!   Throughput = 2·m·n·k flops: "Gelem/s" reads as GFLOP/s.
 //! - `int8_<format>`: the opt-in int8 mode (`matmul_weights_int8`,
-//!   activations quantized per 32), decode and prefill, Q8_0/Q4_0 — only
-//!   where this CPU runs it with integer dot products (AVX-512 VNNI).
+//!   activations quantized per 32), decode and prefill, Q8_0/Q4_0/Q4_1 —
+//!   only where the level runs it with integer dot products
+//!   (`int8_accelerated`: AVX-512 VNNI, AVX2 `vpmaddubsw`, NEON `sdot`);
+//!   `TK_ISA=avx2 cargo bench --bench lowp` times the AVX2 kernel on an
+//!   AVX-512 machine.
 //!
 //! Weights are `[n, k]` (GGUF / `nn.Linear`) for every format.
 //! `cargo bench --bench lowp`; one group: `cargo bench --bench lowp -- decode`.
