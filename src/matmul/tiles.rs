@@ -159,7 +159,7 @@ pub(crate) const ATTENTION_SPLIT_ROWS: usize = 6;
 const _: () = {
     let mut lanes = 1;
     while lanes <= 16 {
-        assert!(ATTENTION_SPLIT_ROWS % attention(lanes).mr == 0);
+        assert!(ATTENTION_SPLIT_ROWS.is_multiple_of(attention(lanes).mr));
         lanes *= 2;
     }
 };
