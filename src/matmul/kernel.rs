@@ -103,9 +103,12 @@ pub(crate) unsafe fn microkernel<
         // One k-step: load the B row of the tile, broadcast each A element
         // (`$a(i)` gives its address), rank-1 update of the accumulators.
         macro_rules! step {
-            ($bp:expr, $a:expr) => {{
+            ($bp:expr, $a:expr) => {
+                step!(acc, $bp, $a)
+            };
+            ($acc:ident, $bp:expr, $a:expr) => {{
                 let bv = load_b!($bp);
-                for (i, row) in acc.iter_mut().enumerate() {
+                for (i, row) in $acc.iter_mut().enumerate() {
                     let av = s.splat_f32s(*$a(i));
                     for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
                         *acc_ij = s.mul_add_e_f32s(av, bj, *acc_ij);
@@ -127,6 +130,32 @@ pub(crate) unsafe fn microkernel<
             for kk in 0..kc {
                 let bv = load_b!(b.add(kk * b_rs));
                 crate::arch::aarch64::fma_8rows_lane(&mut acc, &bv, a.add(kk * a_cs));
+            }
+        } else if !PACKED_A && m_eff == MR && MR * NV <= 4 {
+            // A tile this small (an edge: 1–2 vectors by 2–4 rows) is bound
+            // by the FMA latency, not the ports: MR·NV chains each wait ~4
+            // cycles per step. Two accumulator sets over alternate k-steps,
+            // added at the end, halve that wait.
+            let base: [*const f32; MR] =
+                core::array::from_fn(|g| a.add((3 * g).min(MR - 1) * a_rs));
+            let mut acc2 = [[zero; NV]; MR];
+            let mut kk = 0;
+            while kk + 2 <= kc {
+                let (k0, k1) = (kk, kk + 1);
+                step!(acc, b.add(k0 * b_rs), |i: usize| base[i / 3]
+                    .add(k0 * a_cs + (i % 3) * a_rs));
+                step!(acc2, b.add(k1 * b_rs), |i: usize| base[i / 3]
+                    .add(k1 * a_cs + (i % 3) * a_rs));
+                kk += 2;
+            }
+            if kk < kc {
+                step!(acc, b.add(kk * b_rs), |i: usize| base[i / 3]
+                    .add(kk * a_cs + (i % 3) * a_rs));
+            }
+            for (row, row2) in acc.iter_mut().zip(&acc2) {
+                for (x, &y) in row.iter_mut().zip(row2) {
+                    *x = s.add_f32s(*x, y);
+                }
             }
         } else if !PACKED_A && m_eff == MR {
             // A read in place, all rows live: row i at base[i/3] + (i%3)·a_rs,
@@ -216,16 +245,127 @@ impl<F: VecFn, const MR: usize, const NV: usize> pulp::WithSimd for StoreTile<'_
     }
 }
 
-/// [`microkernel`] with the tile narrowed to `ceil(n_eff/lanes)` vectors when
-/// the last column panel is narrower than `NR`: a 6×64 tile on 32 columns
-/// would otherwise spend half its FMAs on padding (small products are all
-/// edge). Same contract as [`microkernel`].
+/// [`microkernel`] with the tile narrowed to the live corner: to
+/// `ceil(n_eff/lanes)` vectors when the last column panel is narrower than
+/// `NR` (a 6×64 tile on 32 columns would otherwise spend half its FMAs on
+/// padding; small products are all edge), and, for a 6-row tile reading A
+/// in place, to 2 or 4 rows for the last rows of A. Same contract as
+/// [`microkernel`].
 ///
 /// # Safety
 /// As [`microkernel`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn microkernel_narrowing<
+    S: Simd,
+    F: VecFn,
+    const MR: usize,
+    const NV: usize,
+    const PACKED_A: bool,
+    const PACKED_B: bool,
+>(
+    s: S,
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    c: *mut f32,
+    c_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+    epi: &TileEpi<F>,
+) {
+    // Leftover rows of an in-place 6-row tile run on a tile of 2 or 4 rows
+    // (a 2-row edge on 6 rows spent two thirds of its FMAs on padding; the
+    // packed-A tiles have zero rows in their panels and keep MR). A tile of
+    // fewer rows reads a subset of the rows the MR-row one would (rows <
+    // m_eff) and writes the same corner. They are functions of their own
+    // (`isa::outlined`, one call per column panel): inlined, they tripled
+    // the loop nest's code and its full tiles ran 2–4% slower.
+    if !PACKED_A && MR == 6 && m_eff <= 4 {
+        let t = EdgeRows::<F, NV, PACKED_B> {
+            kc,
+            a,
+            a_rs,
+            a_cs,
+            b,
+            b_rs,
+            c,
+            c_rs,
+            m_eff,
+            n_eff,
+            epi,
+        };
+        return crate::isa::outlined(s, t);
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        narrow_cols::<S, F, MR, NV, PACKED_A, PACKED_B>(
+            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+        )
+    }
+}
+
+/// The last `m_eff ≤ 4` rows of an in-place 6-row tile, on a tile of 2 or
+/// 4 rows, as an operation for [`crate::isa::outlined`].
+struct EdgeRows<'a, F, const NV: usize, const PACKED_B: bool> {
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    c: *mut f32,
+    c_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+    epi: &'a TileEpi<F>,
+}
+
+impl<F: VecFn, const NV: usize, const PACKED_B: bool> pulp::WithSimd
+    for EdgeRows<'_, F, NV, PACKED_B>
+{
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let EdgeRows {
+            kc,
+            a,
+            a_rs,
+            a_cs,
+            b,
+            b_rs,
+            c,
+            c_rs,
+            m_eff,
+            n_eff,
+            epi,
+        } = self;
+        // SAFETY: built only by `microkernel_narrowing` from its caller's
+        // `microkernel` contract, for rows < m_eff ≤ 4 of an in-place A.
+        unsafe {
+            if m_eff <= 2 {
+                narrow_cols::<S, F, 2, NV, false, PACKED_B>(
+                    s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+                )
+            } else {
+                narrow_cols::<S, F, 4, NV, false, PACKED_B>(
+                    s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+                )
+            }
+        }
+    }
+}
+
+/// [`microkernel`] on `ceil(n_eff/lanes)` vectors of columns.
+///
+/// # Safety
+/// As [`microkernel`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn narrow_cols<
     S: Simd,
     F: VecFn,
     const MR: usize,

@@ -195,9 +195,12 @@ impl Tile {
         let fb = CacheSizes::FALLBACK;
         let (kc0, mc0, nc0) = self.base;
         let nr = self.nr();
-        // Scaled in u128 so no cache size can overflow.
+        // `num` is clamped to at most `den` (a fallback size, ≤ 1 MiB) and
+        // `x` is a tuned block size in bytes or elements (≤ 512 KiB), so
+        // the product fits u64 whatever cache sizes come in (u128 division
+        // is a library call, on every product).
         let scale =
-            |x: usize, num: usize, den: usize| (x as u128 * num as u128 / den as u128) as usize;
+            |x: usize, num: usize, den: usize| (x as u64 * num as u64 / den as u64) as usize;
         // Smaller caches shrink the blocks in proportion; larger ones leave
         // them as tuned (see the module docs for why).
         let kc = (scale(kc0, caches.l1d.clamp(1, fb.l1d), fb.l1d) / 32 * 32).max(64);
@@ -249,7 +252,14 @@ pub(crate) struct Plan {
 /// Picks the tile, blocking and packing for `p` at a level with `lanes`
 /// lanes (`neon`: the level is NEON, which always packs A for its lane-form
 /// k-step). The same plan drives the loops and the thread split.
-pub(crate) fn plan(p: &Problem, lanes: usize, neon: bool, caches: &CacheSizes) -> Plan {
+/// `blocking` gives a tile's blocking (at run time: [`detected_blocking`]).
+#[inline(always)]
+pub(crate) fn plan(
+    p: &Problem,
+    lanes: usize,
+    neon: bool,
+    blocking: impl Fn(&Tile) -> Blocking,
+) -> Plan {
     let widest = match lanes {
         16 => AVX512_14X32,
         8 => AVX2_6X16,
@@ -264,7 +274,7 @@ pub(crate) fn plan(p: &Problem, lanes: usize, neon: bool, caches: &CacheSizes) -
     } else {
         widest
     };
-    let blocking = tile.blocking(caches);
+    let blocking = blocking(&tile);
     let pack_a = tile.packs_a || strided_a || neon;
     // Low-precision B is always converted while packed.
     let pack_b = p.w.is_some() || pack_b_pays(p, &blocking);
@@ -283,5 +293,19 @@ pub(crate) fn plan_at<S: pulp::Simd>(p: &Problem) -> Plan {
     let neon = crate::arch::aarch64::is_neon::<S>();
     #[cfg(not(target_arch = "aarch64"))]
     let neon = false;
-    plan(p, S::F32_LANES, neon, &CacheSizes::detect())
+    plan(p, S::F32_LANES, neon, detected_blocking)
+}
+
+/// A tile's blocking for this CPU's caches, computed once per process (a
+/// few divisions a product otherwise).
+fn detected_blocking(t: &Tile) -> Blocking {
+    static B: std::sync::OnceLock<[Blocking; TILES.len()]> = std::sync::OnceLock::new();
+    let all = B.get_or_init(|| {
+        let caches = CacheSizes::detect();
+        TILES.map(|t| t.blocking(&caches))
+    });
+    let i = TILES
+        .iter()
+        .position(|x| (x.lanes, x.mr, x.nv, x.packs_a) == (t.lanes, t.mr, t.nv, t.packs_a));
+    i.map_or_else(|| t.blocking(&CacheSizes::detect()), |i| all[i])
 }
