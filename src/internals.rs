@@ -215,17 +215,24 @@ pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
     assert!(t.a.len() >= a_need && t.b.len() >= b_need);
     assert!(t.c.len() >= (t.m_eff - 1) * t.c_rs + t.n_eff && t.c_rs >= t.n_eff);
     assert!(t.bias.is_none_or(|b| b.len() >= t.n_eff));
-    let epi = TileEpi {
+    // With GELU: the run-time `Act` the epilogues use; without: the
+    // compile-time `Identity` of plain products and attention (its own
+    // kernels: the row-narrowed edges exist only there).
+    let epi_act = TileEpi {
         alpha: t.alpha,
         c_scale: t.c_scale,
         bias: t.bias.map_or(core::ptr::null(), |b| b.as_ptr()),
-        act: if t.gelu {
-            crate::act::Act::gelu(crate::GeluKind::Erf)
-        } else {
-            crate::act::Act::NONE
-        },
+        act: crate::act::Act::gelu(crate::GeluKind::Erf),
         mul: core::ptr::null(),
         mul_rs: 0,
+    };
+    let epi_id = TileEpi {
+        act: crate::act::Identity,
+        alpha: epi_act.alpha,
+        c_scale: epi_act.c_scale,
+        bias: epi_act.bias,
+        mul: epi_act.mul,
+        mul_rs: epi_act.mul_rs,
     };
     let (a_rs, a_cs) = if t.packed_a {
         (1, mr)
@@ -242,27 +249,28 @@ pub fn run_tile<S: Simd>(s: S, t: TileCall<'_>) {
             // SAFETY: the lengths checked above are what the contract of
             // `microkernel` reads and writes.
             unsafe {
-                match (t.packed_a, t.packed_b) {
-                    (true, true) => {
-                        microkernel_narrowing::<S, crate::act::Act, MR, NV, true, true>(
-                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
-                        )
-                    }
-                    (true, false) => {
-                        microkernel_narrowing::<S, crate::act::Act, MR, NV, true, false>(
-                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
-                        )
-                    }
-                    (false, true) => {
-                        microkernel_narrowing::<S, crate::act::Act, MR, NV, false, true>(
-                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
-                        )
-                    }
-                    (false, false) => {
-                        microkernel_narrowing::<S, crate::act::Act, MR, NV, false, false>(
-                            s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, &epi,
-                        )
-                    }
+                macro_rules! by_packing {
+                    ($f:ty, $epi:expr) => {
+                        match (t.packed_a, t.packed_b) {
+                            (true, true) => microkernel_narrowing::<S, $f, MR, NV, true, true>(
+                                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, $epi,
+                            ),
+                            (true, false) => microkernel_narrowing::<S, $f, MR, NV, true, false>(
+                                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, $epi,
+                            ),
+                            (false, true) => microkernel_narrowing::<S, $f, MR, NV, false, true>(
+                                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, $epi,
+                            ),
+                            (false, false) => microkernel_narrowing::<S, $f, MR, NV, false, false>(
+                                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m, n, $epi,
+                            ),
+                        }
+                    };
+                }
+                if t.gelu {
+                    by_packing!(crate::act::Act, &epi_act)
+                } else {
+                    by_packing!(crate::act::Identity, &epi_id)
                 }
             }
         }};

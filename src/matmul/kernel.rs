@@ -283,22 +283,32 @@ pub(crate) unsafe fn microkernel_narrowing<
     // fewer rows reads a subset of the rows the MR-row one would (rows <
     // m_eff) and writes the same corner. They are functions of their own
     // (`isa::outlined`, one call per column panel): inlined, they tripled
-    // the loop nest's code and its full tiles ran 2–4% slower.
-    if !PACKED_A && MR == 6 && m_eff <= 4 {
-        let t = EdgeRows::<F, NV, PACKED_B> {
-            kc,
-            a,
-            a_rs,
-            a_cs,
-            b,
-            b_rs,
-            c,
-            c_rs,
-            m_eff,
-            n_eff,
-            epi,
-        };
-        return crate::isa::outlined(s, t);
+    // the loop nest's code and its full tiles ran 2–4% slower. Only without
+    // an activation (plain products and attention's tiles): for the
+    // epilogue variants they added ~15% to the crate's build for edges
+    // that are a few percent of those products.
+    if F::IDENTITY && !PACKED_A && MR == 6 && m_eff <= 4 {
+        macro_rules! edge {
+            ($mr:literal) => {
+                crate::isa::outlined(
+                    s,
+                    EdgeRows::<F, NV, PACKED_B, $mr> {
+                        kc,
+                        a,
+                        a_rs,
+                        a_cs,
+                        b,
+                        b_rs,
+                        c,
+                        c_rs,
+                        m_eff,
+                        n_eff,
+                        epi,
+                    },
+                )
+            };
+        }
+        return if m_eff <= 2 { edge!(2) } else { edge!(4) };
     }
     // SAFETY: the caller's contract.
     unsafe {
@@ -308,9 +318,10 @@ pub(crate) unsafe fn microkernel_narrowing<
     }
 }
 
-/// The last `m_eff ≤ 4` rows of an in-place 6-row tile, on a tile of 2 or
-/// 4 rows, as an operation for [`crate::isa::outlined`].
-struct EdgeRows<'a, F, const NV: usize, const PACKED_B: bool> {
+/// The last `m_eff ≤ MR` rows of an in-place 6-row tile on a tile of `MR`
+/// (2 or 4) rows, as an operation for [`crate::isa::outlined`] (one
+/// function per row count: separate units for codegen).
+struct EdgeRows<'a, F, const NV: usize, const PACKED_B: bool, const MR: usize> {
     kc: usize,
     a: *const f32,
     a_rs: usize,
@@ -324,8 +335,8 @@ struct EdgeRows<'a, F, const NV: usize, const PACKED_B: bool> {
     epi: &'a TileEpi<F>,
 }
 
-impl<F: VecFn, const NV: usize, const PACKED_B: bool> pulp::WithSimd
-    for EdgeRows<'_, F, NV, PACKED_B>
+impl<F: VecFn, const NV: usize, const PACKED_B: bool, const MR: usize> pulp::WithSimd
+    for EdgeRows<'_, F, NV, PACKED_B, MR>
 {
     type Output = ();
     #[inline(always)]
@@ -344,17 +355,11 @@ impl<F: VecFn, const NV: usize, const PACKED_B: bool> pulp::WithSimd
             epi,
         } = self;
         // SAFETY: built only by `microkernel_narrowing` from its caller's
-        // `microkernel` contract, for rows < m_eff ≤ 4 of an in-place A.
+        // `microkernel` contract, for rows < m_eff ≤ MR of an in-place A.
         unsafe {
-            if m_eff <= 2 {
-                narrow_cols::<S, F, 2, NV, false, PACKED_B>(
-                    s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
-                )
-            } else {
-                narrow_cols::<S, F, 4, NV, false, PACKED_B>(
-                    s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
-                )
-            }
+            narrow_cols::<S, F, MR, NV, false, PACKED_B>(
+                s, kc, a, a_rs, a_cs, b, b_rs, c, c_rs, m_eff, n_eff, epi,
+            )
         }
     }
 }
