@@ -394,7 +394,7 @@ pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32], cfg: &Config) -> Resul
 /// `out[i] = silu(x[i]) = x[i] / (1 + e^(−x[i]))` (SiLU, "swish").
 ///
 /// Accuracy: within 4 ULP + 3e-37 of the exact f64 formula on every level
-/// (`tests/kernels/silu.rs`): `x / (1 + exp(−x))` with the 2-ULP [`math::exp`] and
+/// (`tests/kernels/silu.rs`): `x / (1 + exp(−x))` with the 2-ULP [`crate::math::exp`] and
 /// one division; results smaller than ~2.6e-37 in magnitude (x < −88.7) are
 /// −0.0, so `silu(−100) = −0.0`, `silu(100) = 100`, `silu(−∞) = −0.0`,
 /// `silu(+∞) = +∞`, NaN → NaN. No overflow reaches the result.
