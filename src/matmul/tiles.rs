@@ -196,7 +196,7 @@ impl Tile {
         let (kc0, mc0, nc0) = self.base;
         let nr = self.nr();
         // `num` is clamped to at most `den` (a fallback size, ≤ 1 MiB) and
-        // `x` is a tuned block size in bytes or elements (≤ 512 KiB), so
+        // `x` is a tuned block size in bytes or elements (≤ 1 MiB), so
         // the product fits u64 whatever cache sizes come in (u128 division
         // is a library call, on every product).
         let scale =
