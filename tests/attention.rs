@@ -798,3 +798,53 @@ fn long_sequences_across_query_super_blocks() {
         }
     }
 }
+
+/// A causal row never touches keys after its own: a NaN in the V row (and
+/// an ∞ in the K row) of key j leaves every earlier query's output finite
+/// and equal to the output without it. Keys at and around the key-block
+/// boundary (256), where the first query tile of a block holds rows that
+/// see none of its keys: their P·V once ran over the block's first keys
+/// with zero weights (0·NaN = NaN).
+#[test]
+fn causal_rows_never_read_later_values() {
+    let (n, h, d) = (300usize, 1usize, 64usize);
+    let q = fill(n * h * d, 21);
+    let k = fill(n * h * d, 22);
+    let v = fill(n * h * d, 23);
+    let opts = AttentionOptions {
+        causal: true,
+        scale: None,
+    };
+    for cfg in configs() {
+        let go = |k: &[f32], v: &[f32]| {
+            let mut o = vec![0.0f32; n * h * d];
+            attention(
+                HeadsMut::bshd(&mut o, 1, n, h, d).unwrap(),
+                HeadsRef::bshd(&q, 1, n, h, d).unwrap(),
+                HeadsRef::bshd(k, 1, n, h, d).unwrap(),
+                HeadsRef::bshd(v, 1, n, h, d).unwrap(),
+                &opts,
+                &cfg,
+            )
+            .unwrap();
+            o
+        };
+        let clean = go(&k, &v);
+        for j in [1usize, 7, 250, 255, 256, 257, 262, 299] {
+            let (mut kp, mut vp) = (k.clone(), v.clone());
+            vp[j * d..(j + 1) * d].fill(f32::NAN);
+            kp[j * d] = f32::INFINITY;
+            let o = go(&kp, &vp);
+            for i in 0..j {
+                let (a, b) = (&o[i * d..(i + 1) * d], &clean[i * d..(i + 1) * d]);
+                assert!(
+                    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{} key {j}: row {i} changed: {:?}",
+                    cfg.isa,
+                    &a[..4]
+                );
+            }
+            assert!(o[j * d..].iter().all(|x| x.is_nan()), "{} key {j}", cfg.isa);
+        }
+    }
+}

@@ -476,7 +476,9 @@ unsafe fn pv_tile<S: Simd, const MR: usize, const NV: usize>(
                 );
             }
             for row_i in 0..m_eff {
-                let vis = (r.kv_end(t + row_i) - c0).min(n_need);
+                // Saturating: rows of the block's first tile may see none
+                // of its keys.
+                let vis = r.kv_end(t + row_i).saturating_sub(c0).min(n_need);
                 if vis > common {
                     microkernel_narrowing::<S, Identity, MR, NV, false, false>(
                         s,
