@@ -375,3 +375,32 @@ pub(crate) unsafe fn scores8_v3(
         }
     }
 }
+
+/// [`crate::math`]'s `exp2_nonpos` on AVX-512: the same reduction and
+/// polynomial, with `2ⁿ` applied by `vscalefps` under a zero mask instead of
+/// being built in the exponent field and multiplied, selected and
+/// NaN-restored (11 vector operations against 14 — the flash softmax's
+/// inner loop). Lanes with `x < −126` (and −∞) are 0, so `n ≥ −126` and no
+/// result is subnormal (subnormal outputs cost a microcode assist on Intel
+/// cores); NaN propagates (the compare is unordered-true).
+///
+/// # Safety
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn exp2_nonpos_v4(x: __m512, poly: [f32; 7]) -> __m512 {
+    // Adding 1.5·2²³ rounds to the nearest integer (|x| < 2²²; larger
+    // lanes are masked off below).
+    const ROUND: f32 = 12_582_912.0;
+    let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-126.0));
+    let n = _mm512_sub_ps(
+        _mm512_add_ps(x, _mm512_set1_ps(ROUND)),
+        _mm512_set1_ps(ROUND),
+    );
+    let f = _mm512_sub_ps(x, n);
+    let mut p = _mm512_set1_ps(poly[0]);
+    for &c in &poly[1..] {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    }
+    _mm512_maskz_scalef_ps(keep, p, n)
+}

@@ -6,10 +6,11 @@
 use crate::math;
 use pulp::Simd;
 
-/// Masks `row[visible..]`, and turns `row[..visible]` into the softmax
+/// Turns `row[..visible]` into the softmax
 /// numerators `2^(row − m_use)` (row in log2 units), where
 /// `m_new = max(m_old, max(row))` and `m_use` is `m_new`, or 0 when that is
-/// −∞. Returns `(m_new, Σ numerators)`.
+/// −∞. Returns `(m_new, Σ numerators)`. `row[visible..]` (keys the row
+/// must not see) is left as it is: callers never read it.
 ///
 /// A +∞ score (an f32 overflow of q·k) takes the limit: the numerators are 1
 /// for +∞ scores and 0 for the rest, rather than `exp(∞ − ∞)` = NaN.
@@ -20,14 +21,23 @@ pub(crate) fn softmax_row<S: Simd>(
     visible: usize,
     m_old: f32,
 ) -> (f32, f32) {
-    let (head, tail) = row.split_at_mut(visible);
-    tail.fill(0.0);
+    let head = &mut row[..visible];
     let mut mx = s.splat_f32s(f32::NEG_INFINITY);
     {
         let (v, t) = S::as_simd_f32s(head);
-        for &x in v {
-            mx = s.max_f32s(mx, x);
+        // Four running maxima: one chain of max latencies per row was
+        // the longest dependency of the softmax.
+        let mut m4 = [mx; 4];
+        let mut quads = v.chunks_exact(4);
+        for q in &mut quads {
+            for (m, &x) in m4.iter_mut().zip(q) {
+                *m = s.max_f32s(*m, x);
+            }
         }
+        for &x in quads.remainder() {
+            m4[0] = s.max_f32s(m4[0], x);
+        }
+        mx = s.max_f32s(s.max_f32s(m4[0], m4[1]), s.max_f32s(m4[2], m4[3]));
         if !t.is_empty() {
             let x = s.partial_load_f32s(t);
             let x = s.select_f32s(

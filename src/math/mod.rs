@@ -75,25 +75,45 @@ pub(crate) fn exp_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     s.mul_f32s(y, pow2_from_magic(s, t))
 }
 
+/// `2^f` on [−½, ½], highest degree first (shared with the AVX-512 form,
+/// `arch::x86::exp2_nonpos_v4`).
+const EXP2_POLY: [f32; 7] = [
+    1.546_144_5e-4,
+    1.340_042_8e-3,
+    9.618_057e-3,
+    5.550_327e-2,
+    2.402_265_1e-1,
+    6.931_472e-1,
+    1.0,
+];
+
 /// `2^x` for `x ≤ 0`, the softmax numerator in log2 units (scores
 /// pre-multiplied by log2 e): `x = n + f` with `n = round(x)` and |f| ≤ ½
 /// exact, `2^f` by a degree-6 polynomial (Chebyshev interpolation on
 /// [−½, ½], 0.32 ULP before rounding), `2ⁿ` built in the exponent field.
-/// Results below 2^−126.5 (and `x = −∞`) are 0; NaN stays NaN; ≤ 2 ULP
-/// (`tests/internals.rs`). Half the operations of [`exp`]: no Cody–Waite split,
+/// Results for `x < −126.5` (`x < −126` on AVX-512, where `2ⁿ` is applied
+/// by `vscalefps`: `arch::x86::exp2_nonpos_v4`) and `x = −∞` are 0; NaN
+/// stays NaN; ≤ 2 ULP (`tests/internals.rs`). Half the operations of [`exp`]: no Cody–Waite split,
 /// no overflow or large-argument handling.
 #[inline(always)]
 pub(crate) fn exp2_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    #[cfg(target_arch = "x86_64")]
+    if crate::arch::x86::is_v4::<S>() {
+        // SAFETY: the V4 token proves AVX-512F; its f32 vector is __m512.
+        return unsafe {
+            core::mem::transmute_copy(&crate::arch::x86::exp2_nonpos_v4(
+                core::mem::transmute_copy(&x),
+                EXP2_POLY,
+            ))
+        };
+    }
     let xc = s.max_f32s(x, s.splat_f32s(-127.0));
     let t = s.add_f32s(xc, s.splat_f32s(MAGIC));
     let f = s.sub_f32s(xc, s.sub_f32s(t, s.splat_f32s(MAGIC)));
-    let mut p = s.splat_f32s(1.546_144_5e-4);
-    p = s.mul_add_e_f32s(p, f, s.splat_f32s(1.340_042_8e-3));
-    p = s.mul_add_e_f32s(p, f, s.splat_f32s(9.618_057e-3));
-    p = s.mul_add_e_f32s(p, f, s.splat_f32s(5.550_327e-2));
-    p = s.mul_add_e_f32s(p, f, s.splat_f32s(2.402_265_1e-1));
-    p = s.mul_add_e_f32s(p, f, s.splat_f32s(6.931_472e-1));
-    p = s.mul_add_e_f32s(p, f, s.splat_f32s(1.0));
+    let mut p = s.splat_f32s(EXP2_POLY[0]);
+    for &c in &EXP2_POLY[1..] {
+        p = s.mul_add_e_f32s(p, f, s.splat_f32s(c));
+    }
     // n = −127 (x < −126.5) makes the exponent field 0: 2ⁿ reads as 0.
     let y = s.mul_f32s(p, pow2_from_magic(s, t));
     // NaN in, NaN out (x86 max drops NaN).
