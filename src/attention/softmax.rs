@@ -6,8 +6,8 @@
 use crate::math;
 use pulp::Simd;
 
-/// Turns `row[..visible]` into the softmax
-/// numerators `2^(row − m_use)` (row in log2 units), where
+/// Turns `row[..visible]` into the softmax numerators `2^(row − m_use)`
+/// (row in log2 units), where
 /// `m_new = max(m_old, max(row))` and `m_use` is `m_new`, or 0 when that is
 /// −∞. Returns `(m_new, Σ numerators)`. `row[visible..]` (keys the row
 /// must not see) is left as it is: callers never read it.

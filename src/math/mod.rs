@@ -93,8 +93,8 @@ const EXP2_POLY: [f32; 7] = [
 /// [−½, ½], 0.32 ULP before rounding), `2ⁿ` built in the exponent field.
 /// Results for `x < −126.5` (`x < −126` on AVX-512, where `2ⁿ` is applied
 /// by `vscalefps`: `arch::x86::exp2_nonpos_v4`) and `x = −∞` are 0; NaN
-/// stays NaN; ≤ 2 ULP (`tests/internals.rs`). Half the operations of [`exp`]: no Cody–Waite split,
-/// no overflow or large-argument handling.
+/// stays NaN; ≤ 2 ULP (`tests/internals.rs`). Half the operations of
+/// [`exp`]: no Cody–Waite split, no overflow or large-argument handling.
 #[inline(always)]
 pub(crate) fn exp2_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
