@@ -69,6 +69,91 @@ pub(crate) unsafe fn microkernel<
 ) {
     let lanes = S::F32_LANES;
     let zero = s.splat_f32s(0.0);
+    // The B-load mode is fixed per k-loop (not tested per step): whole
+    // vectors when B is packed or the tile's width is whole vectors, the
+    // last vector masked otherwise.
+    // SAFETY: the caller's contract.
+    let acc = unsafe {
+        if PACKED_B || n_eff == NV * lanes {
+            kloop::<S, MR, NV, PACKED_A, true>(s, kc, a, a_rs, a_cs, b, b_rs, m_eff, n_eff)
+        } else {
+            kloop::<S, MR, NV, PACKED_A, false>(s, kc, a, a_rs, a_cs, b, b_rs, m_eff, n_eff)
+        }
+    };
+    // SAFETY: the caller's contract.
+    unsafe {
+        // Hand the accumulators to the epilogue through a separate array,
+        // copied by a tiny constant loop LLVM fully unrolls: the epilogue
+        // indexes its input dynamically, and if that were `acc` itself, `acc`
+        // would live in memory and the k-loop would store it every step.
+        let mut out = [[zero; NV]; MR];
+        for i in 0..MR {
+            for j in 0..NV {
+                out[i][j] = acc[i][j];
+            }
+        }
+        let plain = epi.act.is_identity()
+            && epi.alpha == 1.0
+            && epi.bias.is_null()
+            && epi.mul.is_null()
+            && epi.c_scale.is_none();
+        if plain && m_eff == MR && n_eff == NV * lanes {
+            // A whole tile, `C ← acc` (a product without epilogue, β = 0,
+            // k ≤ KC: every small and short-k one): no masks, bounds or
+            // epilogue tests per vector. At 1024×1024×64, 17% of the
+            // kernel's samples were outside the k-loop, mostly in the
+            // general store below. (`C ← acc + C` is left to it: taken
+            // here too, attention's P·V at D = 128 ran 1–8% slower in 3 of
+            // 4 interleaved runs.)
+            return store_full::<S, MR, NV>(&out, c, c_rs);
+        }
+        if F::IDENTITY {
+            // No activation (attention's tiles): small enough to inline.
+            return store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
+        }
+        // With an activation, the general epilogue is a function of its own
+        // (one per level and tile shape, not one per call site).
+        crate::isa::outlined(
+            s,
+            StoreTile::<F, MR, NV> {
+                acc: out.as_ptr().cast(),
+                c,
+                c_rs,
+                m_eff,
+                n_eff,
+                epi,
+            },
+        );
+    }
+}
+
+/// The k-loop of [`microkernel`]: the `MR × NV` accumulators of
+/// `A·B` over `kc` steps. `FULL_B`: every B vector is whole (B packed, or
+/// the tile's width whole vectors).
+///
+/// # Safety
+/// As [`microkernel`] for `a` and `b`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn kloop<
+    S: Simd,
+    const MR: usize,
+    const NV: usize,
+    const PACKED_A: bool,
+    const FULL_B: bool,
+>(
+    s: S,
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    m_eff: usize,
+    n_eff: usize,
+) -> [[S::f32s; NV]; MR] {
+    let lanes = S::F32_LANES;
+    let zero = s.splat_f32s(0.0);
     let mut acc = [[zero; NV]; MR];
     // Unpacked A: rows past m_eff reread the last row (computed, never
     // stored), so nothing outside A is read.
@@ -80,8 +165,7 @@ pub(crate) unsafe fn microkernel<
     }
     // Unpacked B: the last vector of a narrow tile is loaded with a mask.
     let bpart: [_; NV] = core::array::from_fn(|j| Part::new(s, n_eff.saturating_sub(j * lanes)));
-    let full_b = PACKED_B || n_eff == NV * lanes;
-    // SAFETY: all reads stay within what the contract above guarantees.
+    // SAFETY: all reads stay within what the caller's contract guarantees.
     unsafe {
         // The B row of the tile at `$bp`, as NV vectors.
         macro_rules! load_b {
@@ -89,7 +173,7 @@ pub(crate) unsafe fn microkernel<
                 let mut bv = [zero; NV];
                 for (j, v) in bv.iter_mut().enumerate() {
                     let p = $bp.add(j * lanes);
-                    *v = if full_b || (j + 1) * lanes <= n_eff {
+                    *v = if FULL_B || (j + 1) * lanes <= n_eff {
                         load::<S>(p)
                     } else if j * lanes < n_eff {
                         bpart[j].load(p)
@@ -173,49 +257,8 @@ pub(crate) unsafe fn microkernel<
                 step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
             }
         }
-        // Hand the accumulators to the epilogue through a separate array,
-        // copied by a tiny constant loop LLVM fully unrolls: the epilogue
-        // indexes its input dynamically, and if that were `acc` itself, `acc`
-        // would live in memory and the k-loop would store it every step.
-        let mut out = [[zero; NV]; MR];
-        for i in 0..MR {
-            for j in 0..NV {
-                out[i][j] = acc[i][j];
-            }
-        }
-        let plain = epi.act.is_identity()
-            && epi.alpha == 1.0
-            && epi.bias.is_null()
-            && epi.mul.is_null()
-            && epi.c_scale.is_none();
-        if plain && m_eff == MR && n_eff == NV * lanes {
-            // A whole tile, `C ← acc` (a product without epilogue, β = 0,
-            // k ≤ KC: every small and short-k one): no masks, bounds or
-            // epilogue tests per vector. At 1024×1024×64, 17% of the
-            // kernel's samples were outside the k-loop, mostly in the
-            // general store below. (`C ← acc + C` is left to it: taken
-            // here too, attention's P·V at D = 128 ran 1–8% slower in 3 of
-            // 4 interleaved runs.)
-            return store_full::<S, MR, NV>(&out, c, c_rs);
-        }
-        if F::IDENTITY {
-            // No activation (attention's tiles): small enough to inline.
-            return store_tile(s, &out, c, c_rs, m_eff, n_eff, epi);
-        }
-        // With an activation, the general epilogue is a function of its own
-        // (one per level and tile shape, not one per call site).
-        crate::isa::outlined(
-            s,
-            StoreTile::<F, MR, NV> {
-                acc: out.as_ptr().cast(),
-                c,
-                c_rs,
-                m_eff,
-                n_eff,
-                epi,
-            },
-        );
     }
+    acc
 }
 
 /// [`store_tile`] as an operation for [`crate::isa::outlined`]: the
