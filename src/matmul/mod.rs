@@ -148,7 +148,11 @@ pub fn matmul(
 }
 
 /// Checks shapes and turns the views into a [`Problem`]; `None` when there
-/// is nothing to do (m = 0 or n = 0).
+/// is nothing to do (m = 0 or n = 0). Inlined: the `Problem` is built in
+/// its caller's frame, not copied out of a returned `Result` (that copy,
+/// reread with wider loads than it was written with, cost ~10% of a
+/// 2×2×2 product).
+#[inline(always)]
 fn validate(
     mut c: MatMut<'_>,
     a: MatRef<'_>,
@@ -300,7 +304,7 @@ pub fn matmul_weights(
         dispatch(
             cfg.isa,
             Op {
-                p,
+                p: &p,
                 nthreads: cfg.parallelism.threads(),
             },
         )?;
@@ -379,7 +383,7 @@ fn int8_impl<L: Level>(
     level.validate()?;
     let Some(p) = p else { return Ok(()) };
     if p.k == 0 || p.alpha == 0.0 {
-        return level.run(Op { p, nthreads });
+        return level.run(Op { p: &p, nthreads });
     }
     let qa = int8::QuantA::new(&p, fmt)?;
     let r = level.run(Int8Op {
@@ -510,7 +514,7 @@ pub mod generic {
         epilogue: Epilogue<'_>,
     ) -> Result<(), KernelError> {
         if let Some(p) = validate(c, a, w, alpha, beta, epilogue)? {
-            simd.vectorize(Op { p, nthreads: 1 });
+            simd.vectorize(Op { p: &p, nthreads: 1 });
         }
         Ok(())
     }
@@ -540,16 +544,18 @@ pub mod generic {
     }
 }
 
-struct Op {
-    p: Problem,
+/// The whole product: passed by reference through the dispatch (a
+/// `Problem` is ~200 bytes).
+struct Op<'p> {
+    p: &'p Problem,
     nthreads: usize,
 }
 
-impl WithSimd for Op {
+impl WithSimd for Op<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let p = self.p;
+        let p: &Problem = self.p;
         if p.k == 0 || p.alpha == 0.0 {
             // C ← epilogue(beta·C): each row of C is a matrix-vector
             // product with nothing to sum.
@@ -577,12 +583,19 @@ impl WithSimd for Op {
                     },
                     incu: p.csu,
                 };
-                outlined(s, GemvOp { g, j0: 0, j1: p.n });
+                outlined(
+                    s,
+                    GemvOp {
+                        g: &g,
+                        j0: 0,
+                        j1: p.n,
+                    },
+                );
             }
             return;
         }
         if let Some(w) = p.w
-            && lowp::takes_dot(&p, &w)
+            && lowp::takes_dot(p, &w)
         {
             let nt = threads::threads_for(
                 crate::Parallelism::Threads(self.nthreads),
@@ -596,24 +609,35 @@ impl WithSimd for Op {
             threads::for_each_index(nt, jobs, move |t| {
                 let (p, w) = *shared.get();
                 let (j0, j1) = (t * step, ((t + 1) * step).min(p.n));
-                outlined(s, LowpOp { p, w, j0, j1 });
+                outlined(s, LowpOp { p: *p, w, j0, j1 });
             });
             return;
         }
-        if let Some(g) = as_gemv(&p) {
+        if let Some(g) = as_gemv(p) {
             let cols = if p.m == 1 { p.n } else { p.m };
             let nt = threads::threads_for(
                 crate::Parallelism::Threads(self.nthreads),
                 cols * p.k,
                 MIN_GEMV_ELEMS_PER_THREAD,
             );
+            if nt <= 1 {
+                outlined(
+                    s,
+                    GemvOp {
+                        g: &g,
+                        j0: 0,
+                        j1: cols,
+                    },
+                );
+                return;
+            }
             let step = cols.div_ceil(nt).next_multiple_of(64);
             let jobs = cols.div_ceil(step);
             // SAFETY: g points into the caller's borrows; jobs write
             // disjoint column ranges of y.
             let shared = unsafe { threads::Shared::new(g) };
             threads::for_each_index(nt, jobs, move |t| {
-                let g = *shared.get();
+                let g = shared.get();
                 let (j0, j1) = (t * step, ((t + 1) * step).min(cols));
                 outlined(s, GemvOp { g, j0, j1 });
             });
@@ -629,14 +653,13 @@ impl WithSimd for Op {
             MIN_FLOPS_PER_THREAD,
         );
         if nt <= 1 {
-            gemm::run(s, &p);
+            gemm::run(s, p);
             return;
         }
         // Thread blocks in whole tiles of the tile that will run.
         // SAFETY: the parts point into the caller's borrows; each writes its
         // own block of C (see `split`).
-        let parts =
-            unsafe { threads::Shared::new(split(&p, nt, tiles::plan_at::<S>(&p).blocking)) };
+        let parts = unsafe { threads::Shared::new(split(p, nt, tiles::plan_at::<S>(p).blocking)) };
         threads::for_each_index(nt, parts.get().len(), move |t| {
             gemm::run(s, &parts.get()[t])
         });
@@ -691,17 +714,17 @@ fn as_gemv(p: &Problem) -> Option<Gemv> {
     (g.csb == 1 || g.rsb == 1).then_some(g)
 }
 
-struct GemvOp {
-    g: Gemv,
+struct GemvOp<'g> {
+    g: &'g Gemv,
     j0: usize,
     j1: usize,
 }
 
-impl WithSimd for GemvOp {
+impl WithSimd for GemvOp<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        gemv_act(s, &self.g, self.j0, self.j1);
+        gemv_act(s, self.g, self.j0, self.j1);
     }
 }
 

@@ -4,6 +4,7 @@ use crate::error::KernelError;
 
 /// Offset of the last element of a `rows × cols` view, or `None` when the
 /// view is empty; `Err` when the computation overflows `usize`.
+#[inline]
 fn last_offset(
     rows: usize,
     cols: usize,
@@ -13,20 +14,59 @@ fn last_offset(
     if rows == 0 || cols == 0 {
         return Ok(None);
     }
-    (rows - 1)
+    match (rows - 1)
         .checked_mul(rs)
         .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)))
-        .map(Some)
-        .ok_or_else(|| {
-            KernelError::bounds(
-                "data",
-                format!(
-                    "a {rows}x{cols} view with strides ({rs}, {cs}) spans more than usize::MAX elements"
-                ),
-            )
-        })
+    {
+        Some(last) => Ok(Some(last)),
+        None => Err(too_wide(rows, cols, rs, cs)),
+    }
 }
 
+// The error messages are built out of line (`#[cold]`), so the checks
+// inline into the caller's view construction as a few compares.
+#[cold]
+#[inline(never)]
+fn too_wide(rows: usize, cols: usize, rs: usize, cs: usize) -> KernelError {
+    KernelError::bounds(
+        "data",
+        format!(
+            "a {rows}x{cols} view with strides ({rs}, {cs}) spans more than usize::MAX elements"
+        ),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn too_short(
+    len: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+    last: usize,
+) -> KernelError {
+    KernelError::bounds(
+        "data",
+        format!(
+            "a {rows}x{cols} view with strides ({rs}, {cs}) needs {} elements but data has {len}",
+            last + 1
+        ),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn overlapping(rows: usize, cols: usize, rs: usize, cs: usize) -> KernelError {
+    KernelError::Overlapping {
+        arg: "data",
+        msg: format!(
+            "a mutable {rows}x{cols} view with strides ({rs}, {cs}) has elements that overlap"
+        ),
+    }
+}
+
+#[inline]
 fn check_bounds(
     len: usize,
     rows: usize,
@@ -37,13 +77,7 @@ fn check_bounds(
     if let Some(last) = last_offset(rows, cols, rs, cs)?
         && last >= len
     {
-        return Err(KernelError::bounds(
-            "data",
-            format!(
-                "a {rows}x{cols} view with strides ({rs}, {cs}) needs {} elements but data has {len}",
-                last + 1
-            ),
-        ));
+        return Err(too_short(len, rows, cols, rs, cs, last));
     }
     Ok(())
 }
@@ -53,6 +87,7 @@ fn check_bounds(
 /// step is at least the extent of the other dimension (every row-major,
 /// column-major, padded or sub-matrix layout); rarer interleavings that
 /// happen not to overlap are refused too.
+#[inline]
 fn check_no_overlap(rows: usize, cols: usize, rs: usize, cs: usize) -> Result<(), KernelError> {
     if rows == 0 || cols == 0 || (rows == 1 && cols == 1) {
         return Ok(());
@@ -67,12 +102,7 @@ fn check_no_overlap(rows: usize, cols: usize, rs: usize, cs: usize) -> Result<()
     if inner_ok && outer_ok {
         Ok(())
     } else {
-        Err(KernelError::Overlapping {
-            arg: "data",
-            msg: format!(
-                "a mutable {rows}x{cols} view with strides ({rs}, {cs}) has elements that overlap"
-            ),
-        })
+        Err(overlapping(rows, cols, rs, cs))
     }
 }
 
@@ -94,6 +124,7 @@ impl<'a> MatRef<'a> {
     /// # Errors
     /// [`KernelError::OutOfBounds`] if an element lies outside `data` or the
     /// extent overflows `usize`.
+    #[inline]
     pub fn new(
         data: &'a [f32],
         rows: usize,
@@ -133,6 +164,7 @@ impl<'a> MatRef<'a> {
     ///
     /// # Errors
     /// As [`MatRef::new`].
+    #[inline]
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
         Self::new(data, rows, cols, cols, 1)
     }
@@ -141,11 +173,13 @@ impl<'a> MatRef<'a> {
     ///
     /// # Errors
     /// As [`MatRef::new`].
+    #[inline]
     pub fn col_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
         Self::new(data, rows, cols, 1, rows)
     }
 
     /// The transposed view (no copy).
+    #[inline]
     pub fn t(self) -> Self {
         MatRef {
             rows: self.cols,
@@ -183,22 +217,27 @@ impl<'a> MatRef<'a> {
     }
 
     /// Number of rows.
+    #[inline]
     pub fn rows(&self) -> usize {
         self.rows
     }
     /// Number of columns.
+    #[inline]
     pub fn cols(&self) -> usize {
         self.cols
     }
     /// Step between rows, in elements.
+    #[inline]
     pub fn row_stride(&self) -> usize {
         self.rs
     }
     /// Step between columns, in elements.
+    #[inline]
     pub fn col_stride(&self) -> usize {
         self.cs
     }
     /// Element (i, j), or `None` outside the matrix.
+    #[inline]
     pub fn get(&self, i: usize, j: usize) -> Option<f32> {
         (i < self.rows && j < self.cols).then(|| self.data[i * self.rs + j * self.cs])
     }
@@ -249,6 +288,7 @@ impl<'a> MatMut<'a> {
     /// [`KernelError::OutOfBounds`] as [`MatRef::new`];
     /// [`KernelError::Overlapping`] if two elements would share memory
     /// (e.g. a zero stride along a dimension longer than 1).
+    #[inline]
     pub fn new(
         data: &'a mut [f32],
         rows: usize,
@@ -271,6 +311,7 @@ impl<'a> MatMut<'a> {
     ///
     /// # Errors
     /// As [`MatMut::new`].
+    #[inline]
     pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
         Self::new(data, rows, cols, cols, 1)
     }
@@ -279,11 +320,13 @@ impl<'a> MatMut<'a> {
     ///
     /// # Errors
     /// As [`MatMut::new`].
+    #[inline]
     pub fn col_major(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
         Self::new(data, rows, cols, 1, rows)
     }
 
     /// The transposed view (no copy).
+    #[inline]
     pub fn t(self) -> Self {
         MatMut {
             rows: self.cols,
@@ -321,6 +364,7 @@ impl<'a> MatMut<'a> {
     }
 
     /// A read-only view of the same elements.
+    #[inline]
     pub fn as_ref(&self) -> MatRef<'_> {
         MatRef {
             data: self.data,
@@ -332,6 +376,7 @@ impl<'a> MatMut<'a> {
     }
 
     /// A shorter-lived mutable view of the same elements.
+    #[inline]
     pub fn rb_mut(&mut self) -> MatMut<'_> {
         MatMut {
             data: self.data,
@@ -343,22 +388,27 @@ impl<'a> MatMut<'a> {
     }
 
     /// Number of rows.
+    #[inline]
     pub fn rows(&self) -> usize {
         self.rows
     }
     /// Number of columns.
+    #[inline]
     pub fn cols(&self) -> usize {
         self.cols
     }
     /// Step between rows, in elements.
+    #[inline]
     pub fn row_stride(&self) -> usize {
         self.rs
     }
     /// Step between columns, in elements.
+    #[inline]
     pub fn col_stride(&self) -> usize {
         self.cs
     }
     /// Element (i, j), or `None` outside the matrix.
+    #[inline]
     pub fn get(&self, i: usize, j: usize) -> Option<f32> {
         self.as_ref().get(i, j)
     }
