@@ -26,6 +26,9 @@ use crate::isa::Parallelism;
 /// eighth of that work per thread already pays.
 pub(crate) fn threads_for(par: Parallelism, work: usize, min_per_thread: usize) -> usize {
     let want = par.threads().max(1);
+    if want == 1 {
+        return 1;
+    }
     let min = if in_pool() {
         min_per_thread / IN_POOL_DISCOUNT
     } else {

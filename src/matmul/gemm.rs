@@ -76,6 +76,14 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
 ) {
     let (bl, pack_a, pack_b) = (plan.blocking, plan.pack_a, plan.pack_b);
     debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
+    if !pack_a && !pack_b {
+        // Nothing to pack (small products): no scratch to fetch.
+        let (mut a, mut b) = (Buf::new(64), Buf::new(64));
+        return crate::isa::outlined(
+            s,
+            Loops::<F, MR, NV, false, false>(p, acts, &bl, &mut a, &mut b),
+        );
+    }
     let init = || (Buf::new(64), Buf::new(64));
     let mut guard = threads::scratch(&PACK, init);
     let (abuf, bbuf) = &mut *guard;
@@ -95,13 +103,10 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
         (true, false) => {
             crate::isa::outlined(s, Loops::<F, MR, NV, true, false>(p, acts, &bl, abuf, bbuf))
         }
-        (false, true) => {
+        // (false, false) returned above.
+        (false, _) => {
             crate::isa::outlined(s, Loops::<F, MR, NV, false, true>(p, acts, &bl, abuf, bbuf))
         }
-        (false, false) => crate::isa::outlined(
-            s,
-            Loops::<F, MR, NV, false, false>(p, acts, &bl, abuf, bbuf),
-        ),
     }
 }
 
