@@ -47,6 +47,29 @@ pub(crate) unsafe fn f16_v4(p: *const u16) -> __m512 {
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
 
+/// The IEEE halves at `p + i·stride` for `i < n ≤ 16`, widened
+/// (`vcvtph2ps`, exact, subnormal halves included) into `out[0..16]`
+/// (lanes past `n` are 0): the scales of 16 consecutive blocks of a
+/// weight row in one gather and two conversions.
+///
+/// # Safety
+/// AVX-512F; `p + i·stride` valid for 4 reads for `i < n`; `16·stride`
+/// fits in an `i32`; `out` valid for 16 writes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn f16_strided_v4(p: *const u8, stride: usize, n: usize, out: *mut f32) {
+    // SAFETY: the caller's contract; masked-off lanes are not read.
+    unsafe {
+        let idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(stride as i32),
+        );
+        let mask: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
+        let raw = _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), mask, idx, p.cast());
+        _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
+    }
+}
+
 /// 16 i8 at `p` → f32.
 ///
 /// # Safety
