@@ -47,17 +47,25 @@ pub(crate) unsafe fn f16_v4(p: *const u16) -> __m512 {
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
 
-/// The IEEE halves at `p + i·stride` for `i < n ≤ 16`, widened
-/// (`vcvtph2ps`, exact, subnormal halves included) into `out[0..16]`
-/// (lanes past `n` are 0): the scales of 16 consecutive blocks of a
-/// weight row in one gather and two conversions.
+/// The IEEE halves at `p + i·stride` (and, when `SECOND`, at
+/// `p + i·stride + 2`) for `i < n ≤ 16`, widened (`vcvtph2ps`, exact,
+/// subnormal halves included) into `first[0..16]` (and `second[0..16]`);
+/// lanes past `n` are 0: the scales (and Q4_1's minima) of 16 consecutive
+/// blocks of a weight row in one gather.
 ///
 /// # Safety
 /// AVX-512F; `p + i·stride` valid for 4 reads for `i < n`; `16·stride`
-/// fits in an `i32`; `out` valid for 16 writes.
+/// fits in an `i32`; `first` (and `second` when `SECOND`) valid for 16
+/// writes.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(crate) unsafe fn f16_strided_v4(p: *const u8, stride: usize, n: usize, out: *mut f32) {
+pub(crate) unsafe fn f16_strided_v4<const SECOND: bool>(
+    p: *const u8,
+    stride: usize,
+    n: usize,
+    first: *mut f32,
+    second: *mut f32,
+) {
     // SAFETY: the caller's contract; masked-off lanes are not read.
     unsafe {
         let idx = _mm512_mullo_epi32(
@@ -66,7 +74,11 @@ pub(crate) unsafe fn f16_strided_v4(p: *const u8, stride: usize, n: usize, out: 
         );
         let mask: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
         let raw = _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), mask, idx, p.cast());
-        _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
+        _mm512_storeu_ps(first, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
+        if SECOND {
+            let hi = _mm512_srli_epi32::<16>(raw);
+            _mm512_storeu_ps(second, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hi)));
+        }
     }
 }
 
@@ -103,20 +115,26 @@ pub(crate) unsafe fn q4_v4(p: *const u8, hi: bool) -> __m512 {
     }
 }
 
-/// A whole Q4_0 block's 32 integers minus 8 (as [`q4_v4`]): elements 0–15
-/// and 16–31, from one load and one zero-extension.
+/// A whole block's 32 nibbles as f32 (as [`q4_v4`]): elements 0–15 and
+/// 16–31, from one load and one zero-extension; minus 8 when `SUB8` (Q4_0's
+/// integers), as they are otherwise (Q4_1's).
 ///
 /// # Safety
 /// AVX-512F; `p` valid for 16 reads.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(crate) unsafe fn q4_block_v4(p: *const u8) -> (__m512, __m512) {
+pub(crate) unsafe fn q4_block_v4<const SUB8: bool>(p: *const u8) -> (__m512, __m512) {
     // SAFETY: the caller's contract.
     unsafe {
         let b = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()));
         let table = _mm512_setr_ps(
-            -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0,
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
         );
+        let table = if SUB8 {
+            _mm512_sub_ps(table, _mm512_set1_ps(8.0))
+        } else {
+            table
+        };
         (
             _mm512_permutexvar_ps(b, table),
             _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(b), table),

@@ -58,44 +58,65 @@ fn scale_f32(h: f16) -> f32 {
     }
 }
 
-/// Units whose scales [`dot_block`] converts in one pass, ahead of their
-/// dot products.
+/// Units whose parameters [`dot_block`] converts in one pass, ahead of
+/// their dot products.
 const SCALES: usize = 32;
 
-/// `out[i] = F::scale(u + i·ub)` for `i < n ≤ SCALES`: the scales of `n`
-/// consecutive units of a row. On AVX-512 the f16 block scales are
-/// gathered and widened 16 at a time (`vcvtph2ps`); the dot product then
-/// reads each as a broadcast operand of its FMA. Measured (Q4_0,
-/// 1×4096·4096×256 weights warm, one thread, Intel Xeon): converting each
-/// scale in the loop — 11 scalar integer ops, or a `vpbroadcastw` +
-/// `vcvtph2ps` pair — left the loop 10 vector µops a block row, 3 of them
-/// the scale's.
+/// The parameters of `n ≤ SCALES` consecutive units of a row: `out[0][i]`
+/// is unit i's scale, `out[1][i]` Q4_1's minimum (`F::PARAMS` of them).
+/// On AVX-512 the f16s are gathered and widened 16 units at a time
+/// (`vcvtph2ps`); the dot product then reads each as a broadcast operand.
+/// Measured (Q4_0, 1×4096·4096×256 weights warm, one thread, Intel Xeon):
+/// converting each scale in the loop — 11 scalar integer ops, or a
+/// `vpbroadcastw` + `vcvtph2ps` pair — left the loop 10 vector µops a block
+/// row, 3 of them the scale's.
 ///
 /// # Safety
 /// The `n` units exist.
 #[inline(always)]
-unsafe fn unit_scales<S: Simd, F: Fmt>(u: *const u8, ub: usize, n: usize, out: &mut [f32; SCALES]) {
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(clippy::extra_unused_type_parameters)
+)]
+unsafe fn unit_params<S: Simd, F: Fmt>(
+    u: *const u8,
+    ub: usize,
+    n: usize,
+    out: &mut [[f32; SCALES]; 2],
+) {
     #[cfg(target_arch = "x86_64")]
-    if F::F16_SCALE && crate::arch::x86::is_v4::<S>() {
+    if crate::arch::x86::is_v4::<S>() {
+        let [first, second] = out;
         let mut i = 0;
         while i < n {
             // SAFETY: V4 proves AVX-512F; units i.. exist and start with
-            // their f16 scale, each at least 4 bytes; 16·ub is a few
-            // hundred bytes; out[i..i + 16] is inside (SCALES % 16 == 0).
+            // their PARAMS f16s, each unit at least 4 bytes; 16·ub is a
+            // few hundred bytes; [i, i + 16) is inside (SCALES % 16 == 0).
             unsafe {
-                crate::arch::x86::f16_strided_v4(u.add(i * ub), ub, n - i, out.as_mut_ptr().add(i))
-            };
+                let (p, f, sd) = (
+                    u.add(i * ub),
+                    first.as_mut_ptr().add(i),
+                    second.as_mut_ptr().add(i),
+                );
+                if F::PARAMS == 2 {
+                    crate::arch::x86::f16_strided_v4::<true>(p, ub, n - i, f, sd);
+                } else {
+                    crate::arch::x86::f16_strided_v4::<false>(p, ub, n - i, f, sd);
+                }
+            }
             i += 16;
         }
         return;
     }
-    for (i, o) in out.iter_mut().enumerate().take(n) {
-        // SAFETY: unit i exists (caller).
-        *o = unsafe { F::scale(u.add(i * ub)) };
+    for i in 0..n {
+        for (q, o) in out.iter_mut().enumerate().take(F::PARAMS) {
+            // SAFETY: unit i exists (caller) and starts with PARAMS f16s.
+            o[i] = scale_f32(unsafe { u.add(i * ub + 2 * q).cast::<f16>().read_unaligned() });
+        }
     }
 }
 
-/// One weight format, as units/// One weight format, as units of contiguous elements along k: a 32-weight
+/// One weight format, as units of contiguous elements along k: a 32-weight
 /// block for the block formats, one vector for bf16/f16. A unit's weights
 /// are `scale · raw`: raw is the block's integers (`q`, or `q − 8` for
 /// Q4_0) or the widened values (bf16/f16, scale 1).
@@ -103,8 +124,9 @@ pub(crate) trait Fmt: Copy {
     /// Whether units carry a scale (the block formats): then dot products
     /// sum `raw·x` over a unit and multiply by the scale once.
     const SCALED: bool;
-    /// Whether a unit's scale is the f16 at its start (Q8_0, Q4_0).
-    const F16_SCALE: bool = false;
+    /// How many f16 parameters a unit starts with: 0 (bf16/f16), 1 (the
+    /// scale: Q8_0, Q4_0), 2 (scale and minimum: Q4_1).
+    const PARAMS: usize = 0;
     /// Elements per unit at this width.
     fn unit<S: Simd>() -> usize;
     /// Bytes per unit at this width.
@@ -135,6 +157,24 @@ pub(crate) trait Fmt: Copy {
             // SAFETY: the caller's contract.
             f(v, unsafe { Self::raw::<S>(s, u, v) });
         }
+    }
+    /// [`Fmt::each_raw`] with the unit's parameters already converted
+    /// (`d`, `m`: splats of [`unit_params`]' values; used when
+    /// `PARAMS == 2`).
+    ///
+    /// # Safety
+    /// As `scale`; `d` and `m` are this unit's.
+    #[inline(always)]
+    unsafe fn each_raw_dm<S: Simd>(
+        s: S,
+        u: *const u8,
+        d: S::f32s,
+        m: S::f32s,
+        f: impl FnMut(usize, S::f32s),
+    ) {
+        let _ = (d, m);
+        // SAFETY: the caller's contract.
+        unsafe { Self::each_raw(s, u, f) }
     }
 }
 
@@ -207,7 +247,7 @@ impl<const IS_F16: bool> Fmt for Half16<IS_F16> {
 
 impl Fmt for Q8 {
     const SCALED: bool = true;
-    const F16_SCALE: bool = true;
+    const PARAMS: usize = 1;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         QK
@@ -236,7 +276,7 @@ impl Fmt for Q8 {
 
 impl Fmt for Q4 {
     const SCALED: bool = true;
-    const F16_SCALE: bool = true;
+    const PARAMS: usize = 1;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         QK
@@ -272,7 +312,7 @@ impl Fmt for Q4 {
         #[cfg(target_arch = "x86_64")]
         if crate::arch::x86::is_v4::<S>() {
             // SAFETY: V4 proves AVX-512F; `qs` is 16 bytes after the scale.
-            let (lo, hi) = unsafe { crate::arch::x86::q4_block_v4(u.add(2)) };
+            let (lo, hi) = unsafe { crate::arch::x86::q4_block_v4::<true>(u.add(2)) };
             // SAFETY: V4's f32 vector is __m512.
             unsafe {
                 f(0, core::mem::transmute_copy(&lo));
@@ -289,6 +329,7 @@ impl Fmt for Q4 {
 
 impl Fmt for Q4m {
     const SCALED: bool = false;
+    const PARAMS: usize = 2;
     #[inline(always)]
     fn unit<S: Simd>() -> usize {
         QK
@@ -325,19 +366,26 @@ impl Fmt for Q4m {
         scale_f32(b.d) * f32::from(nib) + scale_f32(b.m)
     }
     #[inline(always)]
-    unsafe fn each_raw<S: Simd>(s: S, u: *const u8, mut f: impl FnMut(usize, S::f32s)) {
+    unsafe fn each_raw<S: Simd>(s: S, u: *const u8, f: impl FnMut(usize, S::f32s)) {
         // SAFETY: a whole block at `u` (caller).
-        let (d, m) = unsafe {
-            (
-                s.splat_f32s(scale_f32(u.cast::<f16>().read_unaligned())),
-                s.splat_f32s(scale_f32(u.add(2).cast::<f16>().read_unaligned())),
-            )
-        };
-        let eight = s.splat_f32s(8.0);
+        unsafe {
+            let d = s.splat_f32s(scale_f32(u.cast::<f16>().read_unaligned()));
+            let m = s.splat_f32s(scale_f32(u.add(2).cast::<f16>().read_unaligned()));
+            Self::each_raw_dm(s, u, d, m, f);
+        }
+    }
+    #[inline(always)]
+    unsafe fn each_raw_dm<S: Simd>(
+        s: S,
+        u: *const u8,
+        d: S::f32s,
+        m: S::f32s,
+        mut f: impl FnMut(usize, S::f32s),
+    ) {
         #[cfg(target_arch = "x86_64")]
         if crate::arch::x86::is_v4::<S>() {
             // SAFETY: V4 proves AVX-512F; the nibbles are 16 bytes at 4.
-            let (lo, hi) = unsafe { crate::arch::x86::q4_block_v4(u.add(4)) };
+            let (lo, hi) = unsafe { crate::arch::x86::q4_block_v4::<false>(u.add(4)) };
             // SAFETY: V4's f32 vector is __m512.
             let (lo, hi): (S::f32s, S::f32s) = unsafe {
                 (
@@ -345,10 +393,11 @@ impl Fmt for Q4m {
                     core::mem::transmute_copy(&hi),
                 )
             };
-            f(0, s.mul_add_e_f32s(s.add_f32s(lo, eight), d, m));
-            f(1, s.mul_add_e_f32s(s.add_f32s(hi, eight), d, m));
+            f(0, s.mul_add_e_f32s(lo, d, m));
+            f(1, s.mul_add_e_f32s(hi, d, m));
             return;
         }
+        let eight = s.splat_f32s(8.0);
         for v in 0..QK / S::F32_LANES {
             let e = v * S::F32_LANES;
             let (byte, hi) = if e < 16 { (e, false) } else { (e - 16, true) };
@@ -570,13 +619,13 @@ unsafe fn dot_block<S: Simd, F: Fmt, const M: usize, const R: usize>(
             let rows: [*const u8; R] =
                 core::array::from_fn(|r| w.ptr.add((j + c + r.min(nr - 1)) * rb));
             let mut sums = [[s.splat_f32s(0.0); R]; M];
-            let mut scales = [[0.0f32; SCALES]; R];
+            let mut params = [[[0.0f32; SCALES]; 2]; R];
             for u in 0..units {
                 let su = u % SCALES;
-                if F::SCALED && su == 0 {
+                if F::PARAMS > 0 && su == 0 {
                     for r in 0..R {
                         let left = SCALES.min(units - u);
-                        unit_scales::<S, F>(rows[r].add(u * ub), ub, left, &mut scales[r]);
+                        unit_params::<S, F>(rows[r].add(u * ub), ub, left, &mut params[r]);
                     }
                 }
                 for r in 0..R {
@@ -605,18 +654,25 @@ unsafe fn dot_block<S: Simd, F: Fmt, const M: usize, const R: usize>(
                                 };
                             }
                         });
-                        let d = s.splat_f32s(scales[r][su]);
+                        let d = s.splat_f32s(params[r][0][su]);
                         for i in 0..M {
                             sums[i][r] = s.mul_add_e_f32s(t[i], d, sums[i][r]);
                         }
                     } else {
-                        F::each_raw::<S>(s, up, |v, wv| {
+                        let fma = |v: usize, wv: S::f32s| {
                             let off = u * unit + v * lanes;
                             for i in 0..M {
                                 let xv = (arow[i].add(off) as *const S::f32s).read_unaligned();
                                 sums[i][r] = s.mul_add_e_f32s(wv, xv, sums[i][r]);
                             }
-                        });
+                        };
+                        if F::PARAMS == 2 {
+                            let d = s.splat_f32s(params[r][0][su]);
+                            let m = s.splat_f32s(params[r][1][su]);
+                            F::each_raw_dm::<S>(s, up, d, m, fma);
+                        } else {
+                            F::each_raw::<S>(s, up, fma);
+                        }
                     }
                 }
             }
