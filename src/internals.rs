@@ -71,6 +71,39 @@ widen_slice!(
     widen_q4_hi, u8, |p| simd::q4s::<S>(p, true)
 );
 
+/// The AVX2 widening of IEEE halves by F16C's `vcvtph2ps` (what the AVX2
+/// low-precision kernels use where the CPU has F16C), 8 at a time.
+/// Returns false, `out` untouched, where the CPU lacks AVX2 or F16C.
+///
+/// # Panics
+/// If `out.len() != src.len()` or the length is not a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+pub fn widen_f16_f16c(src: &[f16], out: &mut [f32]) -> bool {
+    use crate::arch::x86::{F16cOp, f16c_v3, has_f16c, in_f16c};
+    struct Op<'a>(&'a [f16], &'a mut [f32]);
+    impl F16cOp for Op<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for (c, o) in self.0.chunks_exact(8).zip(self.1.chunks_exact_mut(8)) {
+                // SAFETY: runs in `in_f16c` (AVX2 and F16C); `c` holds 8
+                // halves, `o` room for 8 floats.
+                unsafe {
+                    let v = f16c_v3(c.as_ptr().cast());
+                    core::arch::x86_64::_mm256_storeu_ps(o.as_mut_ptr(), v);
+                }
+            }
+        }
+    }
+    assert!(src.len() == out.len() && src.len().is_multiple_of(8));
+    if pulp::x86::V3::try_new().is_none() || !has_f16c() {
+        return false;
+    }
+    // SAFETY: a V3 token exists (its features are present) and F16C too.
+    unsafe { in_f16c(Op(src, out)) };
+    true
+}
+
 /// The activation quantizer's libm-free `round` (half away from zero).
 pub fn round_half_away(y: f32) -> i32 {
     crate::quant::round_half_away(y)

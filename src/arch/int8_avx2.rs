@@ -12,6 +12,7 @@
 //! stays in L2 while every group of 4 activation rows passes over it
 //! ([`crate::matmul::int8::run_cols`]).
 
+use crate::arch::x86::half_f16c as half;
 use crate::matmul::int8::{Blk, QuantA};
 use crate::quant::QK;
 use core::arch::x86_64::*;
@@ -55,20 +56,6 @@ pub(crate) unsafe fn dot(
             Blk::Q4 => rows::<1>(w, rb, bs, nc, qa, i0, mr, out, ld),
             Blk::Q4m => rows::<2>(w, rb, bs, nc, qa, i0, mr, out, ld),
         }
-    }
-}
-
-/// The f16 at `p` as f32.
-///
-/// # Safety
-/// F16C; `p` valid for 2 reads.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn half(p: *const u8) -> f32 {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let bits = p.cast::<u16>().read_unaligned();
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
     }
 }
 

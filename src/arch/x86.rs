@@ -5,6 +5,8 @@
 //! Each function is compiled for the features of the pulp level it serves
 //! (`V3`: AVX2 + FMA, no F16C; `V4`: AVX-512 F/BW/DQ/VL) and inlined into
 //! that level's kernels, which run with a superset of those features.
+//! [`in_f16c`] runs a `V3` kernel with F16C added (every AVX2 CPU has it;
+//! pulp's `V3` does not name it), for the functions marked F16C here.
 
 use core::any::TypeId;
 use core::arch::x86_64::*;
@@ -20,6 +22,61 @@ pub(crate) fn is_v4<S: Simd>() -> bool {
 #[inline(always)]
 pub(crate) fn is_v3<S: Simd>() -> bool {
     TypeId::of::<S>() == TypeId::of::<pulp::x86::V3>()
+}
+
+/// Whether this CPU has F16C (`vcvtph2ps`), checked once.
+pub(crate) fn has_f16c() -> bool {
+    use std::sync::OnceLock;
+    static F16C: OnceLock<bool> = OnceLock::new();
+    *F16C.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// Work run by [`in_f16c`]; `run` must be `#[inline(always)]` (it is then
+/// compiled with F16C on top of pulp's `V3` features).
+pub(crate) trait F16cOp {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `op` in a function compiled for pulp's `V3` features plus F16C, so
+/// the `#[inline(always)]` kernels it reaches can inline [`f16c_v3`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA, BMI1/2, LZCNT, POPCNT and F16C (a `V3` token and
+/// [`has_f16c`] prove it).
+#[target_feature(enable = "sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,bmi1,bmi2,fma,lzcnt,f16c")]
+pub(crate) unsafe fn in_f16c<Op: F16cOp>(op: Op) -> Op::Output {
+    op.run()
+}
+
+/// 8 IEEE halves at `p` → f32 with F16C's `vcvtph2ps` (exact, subnormals
+/// included): one instruction where [`f16_v3`] takes 15.
+///
+/// # Safety
+/// AVX2 and F16C; `p` valid for 8 reads.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+pub(crate) unsafe fn f16c_v3(p: *const u16) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+}
+
+/// The f16 at `p` (any alignment) as f32, by F16C.
+///
+/// # Safety
+/// F16C; `p` valid for 2 reads.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+pub(crate) unsafe fn half_f16c(p: *const u8) -> f32 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let bits = p.cast::<u16>().read_unaligned();
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    }
 }
 
 /// 16 bf16 at `p` → f32 (exact: a bf16 is the top half of an f32).
@@ -156,8 +213,9 @@ pub(crate) unsafe fn bf16_v3(p: *const u16) -> __m256 {
     }
 }
 
-/// 8 IEEE halves at `p` → f32, exact, in integer and f32 arithmetic (pulp's
-/// AVX2 level does not include F16C): the exponent is rebiased by adding
+/// 8 IEEE halves at `p` → f32, exact, in integer and f32 arithmetic, for
+/// an AVX2 CPU without F16C (elsewhere the AVX2 kernels run in [`in_f16c`]
+/// and use [`f16c_v3`]): the exponent is rebiased by adding
 /// 112 to it; infinities and NaNs get 112 more (all-ones exponent);
 /// subnormal halves become `(bits + 2^-14) − 2^-14` in f32, normalised by
 /// an exact subtraction (F. Giesen's `half_to_float`), so no f32 subnormal
@@ -215,6 +273,44 @@ pub(crate) unsafe fn q4_v3(p: *const u8, hi: bool) -> __m256 {
         let q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(n));
         _mm256_sub_ps(q, _mm256_set1_ps(8.0))
     }
+}
+
+/// A whole block's 32 nibbles as f32 (elements 0–7, 8–15, 16–23, 24–31),
+/// minus 8 when `SUB8` (Q4_0's integers), as they are otherwise (Q4_1's):
+/// the low and high nibbles of all 16 bytes split once (and minus 8) in
+/// one 128-bit register each, then 8 at a time sign- or zero-extended and
+/// converted — 13–15 instructions a block where [`q4_v3`] four times takes
+/// 22.
+///
+/// # Safety
+/// AVX2; `p` valid for 16 reads.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn q4_block_v3<const SUB8: bool>(p: *const u8) -> [__m256; 4] {
+    // SAFETY: the caller's contract.
+    let b = unsafe { _mm_loadu_si128(p.cast()) };
+    let mask = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(b, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), mask);
+    let widen = |x: __m128i| {
+        if SUB8 {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x))
+        } else {
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x))
+        }
+    };
+    let (lo, hi) = if SUB8 {
+        let eight = _mm_set1_epi8(8);
+        (_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight))
+    } else {
+        (lo, hi)
+    };
+    [
+        widen(lo),
+        widen(_mm_unpackhi_epi64(lo, lo)),
+        widen(hi),
+        widen(_mm_unpackhi_epi64(hi, hi)),
+    ]
 }
 
 /// `dst[c·dst_stride + r] = src[r][c]` for a 16×16 block: four rounds of

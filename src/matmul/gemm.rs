@@ -328,6 +328,26 @@ impl pulp::WithSimd for PackLow<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        // As `LowpOp`: V3 runs with F16C added.
+        #[cfg(target_arch = "x86_64")]
+        if crate::arch::x86::is_v3::<S>() && crate::arch::x86::has_f16c() {
+            use pulp::x86::V3;
+            struct Op<'a>(V3, PackLow<'a>);
+            impl crate::arch::x86::F16cOp for Op<'_> {
+                type Output = ();
+                #[inline(always)]
+                fn run(self) {
+                    let (s, o) = (self.0, self.1);
+                    // SAFETY: as below.
+                    unsafe {
+                        super::lowp::pack_b::<V3, true>(s, o.w, o.pc, o.jc, o.kc, o.nc, o.nr, o.dst)
+                    }
+                }
+            }
+            // SAFETY: `S` is V3, whose token exists only where the CPU has
+            // its features; `has_f16c` proves F16C.
+            return unsafe { crate::arch::x86::in_f16c(Op(V3::new_unchecked(), self)) };
+        }
         let PackLow {
             w,
             pc,
@@ -339,7 +359,7 @@ impl pulp::WithSimd for PackLow<'_> {
         } = self;
         // SAFETY: built only by `loops`, which establishes `pack_b`'s
         // contract for this block and buffer.
-        unsafe { super::lowp::pack_b(s, w, pc, jc, kc, nc, nr, dst) }
+        unsafe { super::lowp::pack_b::<S, false>(s, w, pc, jc, kc, nc, nr, dst) }
     }
 }
 

@@ -750,7 +750,26 @@ impl WithSimd for LowpOp {
         // The activation is a run-time `Act` (a predictable branch per
         // finished vector), so each format's kernels compile once per level.
         let (p, w) = (&self.p, &self.w);
-        lowp::run_cols(s, p, w, p.act, self.j0, self.j1)
+        // AVX2 CPUs have F16C, which pulp's V3 does not name: the level's
+        // kernels run with it added (`vcvtph2ps` for f16 weights and the
+        // block scales), in one instantiation for V3 only.
+        #[cfg(target_arch = "x86_64")]
+        if crate::arch::x86::is_v3::<S>() && crate::arch::x86::has_f16c() {
+            use pulp::x86::V3;
+            struct Op(V3, LowpOp);
+            impl crate::arch::x86::F16cOp for Op {
+                type Output = ();
+                #[inline(always)]
+                fn run(self) {
+                    let (s, o) = (self.0, self.1);
+                    lowp::run_cols::<V3, _, true>(s, &o.p, &o.w, o.p.act, o.j0, o.j1)
+                }
+            }
+            // SAFETY: `S` is V3, whose token exists only where the CPU has
+            // its features; `has_f16c` proves F16C.
+            return unsafe { crate::arch::x86::in_f16c(Op(V3::new_unchecked(), self)) };
+        }
+        lowp::run_cols::<S, _, false>(s, p, w, p.act, self.j0, self.j1)
     }
 }
 
