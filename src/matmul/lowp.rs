@@ -13,8 +13,9 @@
 //! On AVX2 the kernels run with F16C added where the CPU has it (every
 //! AVX2 CPU does; pulp's `V3` does not name it): f16 weights and the block
 //! scales widen by `vcvtph2ps` (`Fmt::F16C`). Measured (AMD Zen 5 forced to
-//! AVX2, 1×4096·4096×256 warm, one thread): f16 11 → 46 GB/s; with the
-//! Q4 nibbles split once per block (`q4_block_v3`), Q4_1 6.1 → 9.5 GB/s.
+//! AVX2, 1×4096·4096×256 warm, one thread, interleaved): f16 12.0 → 48.4
+//! GB/s; with the Q4 nibbles split once per block (`q4_block_v3`), Q4_1
+//! 6.4 → 9.8 GB/s, Q4_0 8.4 → 9.8 GB/s.
 
 use super::gemv::finish;
 use super::{Act, Gemv, LowB, Problem};
@@ -150,6 +151,7 @@ pub(crate) trait Fmt: Copy {
     const PARAMS: usize = 0;
     /// Whether the kernel runs in [`crate::arch::x86::in_f16c`] (AVX2 with
     /// F16C): halves (f16 weights, block scales) widen with `vcvtph2ps`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const F16C: bool = false;
     /// Elements per unit at this width.
     fn unit<S: Simd>() -> usize;
