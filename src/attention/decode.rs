@@ -68,11 +68,14 @@ impl Default for Scratch {
 /// head by head, rows H_kv·D floats apart, ran at half a plain read with
 /// 12 heads of 64).
 ///
+/// `F16C`: the decode runs in [`crate::arch::x86::in_f16c`] (AVX2 with
+/// F16C), and halves widen by `vcvtph2ps`.
+///
 /// # Safety
 /// Those rows are inside the view at `src`; `dst` holds `n·kv_heads·d`
 /// floats.
 #[inline(always)]
-unsafe fn load_rows<S: Simd>(
+unsafe fn load_rows<S: Simd, const F16C: bool>(
     src: *const f32,
     f16: bool,
     l: &crate::attention::view::Layout,
@@ -103,6 +106,15 @@ unsafe fn load_rows<S: Simd>(
                 let from = src.cast::<crate::quant::f16>().add(l.offset(b, t0 + t, hk));
                 let mut e = 0;
                 while e + lanes <= d {
+                    #[cfg(target_arch = "x86_64")]
+                    if F16C && crate::arch::x86::is_v3::<S>() {
+                        // SAFETY: V3 proves AVX2, `F16C` that this runs in
+                        // `in_f16c`; 8 halves at `from + e` (e + 8 ≤ d).
+                        let x = crate::arch::x86::f16c_v3(from.add(e).cast());
+                        core::arch::x86_64::_mm256_storeu_ps(to.add(e), x);
+                        e += lanes;
+                        continue;
+                    }
                     let x = crate::quant::simd::f16s::<S>(from.add(e));
                     (to.add(e) as *mut S::f32s).write_unaligned(x);
                     e += lanes;
@@ -279,12 +291,14 @@ unsafe fn pv<S: Simd>(
 /// per key and a reduction tree per vector of keys on x86 (a horizontal sum
 /// per key elsewhere).
 ///
+/// `F16C`: as for [`load_rows`].
+///
 /// # Safety
 /// `(b, i)` and keys `[c0, c1)` are inside the views (`c1 ≤ kv_end(i)`);
 /// `parts + h·part_stride` is valid for `d + 2` writes for every head.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn chunk<S: Simd>(
+pub(crate) unsafe fn chunk<S: Simd, const F16C: bool>(
     s: S,
     p: &Attn,
     b: usize,
@@ -332,8 +346,8 @@ pub(crate) unsafe fn chunk<S: Simd>(
         while s0 < c1 {
             let sb = sb_max.min(c1 - s0);
             if copy {
-                load_rows::<S>(p.k, p.kv16, &p.kl, b, s0, sb, &mut sc.kw);
-                load_rows::<S>(p.v, p.kv16, &p.vl, b, s0, sb, &mut sc.vw);
+                load_rows::<S, F16C>(p.k, p.kv16, &p.kl, b, s0, sb, &mut sc.kw);
+                load_rows::<S, F16C>(p.v, p.kv16, &p.vl, b, s0, sb, &mut sc.vw);
             }
             for h in 0..h_n {
                 let hk = h / g;

@@ -50,6 +50,8 @@ const G: usize = 4;
 #[derive(Default)]
 pub(crate) struct Scratch {
     kt: Vec<f32>,
+    /// An f16 key block widened (`nb·d` floats), when K is f16.
+    kw: Vec<f32>,
     vp: Vec<f32>,
     qb: Vec<f32>,
     ob: Vec<f32>,
@@ -133,14 +135,31 @@ impl Rows<'_> {
         unsafe { self.p.o.add(self.p.ol.offset(self.b, i, self.h)) }
     }
     #[inline(always)]
+    /// Key row c (f32, or halves when `kv16`: cast before reading).
     fn k_row(&self, c: usize) -> *const f32 {
-        // SAFETY: key c < lk of KV head hk is inside the K view.
-        unsafe { self.p.k.add(self.p.kl.offset(self.b, c, self.hk)) }
+        let off = self.p.kl.offset(self.b, c, self.hk);
+        // SAFETY: key c < lk of KV head hk is inside the K view (its
+        // element offset counted in halves when they are).
+        unsafe {
+            if self.p.kv16 {
+                self.p.k.cast::<crate::quant::f16>().add(off).cast()
+            } else {
+                self.p.k.add(off)
+            }
+        }
     }
     #[inline(always)]
+    /// Value row c (as [`Self::k_row`]).
     fn v_row(&self, c: usize) -> *const f32 {
-        // SAFETY: key c < lk of KV head hk is inside the V view.
-        unsafe { self.p.v.add(self.p.vl.offset(self.b, c, self.hk)) }
+        let off = self.p.vl.offset(self.b, c, self.hk);
+        // SAFETY: as for `k_row`.
+        unsafe {
+            if self.p.kv16 {
+                self.p.v.cast::<crate::quant::f16>().add(off).cast()
+            } else {
+                self.p.v.add(off)
+            }
+        }
     }
     #[inline(always)]
     fn q_row(&self, i: usize) -> *const f32 {
@@ -183,6 +202,9 @@ fn run_tile<S: Simd, const MR: usize, const NV: usize>(
     if sc.vp.len() < BC * d {
         sc.vp.resize(BC * d, 0.0);
     }
+    if p.kv16 && sc.kw.len() < BC * d {
+        sc.kw.resize(BC * d, 0.0);
+    }
     if sc.s.len() < G * MR * BC {
         sc.s.resize(G * MR * BC, 0.0);
     }
@@ -214,13 +236,23 @@ fn run_tile<S: Simd, const MR: usize, const NV: usize>(
     load_q(s, &r);
     let kv_max = r.kv_end(q1 - 1);
     let (kt, vp, sbuf) = (sc.kt.as_mut_ptr(), sc.vp.as_mut_ptr(), sc.s.as_mut_ptr());
+    let kw = sc.kw.as_mut_ptr();
     for c0 in (0..kv_max).step_by(BC) {
         let nb = BC.min(kv_max - c0);
-        // SAFETY: kt holds npanels·nr·d floats, vp BC·d; nb ≤ BC keys from
-        // c0 exist (c0 + nb ≤ kv_max ≤ lk).
+        // SAFETY: kt holds npanels·nr·d floats, vp BC·d, kw BC·d when K is
+        // f16; nb ≤ BC keys from c0 exist (c0 + nb ≤ kv_max ≤ lk).
         unsafe {
-            pack_kt(s, &r, c0, nb, nr, kt);
-            pack_v(&r, c0, nb, vp);
+            if p.kv16 {
+                // f16 K and V are widened a key block at a time (the block
+                // is packed anyway): K rows into `kw`, V rows into `vp`.
+                for j in 0..nb {
+                    widen_row(s, r.k_row(c0 + j).cast(), kw.add(j * d), d);
+                }
+                pack_kt(s, &r, |j| kw.add(j * d) as *const f32, nb, nr, kt);
+            } else {
+                pack_kt(s, &r, |j| r.k_row(c0 + j), nb, nr, kt);
+            }
+            pack_v(s, &r, c0, nb, vp);
         }
         // First tile holding a query that sees key c0 (causal); earlier tiles
         // skip the block. Tiles start at absolute multiples of MR (q0 is one:
@@ -280,13 +312,21 @@ fn load_q<S: Simd>(s: S, r: &Rows<'_>) {
     }
 }
 
-/// Packs Kᵀ of keys c0..c0+nb into panels of `nr` keys, `d` rows each
-/// (zero past the last key).
+/// Packs Kᵀ of the block's keys `j < nb` (f32 rows at `key(j)`) into
+/// panels of `nr` keys, `d` rows each (zero past the last key).
 ///
 /// # Safety
-/// Keys c0..c0+nb exist; `kt` holds `ceil(nb/nr)·nr·d` floats.
+/// `key(j)` is valid for `d` reads for `j < nb`; `kt` holds
+/// `ceil(nb/nr)·nr·d` floats.
 #[inline(always)]
-unsafe fn pack_kt<S: Simd>(_s: S, r: &Rows<'_>, c0: usize, nb: usize, nr: usize, kt: *mut f32) {
+unsafe fn pack_kt<S: Simd>(
+    _s: S,
+    r: &Rows<'_>,
+    key: impl Fn(usize) -> *const f32,
+    nb: usize,
+    nr: usize,
+    kt: *mut f32,
+) {
     // `S` picks the AVX-512 transpose (x86-64 only).
     let d = r.d;
     // SAFETY: reads key rows c0..c0+nb, d elements each; writes inside kt.
@@ -300,8 +340,7 @@ unsafe fn pack_kt<S: Simd>(_s: S, r: &Rows<'_>, c0: usize, nb: usize, nr: usize,
                 // own vectorisation of the loop below is a scatter per 8
                 // floats, ~4% of the whole kernel at D=128).
                 for g in 0..4 {
-                    let rows: [*const f32; 16] =
-                        core::array::from_fn(|i| r.k_row(c0 + j0 + 16 * g + i));
+                    let rows: [*const f32; 16] = core::array::from_fn(|i| key(j0 + 16 * g + i));
                     for dd in (0..d).step_by(16) {
                         // SAFETY: 16 key rows with ≥ dd + 16 ≤ d elements;
                         // the panel has rows dd..dd+16 of nr = 64 floats,
@@ -317,7 +356,7 @@ unsafe fn pack_kt<S: Simd>(_s: S, r: &Rows<'_>, c0: usize, nb: usize, nr: usize,
             }
             for j in 0..nr {
                 if j < w {
-                    let kr = r.k_row(c0 + j0 + j);
+                    let kr = key(j0 + j);
                     for dd in 0..d {
                         *panel.add(dd * nr + j) = *kr.add(dd);
                     }
@@ -331,15 +370,45 @@ unsafe fn pack_kt<S: Simd>(_s: S, r: &Rows<'_>, c0: usize, nb: usize, nr: usize,
     }
 }
 
-/// Copies V rows c0..c0+nb into `vp`, `d` floats apart.
+/// Copies (or widens, when V is f16) V rows c0..c0+nb into `vp`, `d`
+/// floats apart.
 ///
 /// # Safety
 /// Keys c0..c0+nb exist; `vp` holds `nb·d` floats.
 #[inline(always)]
-unsafe fn pack_v(r: &Rows<'_>, c0: usize, nb: usize, vp: *mut f32) {
+unsafe fn pack_v<S: Simd>(s: S, r: &Rows<'_>, c0: usize, nb: usize, vp: *mut f32) {
     for j in 0..nb {
-        // SAFETY: V row c0 + j has d elements; row j of vp is inside it.
-        unsafe { core::ptr::copy_nonoverlapping(r.v_row(c0 + j), vp.add(j * r.d), r.d) };
+        // SAFETY: V row c0 + j has d elements (halves when `kv16`); row j
+        // of vp is inside it.
+        unsafe {
+            if r.p.kv16 {
+                widen_row(s, r.v_row(c0 + j).cast(), vp.add(j * r.d), r.d);
+            } else {
+                core::ptr::copy_nonoverlapping(r.v_row(c0 + j), vp.add(j * r.d), r.d);
+            }
+        }
+    }
+}
+
+/// `dst[..d]` = the `d` halves at `src`, widened (exactly) a vector at a
+/// time.
+///
+/// # Safety
+/// `src` valid for `d` reads, `dst` for `d` writes.
+#[inline(always)]
+unsafe fn widen_row<S: Simd>(_s: S, src: *const crate::quant::f16, dst: *mut f32, d: usize) {
+    let lanes = S::F32_LANES;
+    let mut e = 0;
+    // SAFETY: every access is below d (the caller's contract).
+    unsafe {
+        while e + lanes <= d {
+            let v = crate::quant::simd::f16s::<S>(src.add(e));
+            (dst.add(e) as *mut S::f32s).write_unaligned(v);
+            e += lanes;
+        }
+        for e in e..d {
+            *dst.add(e) = (*src.add(e)).to_f32();
+        }
     }
 }
 

@@ -41,8 +41,8 @@ pub struct AttentionOptions {
 pub(crate) struct Attn {
     pub q: *const f32,
     pub ql: Layout,
-    /// f32, or IEEE halves when `kv16` (read only by the decode path; the
-    /// prefill path gets f32 copies).
+    /// f32, or IEEE halves when `kv16` (widened where read: by decode a
+    /// sub-block at a time, by prefill a key block at a time).
     pub k: *const f32,
     pub kl: Layout,
     pub v: *const f32,
@@ -95,7 +95,8 @@ const MIN_KEYS_PER_CHUNK: usize = 256;
 /// `k` and `v` are f32, or both [`half::f16`] (an f16 KV cache): the result
 /// is then exactly the f32 one on their widened values — the decode path
 /// widens each block of keys as it reads it (half the bytes from memory),
-/// the prefill path works on f32 copies (`kv_len·H_kv·D` floats each).
+/// the prefill path each block of 256 keys as it packs it (no f32 copy of
+/// the cache).
 /// A row whose scores are all −∞ (reachable only through −∞ inputs) is all
 /// zeros, as in PyTorch.
 ///
@@ -283,14 +284,10 @@ fn attention_impl<L: Level, T: HeadsElem>(
         return Ok(());
     }
     let decode = lq <= DECODE_MAX_Q;
-    // f16 keys and values: the decode path widens each sub-block as it
-    // reads it (half the bytes from memory); prefill, whose cost is
-    // q_len·kv_len, runs on f32 copies made here (kv_len·H_kv·D each).
-    let widened = (T::F16 && !decode).then(|| (widen_heads(&k), widen_heads(&v)));
-    let (kp, kl, vp, vl) = match &widened {
-        Some(((kw, kl), (vw, vl))) => (kw.as_ptr(), *kl, vw.as_ptr(), *vl),
-        None => (k.ptr().cast::<f32>(), kl, v.ptr().cast::<f32>(), vl),
-    };
+    // f16 keys and values are widened where they are read: a sub-block at
+    // a time by decode, a key block at a time (into the packed Kᵀ and V)
+    // by prefill.
+    let (kp, vp) = (k.ptr().cast::<f32>(), v.ptr().cast::<f32>());
     let p = Attn {
         q: q.ptr(),
         ql,
@@ -298,7 +295,7 @@ fn attention_impl<L: Level, T: HeadsElem>(
         kl,
         v: vp,
         vl,
-        kv16: T::F16 && decode,
+        kv16: T::F16,
         o: out.ptr(),
         ol,
         lse: lse.map_or(core::ptr::null_mut(), |l| l.as_mut_ptr()),
@@ -317,23 +314,6 @@ fn attention_impl<L: Level, T: HeadsElem>(
     } else {
         run_prefill(level, &p, nt)
     }
-}
-
-/// `x` widened to f32, contiguous `[batch, seq, heads, head_dim]`, and that
-/// layout.
-fn widen_heads<T: HeadsElem>(x: &HeadsRef<'_, T>) -> (Vec<f32>, Layout) {
-    let l = x.layout;
-    let mut out = Vec::with_capacity(l.batch * l.seq * l.heads * l.dim);
-    for b in 0..l.batch {
-        for s in 0..l.seq {
-            for h in 0..l.heads {
-                let row = x.row(b, s, h).expect("inside the validated view");
-                out.extend(row.iter().map(|&e| e.to_f32()));
-            }
-        }
-    }
-    let st = [l.seq * l.heads * l.dim, l.heads * l.dim, l.dim];
-    (out, Layout { strides: st, ..l })
 }
 
 thread_local! {
@@ -520,10 +500,41 @@ impl WithSimd for DecodeOp<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        // An f16 cache on AVX2: widened with F16C (every AVX2 CPU has it;
+        // pulp's V3 does not name it), in one V3-only instantiation.
+        #[cfg(target_arch = "x86_64")]
+        if self.p.kv16 && crate::arch::x86::is_v3::<S>() && crate::arch::x86::has_f16c() {
+            use pulp::x86::V3;
+            struct Op<'a>(V3, DecodeOp<'a>);
+            impl crate::arch::x86::F16cOp for Op<'_> {
+                type Output = ();
+                #[inline(always)]
+                fn run(self) {
+                    let (s, o) = (self.0, self.1);
+                    // SAFETY: as below.
+                    unsafe {
+                        decode::chunk::<V3, true>(
+                            s,
+                            &o.p,
+                            o.b,
+                            o.i,
+                            o.c0,
+                            o.c1,
+                            o.sc,
+                            o.parts,
+                            o.part_stride,
+                        )
+                    };
+                }
+            }
+            // SAFETY: `S` is V3, whose token exists only where the CPU has
+            // its features; `has_f16c` proves F16C.
+            return unsafe { crate::arch::x86::in_f16c(Op(V3::new_unchecked(), self)) };
+        }
         // SAFETY: run_decode hands each job an in-range position and key
         // chunk and its own parts for every head.
         unsafe {
-            decode::chunk(
+            decode::chunk::<S, false>(
                 s,
                 &self.p,
                 self.b,
