@@ -134,8 +134,8 @@ impl Rows<'_> {
         // SAFETY: row i of head h in batch b is inside the output view.
         unsafe { self.p.o.add(self.p.ol.offset(self.b, i, self.h)) }
     }
-    #[inline(always)]
     /// Key row c (f32, or halves when `kv16`: cast before reading).
+    #[inline(always)]
     fn k_row(&self, c: usize) -> *const f32 {
         let off = self.p.kl.offset(self.b, c, self.hk);
         // SAFETY: key c < lk of KV head hk is inside the K view (its
@@ -148,8 +148,8 @@ impl Rows<'_> {
             }
         }
     }
-    #[inline(always)]
     /// Value row c (as [`Self::k_row`]).
+    #[inline(always)]
     fn v_row(&self, c: usize) -> *const f32 {
         let off = self.p.vl.offset(self.b, c, self.hk);
         // SAFETY: as for `k_row`.
@@ -329,7 +329,7 @@ unsafe fn pack_kt<S: Simd>(
 ) {
     // `S` picks the AVX-512 transpose (x86-64 only).
     let d = r.d;
-    // SAFETY: reads key rows c0..c0+nb, d elements each; writes inside kt.
+    // SAFETY: reads rows key(j), j < nb, d elements each; writes inside kt.
     unsafe {
         for (pi, j0) in (0..nb).step_by(nr).enumerate() {
             let w = nr.min(nb - j0);
