@@ -104,24 +104,7 @@ unsafe fn load_rows<S: Simd, const F16C: bool>(
                     continue;
                 }
                 let from = src.cast::<crate::quant::f16>().add(l.offset(b, t0 + t, hk));
-                let mut e = 0;
-                while e + lanes <= d {
-                    #[cfg(target_arch = "x86_64")]
-                    if F16C && crate::arch::x86::is_v3::<S>() {
-                        // SAFETY: V3 proves AVX2, `F16C` that this runs in
-                        // `in_f16c`; 8 halves at `from + e` (e + 8 ≤ d).
-                        let x = crate::arch::x86::f16c_v3(from.add(e).cast());
-                        core::arch::x86_64::_mm256_storeu_ps(to.add(e), x);
-                        e += lanes;
-                        continue;
-                    }
-                    let x = crate::quant::simd::f16s::<S>(from.add(e));
-                    (to.add(e) as *mut S::f32s).write_unaligned(x);
-                    e += lanes;
-                }
-                for e in e..d {
-                    *to.add(e) = (*from.add(e)).to_f32();
-                }
+                crate::quant::simd::widen_f16_row::<S, F16C>(from, to, d);
             }
         }
     }

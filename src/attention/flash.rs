@@ -39,6 +39,7 @@ use super::Attn;
 use super::softmax::{rescale, scale_row, scale_row_to, softmax_row};
 use crate::act::Identity;
 use crate::matmul::kernel::{TileEpi, microkernel_narrowing};
+use crate::quant::simd::widen_f16_row;
 use pulp::Simd;
 
 /// Keys per block.
@@ -246,13 +247,13 @@ fn run_tile<S: Simd, const MR: usize, const NV: usize>(
                 // f16 K and V are widened a key block at a time (the block
                 // is packed anyway): K rows into `kw`, V rows into `vp`.
                 for j in 0..nb {
-                    widen_row(s, r.k_row(c0 + j).cast(), kw.add(j * d), d);
+                    widen_f16_row::<S, false>(r.k_row(c0 + j).cast(), kw.add(j * d), d);
                 }
                 pack_kt(s, &r, |j| kw.add(j * d) as *const f32, nb, nr, kt);
             } else {
                 pack_kt(s, &r, |j| r.k_row(c0 + j), nb, nr, kt);
             }
-            pack_v(s, &r, c0, nb, vp);
+            pack_v::<S>(&r, c0, nb, vp);
         }
         // First tile holding a query that sees key c0 (causal); earlier tiles
         // skip the block. Tiles start at absolute multiples of MR (q0 is one:
@@ -376,38 +377,16 @@ unsafe fn pack_kt<S: Simd>(
 /// # Safety
 /// Keys c0..c0+nb exist; `vp` holds `nb·d` floats.
 #[inline(always)]
-unsafe fn pack_v<S: Simd>(s: S, r: &Rows<'_>, c0: usize, nb: usize, vp: *mut f32) {
+unsafe fn pack_v<S: Simd>(r: &Rows<'_>, c0: usize, nb: usize, vp: *mut f32) {
     for j in 0..nb {
         // SAFETY: V row c0 + j has d elements (halves when `kv16`); row j
         // of vp is inside it.
         unsafe {
             if r.p.kv16 {
-                widen_row(s, r.v_row(c0 + j).cast(), vp.add(j * r.d), r.d);
+                widen_f16_row::<S, false>(r.v_row(c0 + j).cast(), vp.add(j * r.d), r.d);
             } else {
                 core::ptr::copy_nonoverlapping(r.v_row(c0 + j), vp.add(j * r.d), r.d);
             }
-        }
-    }
-}
-
-/// `dst[..d]` = the `d` halves at `src`, widened (exactly) a vector at a
-/// time.
-///
-/// # Safety
-/// `src` valid for `d` reads, `dst` for `d` writes.
-#[inline(always)]
-unsafe fn widen_row<S: Simd>(_s: S, src: *const crate::quant::f16, dst: *mut f32, d: usize) {
-    let lanes = S::F32_LANES;
-    let mut e = 0;
-    // SAFETY: every access is below d (the caller's contract).
-    unsafe {
-        while e + lanes <= d {
-            let v = crate::quant::simd::f16s::<S>(src.add(e));
-            (dst.add(e) as *mut S::f32s).write_unaligned(v);
-            e += lanes;
-        }
-        for e in e..d {
-            *dst.add(e) = (*src.add(e)).to_f32();
         }
     }
 }

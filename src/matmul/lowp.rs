@@ -20,7 +20,7 @@
 use super::gemv::finish;
 use super::{Act, Gemv, LowB, Problem};
 use crate::act::VecFn;
-use crate::quant::simd::{bf16s, f16s, i8s, prefetch, q4s};
+use crate::quant::simd::{bf16s, f16s_at, i8s, prefetch, q4s};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK, WeightFormat, bf16, f16};
 use aligned_vec::{AVec, ConstAlign};
 use pulp::Simd;
@@ -253,14 +253,8 @@ impl<const IS_F16: bool, const H: bool> Fmt for Half16<IS_F16, H> {
     unsafe fn raw<S: Simd>(_: S, u: *const u8, _: usize) -> S::f32s {
         // SAFETY: a unit is one vector of 16-bit floats (caller).
         unsafe {
-            #[cfg(target_arch = "x86_64")]
-            if IS_F16 && H && crate::arch::x86::is_v3::<S>() {
-                // SAFETY: V3 proves AVX2, `F16C` that the kernel runs in
-                // `in_f16c`; V3's f32 vector is __m256.
-                return core::mem::transmute_copy(&crate::arch::x86::f16c_v3(u.cast()));
-            }
             if IS_F16 {
-                f16s::<S>(u.cast())
+                f16s_at::<S, H>(u.cast())
             } else {
                 bf16s::<S>(u.cast())
             }

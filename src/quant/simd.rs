@@ -94,6 +94,50 @@ pub(crate) unsafe fn f16s<S: Simd>(p: *const f16) -> S::f32s {
     })
 }
 
+/// As [`f16s`]; `F16C`: the caller runs in
+/// [`crate::arch::x86::in_f16c`], and AVX2 widens with `vcvtph2ps`
+/// ([`crate::arch::x86::f16c_v3`]) instead of its integer code.
+///
+/// # Safety
+/// As [`bf16s`].
+#[inline(always)]
+pub(crate) unsafe fn f16s_at<S: Simd, const F16C: bool>(p: *const f16) -> S::f32s {
+    #[cfg(target_arch = "x86_64")]
+    if F16C && crate::arch::x86::is_v3::<S>() {
+        // SAFETY: V3 proves AVX2, `F16C` that the caller runs with F16C;
+        // V3's f32 vector is __m256.
+        return unsafe { transmute_copy(&crate::arch::x86::f16c_v3(p.cast())) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { f16s::<S>(p) }
+}
+
+/// `dst[..d]` = the `d` halves at `src`, widened (exactly) a vector at a
+/// time ([`f16s_at`]), the tail element by element.
+///
+/// # Safety
+/// `src` valid for `d` reads, `dst` for `d` writes.
+#[inline(always)]
+pub(crate) unsafe fn widen_f16_row<S: Simd, const F16C: bool>(
+    src: *const f16,
+    dst: *mut f32,
+    d: usize,
+) {
+    let lanes = S::F32_LANES;
+    let mut e = 0;
+    // SAFETY: every access is below d (the caller's contract).
+    unsafe {
+        while e + lanes <= d {
+            let v = f16s_at::<S, F16C>(src.add(e));
+            (dst.add(e) as *mut S::f32s).write_unaligned(v);
+            e += lanes;
+        }
+        for e in e..d {
+            *dst.add(e) = (*src.add(e)).to_f32();
+        }
+    }
+}
+
 /// `S::F32_LANES` i8 at `p`, as f32.
 ///
 /// # Safety
