@@ -72,6 +72,17 @@ pub(crate) struct Problem {
     pub w: Option<LowB>,
 }
 
+impl Problem {
+    /// `C ← A·B`: α = 1, β = 0, no bias, activation or multiplier.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.alpha == 1.0
+            && self.beta == 0.0
+            && self.bias.is_null()
+            && self.act == Act::NONE
+            && self.mul.is_null()
+    }
+}
+
 /// Low-precision weights in raw-pointer form.
 #[derive(Clone, Copy)]
 pub(crate) struct LowB {
