@@ -74,7 +74,17 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     acts: (F, F),
     plan: &Plan,
 ) {
-    let (bl, pack_a, pack_b) = (plan.blocking, plan.pack_a, plan.pack_b);
+    let (mut bl, pack_a, pack_b) = (plan.blocking, plan.pack_a, plan.pack_b);
+    if !pack_a {
+        // Read in place, A is held in no cache-sized buffer: MC only bounds
+        // the rows one pass over a packed B block reads (an L3 block, sized
+        // for KC-deep rows). Shallower products take proportionally more
+        // rows, so B is packed once per block rather than once per MC rows
+        // (1024×1024·64 packed all of B twice for a 4-row second block:
+        // 2–3% of its time).
+        let deep = bl.kc / p.k.clamp(1, bl.kc);
+        bl.mc = (bl.mc.saturating_mul(deep) / MR * MR).max(MR);
+    }
     debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
     if !pack_a && !pack_b && F::IDENTITY && p.is_plain() && p.csc == 1 {
         // Nothing to pack, no epilogue (small plain products): the two
