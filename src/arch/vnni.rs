@@ -20,10 +20,13 @@ pub(crate) fn available() -> bool {
 /// Blocks of k per pass of the GEMM (32 KB of a packed panel: L1).
 const KB: usize = 32;
 
-/// How far ahead of the weights being read the decode kernel prefetches:
-/// the `[n, k]` rows are one contiguous stream. Measured (1×4096·4096 cold,
-/// one thread): 4 KB ahead 10.5 / 9.0 GB/s (Q8_0 / Q4_0), 12 KB 10.8 /
-/// 9.9, 24 KB 10.4 / 9.6, 48 KB 9.7 / 9.0; no prefetch 9.9 / 7.2.
+/// How far ahead of the weights being read the decode kernel prefetches
+/// at least: the `[n, k]` rows are one contiguous stream. Measured
+/// (1×4096·4096 cold, one thread, Intel Xeon): 4 KB ahead 10.5 / 9.0 GB/s
+/// (Q8_0 / Q4_0), 12 KB 10.8 / 9.9, 24 KB 10.4 / 9.6, 48 KB 9.7 / 9.0; no
+/// prefetch 9.9 / 7.2. [`dot_rows`] reaches further when its rows side by
+/// side span more (Q8_0 at k = 4096: four 4352-byte rows; on AMD Zen 5,
+/// 12 KB ran it at 20 GB/s, C rows + 6 KB at 24–26 GB/s).
 const PF_BYTES: usize = 12288;
 
 /// Packs weight rows `0..nc` (≤ 128) at `w` (`rb` bytes apart, `bs`-byte
@@ -262,7 +265,7 @@ unsafe fn tile_4x32<const MIN: bool>(
 /// # Safety
 /// AVX-512 VNNI + F16C (checked by [`available`]); the weight rows exist
 /// (`rb` bytes apart, `bs`-byte blocks, `qa.nb` a row); `out` holds `mr`
-/// rows of `ld ≥ nc` floats; `tmp` holds `4·(nb + 16)` floats.
+/// rows of `ld ≥ nc` floats.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
 pub(crate) unsafe fn dot(
@@ -276,23 +279,22 @@ pub(crate) unsafe fn dot(
     mr: usize,
     out: *mut f32,
     ld: usize,
-    tmp: *mut f32,
 ) {
     // SAFETY: the caller's contract, passed on.
     unsafe {
         match (f, mr) {
-            (Blk::Q4, 1) => cols::<Q4, 1, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4, 2) => cols::<Q4, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4, 3) => cols::<Q4, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4, _) => cols::<Q4, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4m, 1) => cols::<Q4M, 1, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4m, 2) => cols::<Q4M, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4m, 3) => cols::<Q4M, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q4m, _) => cols::<Q4M, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q8, 1) => cols::<Q8, 1, 4>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q8, 2) => cols::<Q8, 2, 2>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q8, 3) => cols::<Q8, 3, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
-            (Blk::Q8, _) => cols::<Q8, 4, 1>(w, rb, bs, nc, qa, i0, out, ld, tmp),
+            (Blk::Q4, 1) => cols::<Q4, 1, 2>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4, 2) => cols::<Q4, 2, 2>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4, 3) => cols::<Q4, 3, 1>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4, _) => cols::<Q4, 4, 1>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4m, 1) => cols::<Q4M, 1, 2>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4m, 2) => cols::<Q4M, 2, 2>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4m, 3) => cols::<Q4M, 3, 1>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q4m, _) => cols::<Q4M, 4, 1>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q8, 1) => cols::<Q8, 1, 4>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q8, 2) => cols::<Q8, 2, 2>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q8, 3) => cols::<Q8, 3, 1>(w, rb, bs, nc, qa, i0, out, ld),
+            (Blk::Q8, _) => cols::<Q8, 4, 1>(w, rb, bs, nc, qa, i0, out, ld),
         }
     }
 }
@@ -330,18 +332,17 @@ unsafe fn cols<const F: u8, const MR: usize, const C: usize>(
     i0: usize,
     out: *mut f32,
     ld: usize,
-    tmp: *mut f32,
 ) {
     let full = nc / C * C;
     // SAFETY: the caller's contract; columns split without overlap.
     unsafe {
         let mut c = 0;
         while c < full {
-            dot_rows::<F, MR, C>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
+            dot_rows::<F, MR, C>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld);
             c += C;
         }
         while c < nc {
-            dot_rows::<F, MR, 1>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld, tmp);
+            dot_rows::<F, MR, 1>(w.add(c * rb), rb, bs, qa, i0, out.add(c), ld);
             c += 1;
         }
     }
@@ -380,6 +381,16 @@ unsafe fn pair<const F: u8>(blk: *const u8, bs: usize) -> __m512i {
 /// accumulators live in registers, two per (row, column) (even and odd
 /// pairs of blocks) to halve the FMA chain.
 ///
+/// The blocks go in chunks of 16: each chunk's scales are gathered (one
+/// gather of the 4 bytes at each block's start per weight row), widened
+/// and multiplied by the rows' activation scales just before its dot
+/// products, and stay in registers (one vector per (row, column); a
+/// pair's two scales are one `vpermps` away). Gathered in a pass over the
+/// whole row first, the gathers were the first touch of cold weight lines,
+/// a dozen cache misses each with nothing else in flight: 1×4096·4096 cold,
+/// one thread, AMD Zen 5, Q8_0 ran at half the read bandwidth, ~60% of the
+/// kernel's samples on the instructions waiting for the gathers.
+///
 /// # Safety
 /// As [`dot`], for weight rows `0..C` at `w`; `MR·C ≤ 4`.
 #[allow(clippy::too_many_arguments)]
@@ -393,47 +404,48 @@ unsafe fn dot_rows<const F: u8, const MR: usize, const C: usize>(
     i0: usize,
     out: *mut f32,
     ld: usize,
-    tmp: *mut f32,
 ) {
     let (k, nb) = (qa.k, qa.nb);
-    // Stride of the scales in `tmp`: whole vectors, so the unmasked stores
-    // of a group's last vector stay inside it.
-    let ts = nb.next_multiple_of(16);
     let gidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(bs as i32),
     );
+    // Lanes 0–7 ← scale 2j, lanes 8–15 ← scale 2j + 1: pair j of a chunk.
+    let pair_idx = |j: usize| {
+        _mm512_add_epi32(
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+            _mm512_set1_epi32(2 * j as i32),
+        )
+    };
     let q = qa.q.as_ptr();
     let lane = qa.lane.as_ptr();
+    // The C rows run side by side, so each row's prefetches must reach past
+    // the other C − 1 rows into the next group's.
+    let pf = PF_BYTES.max(C * rb + PF_BYTES / 2);
     // SAFETY: all indices inside the buffers (the caller's contract).
     unsafe {
-        // The scales of both blocks of pair p for (row r, column cc) side by
-        // side: tmp[(r·C + cc)·ts + 2p], … + 2p + 1.
-        let scale_pair = |rc: usize, p: usize| -> __m512 {
-            let s0 = _mm512_set1_ps(*tmp.add(rc * ts + 2 * p));
-            _mm512_mask_mov_ps(s0, 0xFF00, _mm512_set1_ps(*tmp.add(rc * ts + 2 * p + 1)))
-        };
-        // Scales: per 16 blocks, one gather of the 4 bytes at each block's
-        // start (the f16 in the low half), then d_a·d_w per row. Q4_1's m
-        // (the high half) times the rows' block sums d_a·Σq_a is summed
-        // here, once per (row, column): `mins`.
+        // Q4_1's m times the rows' block sums d_a·Σq_a, summed per (row,
+        // column) chunk by chunk.
         let mut mins = [[_mm512_setzero_ps(); C]; MR];
-        for cc in 0..C {
-            let row = w.add(cc * rb);
-            let mut b = 0;
-            while b < nb {
-                let left = (nb - b).min(16);
-                let mask: __mmask16 = if left == 16 { !0 } else { (1u16 << left) - 1 };
+        let mut acc0 = [[_mm512_setzero_ps(); C]; MR];
+        let mut acc1 = [[_mm512_setzero_ps(); C]; MR];
+        let mut b = 0;
+        while b < nb {
+            let left = (nb - b).min(16);
+            let mask: __mmask16 = if left == 16 { !0 } else { (1u16 << left) - 1 };
+            // d_w·d_a of blocks b..b+left, lane t for block b + t.
+            let mut sc = [[_mm512_setzero_ps(); C]; MR];
+            for cc in 0..C {
                 let raw = _mm512_mask_i32gather_epi32::<1>(
                     _mm512_setzero_si512(),
                     mask,
                     gidx,
-                    row.add(b * bs).cast(),
+                    w.add(cc * rb + b * bs).cast(),
                 );
                 let dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
                 for r in 0..MR {
                     let da = _mm512_maskz_loadu_ps(mask, qa.d.as_ptr().add((i0 + r) * nb + b));
-                    _mm512_storeu_ps(tmp.add((r * C + cc) * ts + b), _mm512_mul_ps(dw, da));
+                    sc[r][cc] = _mm512_mul_ps(dw, da);
                 }
                 if F == Q4M {
                     let mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(raw)));
@@ -442,84 +454,89 @@ unsafe fn dot_rows<const F: u8, const MR: usize, const C: usize>(
                         mins[r][cc] = _mm512_fmadd_ps(mw, sa, mins[r][cc]);
                     }
                 }
-                b += 16;
             }
-        }
-        let mut acc0 = [[_mm512_setzero_ps(); C]; MR];
-        let mut acc1 = [[_mm512_setzero_ps(); C]; MR];
-        let pairs = nb / 2;
-        let mut p = 0;
-        while p + 2 <= pairs {
-            let mut w0 = [_mm512_setzero_si512(); C];
-            let mut w1 = [_mm512_setzero_si512(); C];
-            for cc in 0..C {
-                let blk = w.add(cc * rb + 2 * p * bs);
-                // Past the last row near the end: a prefetch never faults.
-                let ahead = blk.wrapping_add(PF_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * bs - 1).cast());
-                w0[cc] = pair::<F>(blk, bs);
-                w1[cc] = pair::<F>(blk.add(2 * bs), bs);
-            }
-            for r in 0..MR {
-                let i = i0 + r;
-                let qi = q.add(i * k + 64 * p);
-                let li = lane.add(i * (k / 4) + 16 * p);
-                let (a0, a1) = (
-                    _mm512_loadu_si512(qi.cast()),
-                    _mm512_loadu_si512(qi.add(64).cast()),
-                );
-                let (l0, l1) = (
-                    _mm512_loadu_si512(li.cast()),
-                    _mm512_loadu_si512(li.add(16).cast()),
-                );
+            // b is even (chunks of 16), so the chunk's pairs are the
+            // global pairs b/2 + j.
+            let pairs = left / 2;
+            let mut j = 0;
+            while j + 2 <= pairs {
+                let p = b / 2 + j;
+                let mut w0 = [_mm512_setzero_si512(); C];
+                let mut w1 = [_mm512_setzero_si512(); C];
                 for cc in 0..C {
-                    let d0 = _mm512_dpbusd_epi32(l0, w0[cc], a0);
-                    let d1 = _mm512_dpbusd_epi32(l1, w1[cc], a1);
-                    let rc = r * C + cc;
-                    acc0[r][cc] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), scale_pair(rc, p), acc0[r][cc]);
-                    acc1[r][cc] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), scale_pair(rc, p + 1), acc1[r][cc]);
+                    let blk = w.add(cc * rb + 2 * p * bs);
+                    // Past the last row near the end: a prefetch never faults.
+                    let ahead = blk.wrapping_add(pf);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * bs - 1).cast());
+                    w0[cc] = pair::<F>(blk, bs);
+                    w1[cc] = pair::<F>(blk.add(2 * bs), bs);
                 }
-            }
-            p += 2;
-        }
-        if p < pairs {
-            for cc in 0..C {
-                let w0 = pair::<F>(w.add(cc * rb + 2 * p * bs), bs);
+                let (x0, x1) = (pair_idx(j), pair_idx(j + 1));
                 for r in 0..MR {
                     let i = i0 + r;
-                    let d0 = _mm512_dpbusd_epi32(
-                        _mm512_loadu_si512(lane.add(i * (k / 4) + 16 * p).cast()),
-                        w0,
-                        _mm512_loadu_si512(q.add(i * k + 64 * p).cast()),
+                    let qi = q.add(i * k + 64 * p);
+                    let li = lane.add(i * (k / 4) + 16 * p);
+                    let (a0, a1) = (
+                        _mm512_loadu_si512(qi.cast()),
+                        _mm512_loadu_si512(qi.add(64).cast()),
                     );
-                    acc0[r][cc] = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(d0),
-                        scale_pair(r * C + cc, p),
-                        acc0[r][cc],
+                    let (l0, l1) = (
+                        _mm512_loadu_si512(li.cast()),
+                        _mm512_loadu_si512(li.add(16).cast()),
                     );
+                    for cc in 0..C {
+                        let d0 = _mm512_dpbusd_epi32(l0, w0[cc], a0);
+                        let d1 = _mm512_dpbusd_epi32(l1, w1[cc], a1);
+                        let (s0, s1) = (
+                            _mm512_permutexvar_ps(x0, sc[r][cc]),
+                            _mm512_permutexvar_ps(x1, sc[r][cc]),
+                        );
+                        acc0[r][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc0[r][cc]);
+                        acc1[r][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), s1, acc1[r][cc]);
+                    }
+                }
+                j += 2;
+            }
+            if j < pairs {
+                let p = b / 2 + j;
+                let x0 = pair_idx(j);
+                for cc in 0..C {
+                    let w0 = pair::<F>(w.add(cc * rb + 2 * p * bs), bs);
+                    for r in 0..MR {
+                        let i = i0 + r;
+                        let d0 = _mm512_dpbusd_epi32(
+                            _mm512_loadu_si512(lane.add(i * (k / 4) + 16 * p).cast()),
+                            w0,
+                            _mm512_loadu_si512(q.add(i * k + 64 * p).cast()),
+                        );
+                        let s0 = _mm512_permutexvar_ps(x0, sc[r][cc]);
+                        acc0[r][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), s0, acc0[r][cc]);
+                    }
                 }
             }
-        }
-        if nb % 2 == 1 {
-            // The last block alone, in the low half.
-            for cc in 0..C {
-                let wv =
-                    _mm512_castsi256_si512(unsigned(fmt_of::<F>(), w.add(cc * rb + (nb - 1) * bs)));
-                let wv = _mm512_inserti64x4::<1>(wv, _mm256_setzero_si256());
-                for r in 0..MR {
-                    let i = i0 + r;
-                    let init =
-                        _mm512_maskz_loadu_epi32(0x00FF, lane.add(i * (k / 4) + 8 * (nb - 1)));
-                    let av = _mm512_maskz_loadu_epi8(0xFFFF_FFFF, q.add(i * k + QK * (nb - 1)));
-                    let dot = _mm512_dpbusd_epi32(init, wv, av);
-                    let s = _mm512_set1_ps(*tmp.add((r * C + cc) * ts + nb - 1));
-                    acc1[r][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc1[r][cc]);
+            if left % 2 == 1 {
+                // The row's last block alone (nb odd), in the low half.
+                let last = _mm512_set1_epi32(left as i32 - 1);
+                for cc in 0..C {
+                    let wv = _mm512_castsi256_si512(unsigned(
+                        fmt_of::<F>(),
+                        w.add(cc * rb + (nb - 1) * bs),
+                    ));
+                    let wv = _mm512_inserti64x4::<1>(wv, _mm256_setzero_si256());
+                    for r in 0..MR {
+                        let i = i0 + r;
+                        let init =
+                            _mm512_maskz_loadu_epi32(0x00FF, lane.add(i * (k / 4) + 8 * (nb - 1)));
+                        let av = _mm512_maskz_loadu_epi8(0xFFFF_FFFF, q.add(i * k + QK * (nb - 1)));
+                        let dot = _mm512_dpbusd_epi32(init, wv, av);
+                        let s = _mm512_permutexvar_ps(last, sc[r][cc]);
+                        acc1[r][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc1[r][cc]);
+                    }
                 }
             }
+            b += 16;
         }
         for r in 0..MR {
             for cc in 0..C {

@@ -137,7 +137,7 @@ impl Blk {
 thread_local! {
     /// The calling thread's quantized A, reused across calls.
     static QA: Cell<Option<QuantA>> = const { Cell::new(None) };
-    /// Per worker thread: accumulators, packed B, its scales, f16 scratch.
+    /// Per worker thread: accumulators, packed B and its scales.
     static WORK: Cell<Option<Work>> = const { Cell::new(None) };
 }
 
@@ -146,7 +146,6 @@ struct Work {
     acc: Vec<f32>,
     pack: Vec<u8>,
     scales: Vec<f32>,
-    tmp: Vec<f32>,
 }
 
 /// The weights' offset: the unsigned weight is `q + off`.
@@ -257,9 +256,6 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
     if work.acc.len() < 4 * CHUNK {
         work.acc.resize(4 * CHUNK, 0.0);
     }
-    if work.tmp.len() < 4 * (nb + 16) {
-        work.tmp.resize(4 * (nb + 16), 0.0);
-    }
     // The packing gathers address 128 weight rows with i32 offsets.
     #[cfg(target_arch = "x86_64")]
     let vnni = kernel == Kernel::Vnni;
@@ -320,24 +316,14 @@ pub(crate) unsafe fn run_cols<S: Simd, A: VecFn>(
         while i0 < p.m {
             let mr = 4.min(p.m - i0);
             // SAFETY: rows i0..i0+4 of the padded QuantA exist; `acc` holds
-            // 4·CHUNK floats, `tmp` 4·(nb + 16); the kernel's features were
+            // 4·CHUNK floats; the kernel's features were
             // checked by Kernel::for_isa.
             unsafe {
                 match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    Kernel::Vnni => crate::arch::vnni::dot(
-                        f,
-                        wj,
-                        rb,
-                        bs,
-                        nc,
-                        qa,
-                        i0,
-                        mr,
-                        acc,
-                        CHUNK,
-                        work.tmp.as_mut_ptr(),
-                    ),
+                    Kernel::Vnni => {
+                        crate::arch::vnni::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)
+                    }
                     #[cfg(target_arch = "x86_64")]
                     Kernel::Avx2 => {
                         crate::arch::int8_avx2::dot(f, wj, rb, bs, nc, qa, i0, mr, acc, CHUNK)

@@ -102,7 +102,7 @@ struct Case {
 /// packed range (9+: tiles of 4, padded); n across the 32-column panels and
 /// 128-column chunks; k from one block to past the packed kernel's 32-block
 /// passes (k = 1056, 1088), with odd block counts (the decode path's lone
-/// last block).
+/// last block) and odd pair counts (k = 224: two pairs, then one alone).
 fn case() -> impl Strategy<Value = Case> {
     let m = prop_oneof![
         1usize..=10,
@@ -117,8 +117,8 @@ fn case() -> impl Strategy<Value = Case> {
         WeightFormat::Q4_0,
         WeightFormat::Q4_1,
     ]);
-    (m, n, fmt, 0usize..7).prop_flat_map(|(m, n, fmt, kk)| {
-        let k = [32usize, 64, 96, 160, 288, 1056, 1088][kk];
+    (m, n, fmt, 0usize..8).prop_flat_map(|(m, n, fmt, kk)| {
+        let k = [32usize, 64, 96, 160, 224, 288, 1056, 1088][kk];
         let v = |len: usize| prop::collection::vec(-2.0f32..2.0, len);
         (
             v(m * k),
