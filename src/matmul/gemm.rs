@@ -86,10 +86,14 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
         bl.mc = (bl.mc.saturating_mul(deep) / MR * MR).max(MR);
     }
     debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
-    if !pack_a && !pack_b && F::IDENTITY && p.is_plain() && p.csc == 1 {
-        // Nothing to pack, no epilogue (small plain products): the two
-        // tile loops alone.
-        return crate::isa::outlined(s, Small::<MR, NV>(p));
+    // A plain f32 product (no epilogue, unit-stride C) with A read in place
+    // and one k-block: the tile loops alone, B packed per column block if
+    // at all.
+    let lean =
+        !pack_a && F::IDENTITY && p.is_plain() && p.csc == 1 && p.k <= bl.kc && p.w.is_none();
+    if lean && !pack_b {
+        let no_buf = core::ptr::null_mut();
+        return crate::isa::outlined(s, Small::<MR, NV, false>(p, &bl, no_buf));
     }
     if !pack_a && !pack_b {
         // Nothing to pack (small products): no scratch to fetch.
@@ -111,6 +115,10 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
             bl.nc.min(p.n.next_multiple_of(bl.nr)) * bl.kc.min(p.k),
         );
     }
+    if lean {
+        // (pack_b: the `!pack_b` case returned above.)
+        return crate::isa::outlined(s, Small::<MR, NV, true>(p, &bl, bbuf.as_mut_ptr()));
+    }
     match (pack_a, pack_b) {
         (true, true) => {
             crate::isa::outlined(s, Loops::<F, MR, NV, true, true>(p, acts, &bl, abuf, bbuf))
@@ -125,17 +133,26 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     }
 }
 
-/// `C ← A·B` tile by tile, for a product with nothing to pack (so one
-/// k-block: `k ≤ KC`), unit-stride C and no epilogue: what [`loops`] does
-/// for it without the block loops and the per-tile epilogue set-up, which
-/// were a fifth of a 32³ product's time.
-struct Small<'a, const MR: usize, const NV: usize>(&'a Problem);
+/// `C ← A·B` tile by tile, for a plain product (no epilogue, β = 0,
+/// unit-stride C) with A read in place and one k-block (`k ≤ KC`): per
+/// column block, B packed (`PACKED_B`; else read in place, one block), then
+/// every row tile against its panels. What [`loops`] does for it without
+/// the row blocks and the per-tile epilogue set-up, which were a fifth of
+/// a 32³ product's time and ~5% of 1024×1024·64's.
+struct Small<'a, const MR: usize, const NV: usize, const PACKED_B: bool>(
+    &'a Problem,
+    &'a Blocking,
+    /// The B block buffer (`PACKED_B`): `ceil(nc/nr)·nr·k` floats.
+    *mut f32,
+);
 
-impl<const MR: usize, const NV: usize> pulp::WithSimd for Small<'_, MR, NV> {
+impl<const MR: usize, const NV: usize, const PACKED_B: bool> pulp::WithSimd
+    for Small<'_, MR, NV, PACKED_B>
+{
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let p = self.0;
+        let Small(p, bl, bbuf) = self;
         let nr = NV * S::F32_LANES;
         let epi = TileEpi {
             alpha: 1.0,
@@ -145,27 +162,41 @@ impl<const MR: usize, const NV: usize> pulp::WithSimd for Small<'_, MR, NV> {
             mul: core::ptr::null(),
             mul_rs: 0,
         };
-        for (i0, m_eff) in blocks(p.m, MR) {
-            for (j0, n_eff) in blocks(p.n, nr) {
-                // SAFETY: (i0, 0) of A, (0, j0) of B and (i0, j0) of C exist;
-                // the tile's live corner m_eff × n_eff is inside C, its k
-                // steps inside A and B (csb = csc = 1: B is read in place).
-                unsafe {
-                    microkernel_narrowing::<S, Identity, MR, NV, false, false>(
-                        s,
-                        p.k,
-                        p.a.add(i0 * p.rsa),
-                        p.rsa,
-                        p.csa,
-                        p.b.add(j0),
-                        p.rsb,
-                        p.c.add(i0 * p.rsc + j0),
-                        p.rsc,
-                        m_eff,
-                        n_eff,
-                        &epi,
-                    )
-                };
+        let nc_step = if PACKED_B { bl.nc } else { p.n };
+        for (jc, nc) in blocks(p.n, nc_step) {
+            if PACKED_B {
+                // SAFETY: the block [0, k) × [jc, jc+nc) lies inside B;
+                // bbuf holds ceil(nc/nr)·nr·k floats (k ≤ KC).
+                unsafe { pack_b::<S, NV>(p, 0, jc, p.k, nc, bbuf) };
+            }
+            for (i0, m_eff) in blocks(p.m, MR) {
+                for (jr, n_eff) in blocks(nc, nr) {
+                    // SAFETY: panel jr/nr of the packed block, or element
+                    // (0, jc+jr) of B (csb = 1 when B is not packed); (i0, 0)
+                    // of A and (i0, jc+jr) of C exist; the tile's live corner
+                    // m_eff × n_eff is inside C, its k steps inside A and B.
+                    unsafe {
+                        let (b, b_rs) = if PACKED_B {
+                            (bbuf.add(jr * p.k).cast_const(), nr)
+                        } else {
+                            (p.b.add(jc + jr), p.rsb)
+                        };
+                        microkernel_narrowing::<S, Identity, MR, NV, false, PACKED_B>(
+                            s,
+                            p.k,
+                            p.a.add(i0 * p.rsa),
+                            p.rsa,
+                            p.csa,
+                            b,
+                            b_rs,
+                            p.c.add(i0 * p.rsc + jc + jr),
+                            p.rsc,
+                            m_eff,
+                            n_eff,
+                            &epi,
+                        )
+                    };
+                }
             }
         }
     }
