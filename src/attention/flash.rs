@@ -411,15 +411,8 @@ unsafe fn score_group<S: Simd, const MR: usize, const NV: usize>(
     sbuf: *mut f32,
 ) {
     let (d, nr) = (r.d, NV * S::F32_LANES);
-    let epi_s = TileEpi {
-        // The scale is in Q (`load_q`).
-        alpha: 1.0,
-        c_scale: None,
-        bias: core::ptr::null(),
-        act: Identity,
-        mul: core::ptr::null(),
-        mul_rs: 0,
-    };
+    // The scale is in Q (`load_q`).
+    let epi_s = TileEpi::PLAIN;
     for (pi, j0) in (0..nb).step_by(nr).enumerate() {
         for (gi, t) in (g0..g1).step_by(MR).enumerate() {
             let m_eff = MR.min(r.q1 - t);

@@ -154,14 +154,7 @@ impl<const MR: usize, const NV: usize, const PACKED_B: bool> pulp::WithSimd
     fn with_simd<S: Simd>(self, s: S) {
         let Small(p, bl, bbuf) = self;
         let nr = NV * S::F32_LANES;
-        let epi = TileEpi {
-            alpha: 1.0,
-            c_scale: None,
-            bias: core::ptr::null(),
-            act: Identity,
-            mul: core::ptr::null(),
-            mul_rs: 0,
-        };
+        let epi = TileEpi::PLAIN;
         let nc_step = if PACKED_B { bl.nc } else { p.n };
         for (jc, nc) in blocks(p.n, nc_step) {
             if PACKED_B {

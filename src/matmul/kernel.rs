@@ -35,6 +35,18 @@ pub(crate) struct TileEpi<F> {
     pub mul_rs: usize,
 }
 
+impl TileEpi<crate::act::Identity> {
+    /// `C ← acc`: no scale, bias, activation or multiplier, C not read.
+    pub(crate) const PLAIN: Self = TileEpi {
+        alpha: 1.0,
+        c_scale: None,
+        bias: core::ptr::null(),
+        act: crate::act::Identity,
+        mul: core::ptr::null(),
+        mul_rs: 0,
+    };
+}
+
 /// See the module docs for the contract.
 ///
 /// # Safety
