@@ -81,7 +81,8 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
         // for KC-deep rows). Shallower products take proportionally more
         // rows, so B is packed once per block rather than once per MC rows
         // (1024×1024·64 packed all of B twice for a 4-row second block:
-        // 2–3% of its time).
+        // 2–3% of its time, before plain products moved to `PlainTiles`,
+        // which has no row blocks; products with an epilogue still do).
         let deep = bl.kc / p.k.clamp(1, bl.kc);
         bl.mc = (bl.mc.saturating_mul(deep) / MR * MR).max(MR);
     }
@@ -93,7 +94,7 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
         !pack_a && F::IDENTITY && p.is_plain() && p.csc == 1 && p.k <= bl.kc && p.w.is_none();
     if lean && !pack_b {
         let no_buf = core::ptr::null_mut();
-        return crate::isa::outlined(s, Small::<MR, NV, false>(p, &bl, no_buf));
+        return crate::isa::outlined(s, PlainTiles::<MR, NV, false>(p, &bl, no_buf));
     }
     if !pack_a && !pack_b {
         // Nothing to pack (small products): no scratch to fetch.
@@ -117,7 +118,7 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     }
     if lean {
         // (pack_b: the `!pack_b` case returned above.)
-        return crate::isa::outlined(s, Small::<MR, NV, true>(p, &bl, bbuf.as_mut_ptr()));
+        return crate::isa::outlined(s, PlainTiles::<MR, NV, true>(p, &bl, bbuf.as_mut_ptr()));
     }
     match (pack_a, pack_b) {
         (true, true) => {
@@ -139,7 +140,7 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
 /// every row tile against its panels. What [`loops`] does for it without
 /// the row blocks and the per-tile epilogue set-up, which were a fifth of
 /// a 32³ product's time and ~5% of 1024×1024·64's.
-struct Small<'a, const MR: usize, const NV: usize, const PACKED_B: bool>(
+struct PlainTiles<'a, const MR: usize, const NV: usize, const PACKED_B: bool>(
     &'a Problem,
     &'a Blocking,
     /// The B block buffer (`PACKED_B`): `ceil(nc/nr)·nr·k` floats.
@@ -147,12 +148,12 @@ struct Small<'a, const MR: usize, const NV: usize, const PACKED_B: bool>(
 );
 
 impl<const MR: usize, const NV: usize, const PACKED_B: bool> pulp::WithSimd
-    for Small<'_, MR, NV, PACKED_B>
+    for PlainTiles<'_, MR, NV, PACKED_B>
 {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let Small(p, bl, bbuf) = self;
+        let PlainTiles(p, bl, bbuf) = self;
         let nr = NV * S::F32_LANES;
         let epi = TileEpi::PLAIN;
         let nc_step = if PACKED_B { bl.nc } else { p.n };
