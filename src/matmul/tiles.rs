@@ -252,6 +252,19 @@ fn pack_a_pays(p: &Problem, nr: usize) -> bool {
     p.rsa != 1 && p.csa != 1 && p.n > 2 * nr && p.m * p.k >= 64 * 64
 }
 
+/// Whether the AVX2 tile packs A though A has a unit stride: when the
+/// product runs more than one k-block (`k > KC`) over more than two column
+/// panels. Measured on an AMD EPYC Zen 3 (AVX2 its widest level, 32 KiB
+/// L1d, 512 KiB L2; one thread, alternating processes, ours/`gemm`
+/// medians of 5): with A in place 512³ 0.69–0.97, 1024³ 0.75–0.92,
+/// 512×768·768×3072 0.82–0.94, 512×3072·3072×768 0.82–0.94; packed 0.99–1.03,
+/// 0.95–1.09, 0.94–1.08, 1.00–1.17. At one k-block (256³, 1024×1024·64)
+/// packing lost 2–15%: A's rows are read once per column panel there
+/// either way, and the plain two-loop path needs A in place.
+fn deep_avx2_pack_pays(p: &Problem, tile: &Tile, bl: &Blocking) -> bool {
+    tile.id == AVX2_6X16.id && p.k > bl.kc && p.n > 2 * tile.nr() && p.m > tile.mr
+}
+
 /// Whether packing B pays: B rows must be contiguous to skip it, and then
 /// it is skipped when B is small enough to stay in L1 as it is, or m so
 /// small that the pack would rival the arithmetic.
@@ -300,7 +313,7 @@ pub(crate) fn plan(
         widest
     };
     let blocking = blocking(&tile);
-    let pack_a = tile.packs_a || strided_a || neon;
+    let pack_a = tile.packs_a || strided_a || neon || deep_avx2_pack_pays(p, &tile, &blocking);
     // Low-precision B is always converted while packed.
     let pack_b = p.w.is_some() || pack_b_pays(p, &blocking);
     Plan {
