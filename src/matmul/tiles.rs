@@ -256,11 +256,11 @@ fn pack_a_pays(p: &Problem, nr: usize) -> bool {
 /// product runs more than one k-block (`k > KC`) over more than two column
 /// panels. Measured on an AMD EPYC Zen 3 (AVX2 its widest level, 32 KiB
 /// L1d, 512 KiB L2; one thread, alternating processes, ours/`gemm`
-/// medians of 5): with A in place 512³ 0.69–0.97, 1024³ 0.75–0.92,
-/// 512×768·768×3072 0.82–0.94, 512×3072·3072×768 0.82–0.94; packed 0.99–1.03,
-/// 0.95–1.09, 0.94–1.08, 1.00–1.17. At one k-block (256³, 1024×1024·64)
-/// packing lost 2–15%: A's rows are read once per column panel there
-/// either way, and the plain two-loop path needs A in place.
+/// medians of 5, two to four runs): with A in place 512³ 0.69–0.97, 1024³
+/// 0.75–0.92, 512×768·768×3072 0.82–0.91, 512×3072·3072×768 0.82–0.94;
+/// packed 0.92–1.03, 0.94–1.09, 0.94–1.03, 0.95–1.17. At one k-block
+/// (64³–256³, 1024×1024·64) packing lost 2–15%: it adds a pass over A and
+/// takes the product off the two-loop path, which needs A in place.
 fn deep_avx2_pack_pays(p: &Problem, tile: &Tile, bl: &Blocking) -> bool {
     tile.id == AVX2_6X16.id && p.k > bl.kc && p.n > 2 * tile.nr() && p.m > tile.mr
 }
