@@ -49,6 +49,9 @@ pub(crate) struct Tile {
     /// contiguous). Otherwise A is read in place (rows addressed from base
     /// pointers) unless no stride of A is 1 — see [`plan`].
     pub packs_a: bool,
+    /// Whether A is packed, though it has a unit stride, when the product
+    /// runs more than one k-block (see [`deep_pack_pays`]).
+    pub packs_deep_a: bool,
     /// Vector (or, for scalar code, floating-point) registers of the level.
     pub registers: usize,
     /// Tuned KC, MC, NC at [`CacheSizes::FALLBACK`].
@@ -63,6 +66,7 @@ pub(crate) const AVX512_14X32: Tile = Tile {
     mr: 14,
     nv: 2,
     packs_a: true,
+    packs_deep_a: false,
     registers: 32,
     // A packed 14-row micro-panel must fit L1 too (14×512 floats = 28 KiB).
     base: (512, 14 * 73, 128),
@@ -78,6 +82,7 @@ pub(crate) const AVX512_6X64: Tile = Tile {
     mr: 6,
     nv: 4,
     packs_a: false,
+    packs_deep_a: false,
     registers: 32,
     // KC = 1024 keeps the 6×1024 A micro-panel (24 KiB) in L1 and makes
     // fewer passes over C; NC = 128 keeps the 1024×128 B block (512 KiB) in
@@ -94,6 +99,13 @@ pub(crate) const AVX2_6X16: Tile = Tile {
     mr: 6,
     nv: 2,
     packs_a: false,
+    // Measured on an AMD EPYC Zen 3 (AVX2 its widest level, 32 KiB L1d,
+    // 512 KiB L2; one thread, alternating processes, ours/`gemm` medians
+    // of 5, two to four runs): with A in place 512³ 0.69–0.97, 1024³
+    // 0.75–0.92, 512×768·768×3072 0.82–0.91, 512×3072·3072×768 0.82–0.94;
+    // packed 0.92–1.03, 0.94–1.09, 0.94–1.03, 0.95–1.17. At one k-block
+    // (64³–256³, 1024×1024·64) packing lost 2–15%.
+    packs_deep_a: true,
     registers: 16,
     base: (512, 6 * 170, 256),
 };
@@ -107,6 +119,7 @@ pub(crate) const NEON_8X12: Tile = Tile {
     mr: 8,
     nv: 3,
     packs_a: false,
+    packs_deep_a: false,
     registers: 32,
     base: (256, 8 * 128, 1020),
 };
@@ -122,6 +135,7 @@ pub(crate) const NEON_6X16: Tile = Tile {
     mr: 6,
     nv: 4,
     packs_a: false,
+    packs_deep_a: false,
     registers: 32,
     base: (256, 6 * 170, 1024),
 };
@@ -135,6 +149,7 @@ pub(crate) const SCALAR_2X4: Tile = Tile {
     mr: 2,
     nv: 4,
     packs_a: false,
+    packs_deep_a: false,
     registers: 16,
     base: (256, 2 * 512, 512),
 };
@@ -252,17 +267,13 @@ fn pack_a_pays(p: &Problem, nr: usize) -> bool {
     p.rsa != 1 && p.csa != 1 && p.n > 2 * nr && p.m * p.k >= 64 * 64
 }
 
-/// Whether the AVX2 tile packs A though A has a unit stride: when the
-/// product runs more than one k-block (`k > KC`) over more than two column
-/// panels. Measured on an AMD EPYC Zen 3 (AVX2 its widest level, 32 KiB
-/// L1d, 512 KiB L2; one thread, alternating processes, ours/`gemm`
-/// medians of 5, two to four runs): with A in place 512³ 0.69–0.97, 1024³
-/// 0.75–0.92, 512×768·768×3072 0.82–0.91, 512×3072·3072×768 0.82–0.94;
-/// packed 0.92–1.03, 0.94–1.09, 0.94–1.03, 0.95–1.17. At one k-block
-/// (64³–256³, 1024×1024·64) packing lost 2–15%: it adds a pass over A and
-/// takes the product off the two-loop path, which needs A in place.
-fn deep_avx2_pack_pays(p: &Problem, tile: &Tile, bl: &Blocking) -> bool {
-    tile.id == AVX2_6X16.id && p.k > bl.kc && p.n > 2 * tile.nr() && p.m > tile.mr
+/// Whether a tile that reads A in place packs it anyway
+/// ([`Tile::packs_deep_a`]): when the product runs more than one k-block
+/// (`k > KC`) over more than two column panels and one row tile. At one
+/// k-block packing only adds a pass over A and takes the product off the
+/// two-loop path, which needs A in place.
+fn deep_pack_pays(p: &Problem, tile: &Tile, bl: &Blocking) -> bool {
+    tile.packs_deep_a && p.k > bl.kc && p.n > 2 * tile.nr() && p.m > tile.mr
 }
 
 /// Whether packing B pays: B rows must be contiguous to skip it, and then
@@ -313,7 +324,7 @@ pub(crate) fn plan(
         widest
     };
     let blocking = blocking(&tile);
-    let pack_a = tile.packs_a || strided_a || neon || deep_avx2_pack_pays(p, &tile, &blocking);
+    let pack_a = tile.packs_a || strided_a || neon || deep_pack_pays(p, &tile, &blocking);
     // Low-precision B is always converted while packed.
     let pack_b = p.w.is_some() || pack_b_pays(p, &blocking);
     Plan {
