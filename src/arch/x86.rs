@@ -525,19 +525,26 @@ pub(crate) unsafe fn scores8_v3(
 /// AVX-512F.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(crate) unsafe fn exp2_nonpos_v4(x: __m512, poly: [f32; 7]) -> __m512 {
+pub(crate) unsafe fn exp2_nonpos_v4<const K: usize>(x: [__m512; K], poly: [f32; 7]) -> [__m512; K] {
     // Adding 1.5·2²³ rounds to the nearest integer (|x| < 2²²; larger
     // lanes are masked off below).
     const ROUND: f32 = 12_582_912.0;
-    let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-126.0));
-    let n = _mm512_sub_ps(
-        _mm512_add_ps(x, _mm512_set1_ps(ROUND)),
-        _mm512_set1_ps(ROUND),
-    );
-    let f = _mm512_sub_ps(x, n);
-    let mut p = _mm512_set1_ps(poly[0]);
-    for &c in &poly[1..] {
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    let round = _mm512_set1_ps(ROUND);
+    let mut n = x;
+    let mut f = x;
+    for k in 0..K {
+        n[k] = _mm512_sub_ps(_mm512_add_ps(x[k], round), round);
+        f[k] = _mm512_sub_ps(x[k], n[k]);
     }
-    _mm512_maskz_scalef_ps(keep, p, n)
+    let mut p = [_mm512_set1_ps(poly[0]); K];
+    for &c in &poly[1..] {
+        for k in 0..K {
+            p[k] = _mm512_fmadd_ps(p[k], f[k], _mm512_set1_ps(c));
+        }
+    }
+    for k in 0..K {
+        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x[k], _mm512_set1_ps(-126.0));
+        p[k] = _mm512_maskz_scalef_ps(keep, p[k], n[k]);
+    }
+    p
 }

@@ -36,25 +36,58 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// n + 127, the exponent field of 2ⁿ once shifted left by 23.
 const MAGIC: f32 = 12_582_912.0 + 127.0;
 
+/// `[e(0), …, e(K−1)]`: one step of K independent evaluations, written as a
+/// loop LLVM unrolls (a macro, not a closure: closures are compiled without
+/// the caller's target features when they are not inlined).
+///
+/// The `_n` forms below run a function on K vectors with their operations
+/// interleaved step by step. A GELU is one ~110-cycle dependency chain of
+/// ~40 vector operations; evaluated vector after vector, the core's
+/// scheduler holds only three or four such chains and the unit sits idle
+/// waiting on latencies (~40 cycles a vector on AMD Zen 3). Interleaved,
+/// it sees K chains at once. The results are bit-identical to `K = 1`.
+macro_rules! each {
+    ($s:expr, $K:expr, |$k:ident| $e:expr) => {{
+        let mut out = [$s.splat_f32s(0.0); $K];
+        #[allow(clippy::needless_range_loop)]
+        for $k in 0..$K {
+            out[$k] = $e;
+        }
+        out
+    }};
+}
+pub(crate) use each;
+
 /// `(t, y)` with `t = n + MAGIC`, `n = round(x·log2 e)` and `y ≈ e^{x − n·ln 2}`
-/// for `x` already clamped to [−87.3, 88.8].
+/// for `x` already clamped to [−87.3, 88.8], on K vectors.
 #[inline(always)]
-fn exp_reduced<S: Simd>(s: S, xc: S::f32s) -> (S::f32s, S::f32s) {
+fn exp_reduced<S: Simd, const K: usize>(s: S, xc: [S::f32s; K]) -> ([S::f32s; K], [S::f32s; K]) {
     const LN2_HI: f32 = 0.693_359_4; // 0.693359375, exact in 9 bits
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let t = s.mul_add_e_f32s(xc, s.splat_f32s(LOG2E), s.splat_f32s(MAGIC));
-    let n = s.sub_f32s(t, s.splat_f32s(MAGIC));
+    const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ];
+    let (log2e, magic) = (s.splat_f32s(LOG2E), s.splat_f32s(MAGIC));
+    let t = each!(s, K, |k| s.mul_add_e_f32s(xc[k], log2e, magic));
     // r = x − n·ln 2 in two steps (Cody–Waite); n·LN2_HI is exact.
-    let r = s.mul_add_e_f32s(n, s.splat_f32s(-LN2_HI), xc);
-    let r = s.mul_add_e_f32s(n, s.splat_f32s(-LN2_LO), r);
-    let mut p = s.splat_f32s(1.987_569_1e-4);
-    p = s.mul_add_e_f32s(p, r, s.splat_f32s(1.398_199_9e-3));
-    p = s.mul_add_e_f32s(p, r, s.splat_f32s(8.333_452e-3));
-    p = s.mul_add_e_f32s(p, r, s.splat_f32s(4.166_579_6e-2));
-    p = s.mul_add_e_f32s(p, r, s.splat_f32s(1.666_666_5e-1));
-    p = s.mul_add_e_f32s(p, r, s.splat_f32s(5.000_000_1e-1));
-    let r2 = s.mul_f32s(r, r);
-    let y = s.add_f32s(s.mul_add_e_f32s(p, r2, r), s.splat_f32s(1.0));
+    let r = each!(s, K, |k| {
+        let n = s.sub_f32s(t[k], magic);
+        let r = s.mul_add_e_f32s(n, s.splat_f32s(-LN2_HI), xc[k]);
+        s.mul_add_e_f32s(n, s.splat_f32s(-LN2_LO), r)
+    });
+    let mut p = [s.splat_f32s(P[0]); K];
+    for &c in &P[1..] {
+        p = each!(s, K, |k| s.mul_add_e_f32s(p[k], r[k], s.splat_f32s(c)));
+    }
+    let y = each!(s, K, |k| {
+        let r2 = s.mul_f32s(r[k], r[k]);
+        s.add_f32s(s.mul_add_e_f32s(p[k], r2, r[k]), s.splat_f32s(1.0))
+    });
     (t, y)
 }
 
@@ -71,7 +104,7 @@ fn pow2_from_magic<S: Simd>(s: S, t: S::f32s) -> S::f32s {
 #[inline(always)]
 pub(crate) fn exp_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     let xc = s.max_f32s(x, s.splat_f32s(-87.3));
-    let (t, y) = exp_reduced(s, xc);
+    let ([t], [y]) = exp_reduced(s, [xc]);
     s.mul_f32s(y, pow2_from_magic(s, t))
 }
 
@@ -97,56 +130,75 @@ const EXP2_POLY: [f32; 7] = [
 /// [`exp`]: no Cody–Waite split, no overflow or large-argument handling.
 #[inline(always)]
 pub(crate) fn exp2_nonpos<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    exp2_nonpos_n(s, [x])[0]
+}
+
+/// [`exp2_nonpos`] on K vectors, interleaved (see [`each`]).
+#[inline(always)]
+pub(crate) fn exp2_nonpos_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::f32s; K] {
     #[cfg(target_arch = "x86_64")]
     if crate::arch::x86::is_v4::<S>() {
         // SAFETY: the V4 token proves AVX-512F; its f32 vector is __m512.
         return unsafe {
             core::mem::transmute_copy(&crate::arch::x86::exp2_nonpos_v4(
-                core::mem::transmute_copy(&x),
+                core::mem::transmute_copy::<_, [core::arch::x86_64::__m512; K]>(&x),
                 EXP2_POLY,
             ))
         };
     }
-    let xc = s.max_f32s(x, s.splat_f32s(-127.0));
-    let t = s.add_f32s(xc, s.splat_f32s(MAGIC));
-    let f = s.sub_f32s(xc, s.sub_f32s(t, s.splat_f32s(MAGIC)));
-    let mut p = s.splat_f32s(EXP2_POLY[0]);
+    let magic = s.splat_f32s(MAGIC);
+    let xc = each!(s, K, |k| s.max_f32s(x[k], s.splat_f32s(-127.0)));
+    let t = each!(s, K, |k| s.add_f32s(xc[k], magic));
+    let f = each!(s, K, |k| s.sub_f32s(xc[k], s.sub_f32s(t[k], magic)));
+    let mut p = [s.splat_f32s(EXP2_POLY[0]); K];
     for &c in &EXP2_POLY[1..] {
-        p = s.mul_add_e_f32s(p, f, s.splat_f32s(c));
+        p = each!(s, K, |k| s.mul_add_e_f32s(p[k], f[k], s.splat_f32s(c)));
     }
     // n = −127 (x < −126.5) makes the exponent field 0: 2ⁿ reads as 0.
-    let y = s.mul_f32s(p, pow2_from_magic(s, t));
     // NaN in, NaN out (x86 max drops NaN).
-    s.select_f32s(s.equal_f32s(x, x), y, x)
+    each!(s, K, |k| {
+        let y = s.mul_f32s(p[k], pow2_from_magic(s, t[k]));
+        s.select_f32s(s.equal_f32s(x[k], x[k]), y, x[k])
+    })
 }
 
 /// `e^x` per lane. See the module docs for accuracy and special values.
 #[inline(always)]
 pub fn exp<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    exp_n(s, [x])[0]
+}
+
+/// [`exp`] on K vectors, interleaved (see [`each`]).
+#[inline(always)]
+pub(crate) fn exp_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::f32s; K] {
     // Clamped at −87.3, not at the last normal result (−87.34): the
     // product below then never rounds to a subnormal (on Intel cores a
     // microcode assist of ~100 cycles per instruction: inputs below −87.5
     // used to make exp, SiLU and tanh-GELU 2–3× slower).
-    let xc = s.min_f32s(s.max_f32s(x, s.splat_f32s(-87.3)), s.splat_f32s(88.8));
+    let xc = each!(s, K, |k| s
+        .min_f32s(s.max_f32s(x[k], s.splat_f32s(-87.3)), s.splat_f32s(88.8)));
     let (t, y) = exp_reduced(s, xc);
     // 2^min(n, 127): n = 128 (x just below ln FLT_MAX) gets its last factor 2
     // by a multiply so the exponent field never overflows.
     let lim = s.splat_f32s(MAGIC + 127.0);
-    let mut y = s.mul_f32s(y, pow2_from_magic(s, s.min_f32s(t, lim)));
-    y = s.select_f32s(s.greater_than_f32s(t, lim), s.add_f32s(y, y), y);
-    y = s.select_f32s(
-        s.less_than_f32s(x, s.splat_f32s(-87.3)),
-        s.splat_f32s(0.0),
-        y,
-    );
-    // NaN in, NaN out (x86 min/max drop NaN).
-    s.select_f32s(s.equal_f32s(x, x), y, x)
+    each!(s, K, |k| {
+        let (x, t) = (x[k], t[k]);
+        let mut y = s.mul_f32s(y[k], pow2_from_magic(s, s.min_f32s(t, lim)));
+        y = s.select_f32s(s.greater_than_f32s(t, lim), s.add_f32s(y, y), y);
+        y = s.select_f32s(
+            s.less_than_f32s(x, s.splat_f32s(-87.3)),
+            s.splat_f32s(0.0),
+            y,
+        );
+        // NaN in, NaN out (x86 min/max drop NaN).
+        s.select_f32s(s.equal_f32s(x, x), y, x)
+    })
 }
 
 /// `k·Q(u)`, the erfc fit's polynomial (see [`erfc_nonneg`]), highest
 /// degree first; `k` scales the coefficients (log2 e for [`gelu_erf`]).
 #[inline(always)]
-fn erfc_q<S: Simd>(s: S, u: S::f32s, k: f32) -> S::f32s {
+fn erfc_q<S: Simd, const K: usize>(s: S, u: [S::f32s; K], scale: f32) -> [S::f32s; K] {
     const Q: [f32; 9] = [
         -0.170_872_77,
         0.715_702_7,
@@ -158,9 +210,13 @@ fn erfc_q<S: Simd>(s: S, u: S::f32s, k: f32) -> S::f32s {
         -0.302_672_3,
         -1.256_772_6,
     ];
-    let mut q = s.splat_f32s(Q[0] * k);
+    let mut q = [s.splat_f32s(Q[0] * scale); K];
     for &c in &Q[1..] {
-        q = s.mul_add_e_f32s(q, u, s.splat_f32s(c * k));
+        q = each!(s, K, |k| s.mul_add_e_f32s(
+            q[k],
+            u[k],
+            s.splat_f32s(c * scale)
+        ));
     }
     q
 }
@@ -183,7 +239,7 @@ fn erfc_nonneg<S: Simd>(s: S, z: S::f32s) -> S::f32s {
     let h = s.mul_f32s(z, s.splat_f32s(0.5));
     let t = s.div_f32s(one, s.add_f32s(h, one));
     let u = s.mul_f32s(h, t);
-    let p = s.mul_f32s(erfc_q(s, u, 1.0), u);
+    let p = s.mul_f32s(erfc_q(s, [u], 1.0)[0], u);
     // exp(−z² + P): −z·z + P as one FMA keeps z² unrounded. The argument is
     // ≤ 0 and, for z = NaN, the product below is NaN anyway.
     let arg = s.mul_add_e_f32s(s.neg_f32s(z), z, p);
@@ -271,32 +327,48 @@ pub fn tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// pays per element.
 #[inline(always)]
 pub fn gelu_erf<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    gelu_erf_n(s, [x])[0]
+}
+
+/// [`gelu_erf`] on K vectors, interleaved (see [`each`]).
+#[inline(always)]
+pub(crate) fn gelu_erf_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::f32s; K] {
     let one = s.splat_f32s(1.0);
     let half = s.splat_f32s(0.5);
     // z = |x|/√2, clamped (erfc(10) = 2e-45) so that |x| = ∞ never makes
     // u = ∞·0; t = ½/(1 + z/2) carries erfc's halving, u = z·t = 1 − 2t.
-    let z = s.min_f32s(
-        s.mul_f32s(s.abs_f32s(x), s.splat_f32s(std::f32::consts::FRAC_1_SQRT_2)),
+    let z = each!(s, K, |k| s.min_f32s(
+        s.mul_f32s(
+            s.abs_f32s(x[k]),
+            s.splat_f32s(std::f32::consts::FRAC_1_SQRT_2)
+        ),
         s.splat_f32s(10.0),
-    );
-    let t = s.div_f32s(half, s.mul_add_e_f32s(z, half, one));
-    let u = s.mul_f32s(z, t);
+    ));
+    let t = each!(s, K, |k| s
+        .div_f32s(half, s.mul_add_e_f32s(z[k], half, one)));
+    let u = each!(s, K, |k| s.mul_f32s(z[k], t[k]));
     // The erfc_nonneg polynomial with its coefficients times log2 e.
     let q = erfc_q(s, u, LOG2E);
     // log2 e·P(u), then − log2 e·x²/2 (x unclamped: −∞ for |x| = ∞, which
     // exp2_nonpos maps to 0). The argument is ≤ 0.
-    let p = s.mul_f32s(q, u);
-    let arg = s.mul_add_e_f32s(s.mul_f32s(x, s.splat_f32s(-0.5 * LOG2E)), x, p);
-    let q = s.mul_f32s(t, exp2_nonpos(s, arg));
-    let neg = s.less_than_f32s(x, s.splat_f32s(0.0));
-    let phi = s.select_f32s(neg, q, s.sub_f32s(one, q));
-    let g = s.mul_f32s(x, phi);
-    // x < −20: Φ(x) < 3e-89, the product is −0.0 (and −∞·0 would be NaN).
-    s.select_f32s(
-        s.less_than_f32s(x, s.splat_f32s(-20.0)),
-        s.splat_f32s(-0.0),
-        g,
-    )
+    let arg = each!(s, K, |k| {
+        let p = s.mul_f32s(q[k], u[k]);
+        s.mul_add_e_f32s(s.mul_f32s(x[k], s.splat_f32s(-0.5 * LOG2E)), x[k], p)
+    });
+    let e = exp2_nonpos_n(s, arg);
+    each!(s, K, |k| {
+        let x = x[k];
+        let q = s.mul_f32s(t[k], e[k]);
+        let neg = s.less_than_f32s(x, s.splat_f32s(0.0));
+        let phi = s.select_f32s(neg, q, s.sub_f32s(one, q));
+        let g = s.mul_f32s(x, phi);
+        // x < −20: Φ(x) < 3e-89, the product is −0.0 (and −∞·0 would be NaN).
+        s.select_f32s(
+            s.less_than_f32s(x, s.splat_f32s(-20.0)),
+            s.splat_f32s(-0.0),
+            g,
+        )
+    })
 }
 
 /// Tanh-approximated GELU `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))` per lane.
@@ -305,18 +377,30 @@ pub fn gelu_erf<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// cancellation for negative x.
 #[inline(always)]
 pub fn gelu_tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    gelu_tanh_n(s, [x])[0]
+}
+
+/// [`gelu_tanh`] on K vectors, interleaved (see [`each`]).
+#[inline(always)]
+pub(crate) fn gelu_tanh_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::f32s; K] {
     const K0: f32 = 0.797_884_6; // √(2/π)
     const K1: f32 = 0.044_715;
-    let x2 = s.mul_f32s(x, x);
-    let inner = s.mul_add_e_f32s(x2, s.splat_f32s(K1), s.splat_f32s(1.0));
-    let m2u = s.mul_f32s(s.mul_f32s(x, s.splat_f32s(-2.0 * K0)), inner);
-    let e = exp(s, m2u);
-    let g = s.div_f32s(x, s.add_f32s(e, s.splat_f32s(1.0)));
-    s.select_f32s(
-        s.less_than_f32s(x, s.splat_f32s(-20.0)),
-        s.splat_f32s(-0.0),
-        g,
-    )
+    let m2u = each!(s, K, |k| {
+        let x = x[k];
+        let x2 = s.mul_f32s(x, x);
+        let inner = s.mul_add_e_f32s(x2, s.splat_f32s(K1), s.splat_f32s(1.0));
+        s.mul_f32s(s.mul_f32s(x, s.splat_f32s(-2.0 * K0)), inner)
+    });
+    let e = exp_n(s, m2u);
+    each!(s, K, |k| {
+        let x = x[k];
+        let g = s.div_f32s(x, s.add_f32s(e[k], s.splat_f32s(1.0)));
+        s.select_f32s(
+            s.less_than_f32s(x, s.splat_f32s(-20.0)),
+            s.splat_f32s(-0.0),
+            g,
+        )
+    })
 }
 
 /// SiLU (swish) `x·σ(x) = x / (1 + e^{−x})` per lane: one [`exp`] (2 ULP,
@@ -326,11 +410,20 @@ pub fn gelu_tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// by a final select (∞/∞ would be NaN); `silu(+∞) = +∞`, NaN → NaN.
 #[inline(always)]
 pub fn silu<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let e = exp(s, s.neg_f32s(x));
-    let y = s.div_f32s(x, s.add_f32s(e, s.splat_f32s(1.0)));
-    s.select_f32s(
-        s.less_than_f32s(x, s.splat_f32s(-100.0)),
-        s.splat_f32s(-0.0),
-        y,
-    )
+    silu_n(s, [x])[0]
+}
+
+/// [`silu`] on K vectors, interleaved (see [`each`]).
+#[inline(always)]
+pub(crate) fn silu_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::f32s; K] {
+    let e = exp_n(s, each!(s, K, |k| s.neg_f32s(x[k])));
+    each!(s, K, |k| {
+        let x = x[k];
+        let y = s.div_f32s(x, s.add_f32s(e[k], s.splat_f32s(1.0)));
+        s.select_f32s(
+            s.less_than_f32s(x, s.splat_f32s(-100.0)),
+            s.splat_f32s(-0.0),
+            y,
+        )
+    })
 }

@@ -552,6 +552,48 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
                 v[i][j] = x;
             }
         }
+        if m_eff == MR && n_eff == NV * lanes && !F::IDENTITY {
+            // A whole tile: the activation on G vectors at a time, their
+            // operations interleaved (`apply_n`). One vector after another,
+            // GELU's ~110-cycle dependency chain left the FMA units idle:
+            // the fused bias-GELU on 512×3072·768 cost +12% over the plain
+            // product (AMD Zen 3, AVX2; +11% on an Intel Xeon, AVX-512),
+            // interleaved +9% (both). The floor is the GELU's own work:
+            // ~38 vector operations on the two FMA ports, ≥ 19 cycles per
+            // 16 outputs, is ~5% of this product's FMA cycles (k = 768).
+            const G: usize = crate::act::INTERLEAVE;
+            let at = |t: usize| (t / NV, t % NV);
+            let mut t = 0;
+            while t < MR * NV {
+                let g_len = G.min(MR * NV - t);
+                let y = if g_len == G {
+                    epi.act.apply_n(
+                        s,
+                        crate::math::each!(s, G, |g| {
+                            let (i, j) = at(t + g);
+                            v[i][j]
+                        }),
+                    )
+                } else {
+                    crate::math::each!(s, G, |g| {
+                        let (i, j) = at(t + g.min(g_len - 1));
+                        epi.act.apply(s, v[i][j])
+                    })
+                };
+                for (g, &x) in y.iter().enumerate().take(g_len) {
+                    let (i, j) = at(t + g);
+                    let col = j * lanes;
+                    let x = if epi.mul.is_null() {
+                        x
+                    } else {
+                        s.mul_f32s(x, crate::simd::load::<S>(epi.mul.add(i * epi.mul_rs + col)))
+                    };
+                    store::<S>(c.add(i * c_rs + col), x);
+                }
+                t += G;
+            }
+            return;
+        }
         #[allow(clippy::needless_range_loop)]
         for i in 0..MR {
             for j in 0..NV {
