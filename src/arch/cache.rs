@@ -43,6 +43,24 @@ impl CacheSizes {
     }
 }
 
+/// Whether the core is Intel's (`cpuid` vendor "GenuineIntel"), read once:
+/// the matmul's choice between reading A in place and packing it measured
+/// differently on Intel and AMD cores (see `matmul::tiles`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn intel() -> bool {
+    static INTEL: OnceLock<bool> = OnceLock::new();
+    *INTEL.get_or_init(|| {
+        let v = std::arch::x86_64::__cpuid_count(0, 0);
+        [v.ebx, v.edx, v.ecx] == [*b"Genu", *b"ineI", *b"ntel"].map(u32::from_le_bytes)
+    })
+}
+
+/// Whether the core is Intel's (never, off x86-64).
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn intel() -> bool {
+    false
+}
+
 /// Data/unified caches of levels 1–3 as reported by `cpuid`.
 #[cfg(target_arch = "x86_64")]
 fn read() -> [Option<usize>; 3] {

@@ -50,7 +50,8 @@ pub(crate) struct Tile {
     /// pointers) unless no stride of A is 1 — see [`plan`].
     pub packs_a: bool,
     /// Whether A is packed, though it has a unit stride, when the product
-    /// runs more than one k-block (see [`deep_pack_pays`]).
+    /// runs more than one k-block (see [`deep_pack_pays`];
+    /// [`detected_blocking`] may lower that depth per CPU).
     pub packs_deep_a: bool,
     /// Vector (or, for scalar code, floating-point) registers of the level.
     pub registers: usize,
@@ -213,6 +214,11 @@ pub(crate) struct Blocking {
     /// for the rows of A and C): a contiguous B up to this span is not
     /// packed.
     pub b_in_l1: usize,
+    /// A tile that reads A in place packs it when `k` exceeds this
+    /// ([`deep_pack_pays`]): KC for a tile that [`Tile::packs_deep_a`],
+    /// otherwise never (`usize::MAX`) unless the CPU's rule lowers it
+    /// ([`detected_blocking`]).
+    pub pack_a_above_k: usize,
 }
 
 impl Tile {
@@ -251,6 +257,7 @@ impl Tile {
             mc,
             nc,
             b_in_l1: caches.l1d / 4 * 3 / 4,
+            pack_a_above_k: if self.packs_deep_a { kc } else { usize::MAX },
         }
     }
 }
@@ -273,7 +280,7 @@ fn pack_a_pays(p: &Problem, nr: usize) -> bool {
 /// k-block packing only adds a pass over A and takes the product off the
 /// two-loop path, which needs A in place.
 fn deep_pack_pays(p: &Problem, tile: &Tile, bl: &Blocking) -> bool {
-    tile.packs_deep_a && p.k > bl.kc && p.n > 2 * tile.nr() && p.m > tile.mr
+    p.k > bl.pack_a_above_k && p.n > 2 * tile.nr() && p.m > tile.mr
 }
 
 /// Whether packing B pays: B rows must be contiguous to skip it, and then
@@ -347,11 +354,29 @@ pub(crate) fn plan_at<S: pulp::Simd>(p: &Problem) -> Plan {
 
 /// A tile's blocking for this CPU's caches, computed once per process (a
 /// few divisions a product otherwise).
+/// On Intel cores the AVX-512 6×64 tile packs A once k exceeds this.
+/// Measured on an Intel Xeon (AVX-512 with BF16/AMX, 48 KiB L1d, 2 MiB L2;
+/// one thread, ours/`gemm` in alternating rounds, two runs each): A in
+/// place 512³ 0.95, 1024³ 0.87–0.95, 2048³ 0.85, 512×768·768×2304
+/// 0.94–0.95, 512×768·768×3072 0.94–0.96, 512×3072·3072×768 0.92–0.93;
+/// A packed for k > 256: 0.92–0.98, 0.94–0.97, 0.92–0.97, 1.00–1.04,
+/// 0.99–1.00, 0.97–0.99. An AMD Zen 5 ran the in-place tile level with
+/// `gemm` on those shapes (see the README), so the rule is Intel's only.
+/// k ≤ 256 (256³, 1024×1024·64, the small cubes) keeps A in place and the
+/// two-loop path.
+const INTEL_AVX512_PACK_A_ABOVE_K: usize = 256;
+
 fn detected_blocking(t: &Tile) -> Blocking {
     static B: std::sync::OnceLock<[Blocking; TILES.len()]> = std::sync::OnceLock::new();
     let all = B.get_or_init(|| {
         let caches = CacheSizes::detect();
-        TILES.map(|t| t.blocking(&caches))
+        TILES.map(|t| {
+            let mut b = t.blocking(&caches);
+            if t.id == AVX512_6X64.id && crate::arch::cache::intel() {
+                b.pack_a_above_k = INTEL_AVX512_PACK_A_ABOVE_K;
+            }
+            b
+        })
     });
     all[t.id]
 }
