@@ -24,6 +24,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, 
 use pulp::{Simd, WithSimd};
 use std::time::Duration;
 use transformer_kernels::quant::WeightLayout;
+#[path = "common/llc.rs"]
+mod llc;
+use llc::llc_bytes;
 use transformer_kernels::{
     Config, Epilogue, Isa, MatMut, MatRef, OwnedWeights, Parallelism, WeightFormat, WeightsRef,
     int8_accelerated, matmul, matmul_weights, matmul_weights_int8,
@@ -33,26 +36,6 @@ fn data(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
         .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed)) % 2001) as f32 / 1000.0 - 1.0)
         .collect()
-}
-
-/// Bytes of the largest cache level sysfs lists for CPU 0.
-fn llc_bytes() -> usize {
-    let mut best = 0;
-    for idx in 0..8 {
-        let path = format!("/sys/devices/system/cpu/cpu0/cache/index{idx}/size");
-        let Ok(s) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        let s = s.trim();
-        let (num, mul) = match s.chars().last() {
-            Some('K') => (&s[..s.len() - 1], 1 << 10),
-            Some('M') => (&s[..s.len() - 1], 1 << 20),
-            Some('G') => (&s[..s.len() - 1], 1 << 30),
-            _ => (s, 1),
-        };
-        best = best.max(num.parse::<usize>().unwrap_or(0) * mul);
-    }
-    best
 }
 
 fn cfg(threads: usize) -> Config {

@@ -7,7 +7,10 @@
 //!
 //! `cargo bench --bench matmul`; one group: `cargo bench --bench matmul -- 512x768x3072`.
 
+#[path = "common/llc.rs"]
+mod llc;
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use llc::llc_bytes;
 use std::time::Duration;
 use transformer_kernels::isa::fma_peak_gflops;
 use transformer_kernels::{
@@ -134,12 +137,14 @@ fn bench_shapes(c: &mut Criterion) {
     }
 }
 
-/// Decode with the weights streamed from DRAM: rotate through matrices
-/// that together exceed the last-level cache (4 × 64 MiB vs 32 MiB).
+/// Decode with the weights streamed from DRAM: rotate through 64 MiB
+/// matrices that together are 1.5× the last-level cache (read from sysfs),
+/// at least four of them.
 fn bench_decode_cold(c: &mut Criterion) {
     let (m, n, k) = (1usize, 4096usize, 4096usize);
     let a = data(k, 1);
-    let bs: Vec<Vec<f32>> = (0..4).map(|s| data(k * n, 10 + s)).collect();
+    let count = (llc_bytes() * 3 / 2).div_ceil(k * n * 4).max(4);
+    let bs: Vec<Vec<f32>> = (0..count).map(|s| data(k * n, 10 + s)).collect();
     let mut out = vec![0.0f32; n];
     let mut g = c.benchmark_group(format!("matmul/decode_cold/{m}x{n}x{k}"));
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
