@@ -356,12 +356,13 @@ pub(crate) fn plan_at<S: pulp::Simd>(p: &Problem) -> Plan {
 /// few divisions a product otherwise).
 /// On Intel cores the AVX-512 6×64 tile packs A once k exceeds this.
 /// Measured on an Intel Xeon (AVX-512 with BF16/AMX, 48 KiB L1d, 2 MiB L2;
-/// one thread, ours/`gemm` in alternating rounds, two runs each): A in
-/// place 512³ 0.95, 1024³ 0.87–0.95, 2048³ 0.85, 512×768·768×2304
-/// 0.94–0.95, 512×768·768×3072 0.94–0.96, 512×3072·3072×768 0.92–0.93;
-/// A packed for k > 256: 0.92–0.98, 0.94–0.97, 0.92–0.97, 1.00–1.04,
-/// 0.99–1.00, 0.97–0.99. An AMD Zen 5 ran the in-place tile level with
-/// `gemm` on those shapes (see the README), so the rule is Intel's only.
+/// one thread, ours/`gemm` medians of 5 alternating rounds, four runs):
+/// A in place 512³ 0.95, 1024³ 0.93–0.96, 2048³ 0.85–0.87,
+/// 512×768·768×2304 0.94–0.96, 512×768·768×3072 0.92–0.96,
+/// 512×3072·3072×768 0.93–0.94; A packed for k > 256: 0.92–0.96,
+/// 0.93–0.95, 0.89–0.93, 0.96–1.00, 0.91–1.01, 0.94–0.97. An AMD Zen 5 ran
+/// the in-place tile level with `gemm` on those shapes (see the README),
+/// so the rule is Intel's only.
 /// k ≤ 256 (256³, 1024×1024·64, the small cubes) keeps A in place and the
 /// two-loop path.
 const INTEL_AVX512_PACK_A_ABOVE_K: usize = 256;
