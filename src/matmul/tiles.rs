@@ -352,8 +352,6 @@ pub(crate) fn plan_at<S: pulp::Simd>(p: &Problem) -> Plan {
     plan(p, S::F32_LANES, neon, detected_blocking)
 }
 
-/// A tile's blocking for this CPU's caches, computed once per process (a
-/// few divisions a product otherwise).
 /// On Intel cores the AVX-512 6×64 tile packs A once k exceeds this.
 /// Measured on an Intel Xeon (AVX-512 with BF16/AMX, 48 KiB L1d, 2 MiB L2;
 /// one thread, ours/`gemm` medians of 5 alternating rounds, four runs):
@@ -367,6 +365,9 @@ pub(crate) fn plan_at<S: pulp::Simd>(p: &Problem) -> Plan {
 /// two-loop path.
 const INTEL_AVX512_PACK_A_ABOVE_K: usize = 256;
 
+/// A tile's blocking for this CPU's caches (and, on Intel cores, the
+/// AVX-512 pack-A depth above), computed once per process (a few divisions
+/// a product otherwise).
 fn detected_blocking(t: &Tile) -> Blocking {
     static B: std::sync::OnceLock<[Blocking; TILES.len()]> = std::sync::OnceLock::new();
     let all = B.get_or_init(|| {
