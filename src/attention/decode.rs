@@ -15,6 +15,19 @@
 //! costs two). From L3/DRAM (30 layers' caches in turn) 34 → 23–28 ns,
 //! where the read, not the arithmetic, sets the pace (a software prefetch of
 //! the next sub-block measured no gain).
+//!
+//! f32 K and V are read in place whatever the distance between a head's
+//! rows. Copying each sub-block first into an aligned scratch (what this
+//! kernel did for rows more than 256 floats apart) cost more than it saved
+//! on an Intel Xeon (AVX-512, 2 MiB L2), one thread, 4096 keys, in place vs
+//! copy: 12 heads of 64 BSHD 0.48 vs 0.78 ms at 2048 keys (a plain read of
+//! the bytes 0.43 ms), fused QKV (2304 floats apart) 1.06 vs 2.06 ms,
+//! 32 heads of 128 6.4 vs 11.9 ms, 8 heads of 128 1.21 vs 1.76 ms — the
+//! copy's loads and stores ran slower than the read they replace, and a
+//! software prefetch of the next sub-block (to L2 or L3) in place of the
+//! copy made 12 heads of 64 slower again (0.95 → 1.26 ms). f16
+//! rows still go through the copy (widened); scoring sub-block n while
+//! copying n + 1 a slice per head took 505 → 443 µs at 2048 keys.
 
 use super::Attn;
 use super::softmax::{rescale, scale_row, softmax_row};
@@ -24,15 +37,9 @@ use pulp::Simd;
 /// Keys per sub-block at most: scores for every head of a sub-block stay in
 /// L1.
 const SB: usize = 64;
-/// Bytes of a sub-block's K and V copies at most (L2-resident).
+/// Bytes of one sub-block's K and V copies at most: the scratch holds two
+/// (the one scored and the next, being copied), L2-resident.
 const SUB_BYTES: usize = 256 << 10;
-/// Floats between consecutive tokens' rows of one head up to which K and V
-/// are read in place (BHSD; BSHD with few KV heads). One thread, Intel
-/// Xeon: SmolLM2's 3 KV heads of 64 (192 floats apart) in place 23.6 vs
-/// 26.8 ns per (key, head) through the copy; 12 heads of 64 (768 apart) at
-/// 8192 keys 10.9 ms in place vs 6.6 ms through the copy (a plain read of
-/// those K and V: 5.1 ms).
-const DIRECT_MAX_STRIDE: usize = 256;
 
 /// Scratch reused across jobs on one thread.
 pub(crate) struct Scratch {
@@ -269,8 +276,9 @@ unsafe fn pv<S: Simd>(
 /// The keys go in sub-blocks (of up to `SB`); per sub-block, each query
 /// head scores its KV head's rows (the group's other heads find them in
 /// L1), takes its online-softmax step, and adds `P·V` with its output row
-/// in registers. f16 rows, and rows far apart, are first copied (widened)
-/// token by token into an aligned scratch. Scores come from one FMA chain
+/// in registers. f32 rows are read in place, wherever they are; f16 rows
+/// are copied (widened) token by token into an aligned scratch, the next
+/// sub-block a slice per head while this one is scored. Scores come from one FMA chain
 /// per key and a reduction tree per vector of keys on x86 (a horizontal sum
 /// per key elsewhere).
 ///
@@ -294,9 +302,9 @@ pub(crate) unsafe fn chunk<S: Simd, const F16C: bool>(
 ) {
     let (h_n, d, g) = (p.heads, p.dim, p.group);
     let kvh = h_n / g;
-    // f16 K and V, and rows far apart, are read through a copy of each
-    // sub-block (widened from f16), `[sb][H_kv][d]`; dense rows in place.
-    let copy = p.kv16 || p.kl.strides[1].max(p.vl.strides[1]) > DIRECT_MAX_STRIDE;
+    // f16 K and V are read through a copy of each sub-block (widened),
+    // `[sb][H_kv][d]`; f32 rows in place, however far apart.
+    let copy = p.kv16;
     let (ks, vs) = if copy {
         (kvh * d, kvh * d)
     } else {
@@ -321,21 +329,56 @@ pub(crate) unsafe fn chunk<S: Simd, const F16C: bool>(
     // c in [c0, c1) are inside the validated views; rows have d elements;
     // consecutive keys are `ks` (K) and `vs` (V) elements apart.
     unsafe {
+        // Copies: two halves, the sub-block being scored and the next one,
+        // which is copied a slice per head while the current one is
+        // scored, so the read of the next keys overlaps this block's
+        // arithmetic instead of alternating with it.
+        let half = sb_max * ks;
         if copy {
-            sc.kw.resize(sb_max * ks, 0.0);
-            sc.vw.resize(sb_max * ks, 0.0);
+            sc.kw.resize(2 * half, 0.0);
+            sc.vw.resize(2 * half, 0.0);
+            let sb = sb_max.min(c1 - c0);
+            load_rows::<S, F16C>(p.k, p.kv16, &p.kl, b, c0, sb, &mut sc.kw[..half]);
+            load_rows::<S, F16C>(p.v, p.kv16, &p.vl, b, c0, sb, &mut sc.vw[..half]);
         }
+        let mut cur = 0;
         let mut s0 = c0;
         while s0 < c1 {
             let sb = sb_max.min(c1 - s0);
-            if copy {
-                load_rows::<S, F16C>(p.k, p.kv16, &p.kl, b, s0, sb, &mut sc.kw);
-                load_rows::<S, F16C>(p.v, p.kv16, &p.vl, b, s0, sb, &mut sc.vw);
-            }
+            let s1 = s0 + sb;
+            let sb_next = if copy { sb_max.min(c1 - s1) } else { 0 };
+            let next = half - cur;
             for h in 0..h_n {
+                if sb_next > 0 {
+                    // Tokens [t0, t1) of the next sub-block.
+                    let (t0, t1) = (h * sb_next / h_n, (h + 1) * sb_next / h_n);
+                    let at = next + t0 * ks;
+                    let to = next + t1 * ks;
+                    load_rows::<S, F16C>(
+                        p.k,
+                        p.kv16,
+                        &p.kl,
+                        b,
+                        s1 + t0,
+                        t1 - t0,
+                        &mut sc.kw[at..to],
+                    );
+                    load_rows::<S, F16C>(
+                        p.v,
+                        p.kv16,
+                        &p.vl,
+                        b,
+                        s1 + t0,
+                        t1 - t0,
+                        &mut sc.vw[at..to],
+                    );
+                }
                 let hk = h / g;
                 let (k, v) = if copy {
-                    (sc.kw.as_ptr().add(hk * d), sc.vw.as_ptr().add(hk * d))
+                    (
+                        sc.kw.as_ptr().add(cur + hk * d),
+                        sc.vw.as_ptr().add(cur + hk * d),
+                    )
                 } else {
                     (
                         p.k.add(p.kl.offset(b, s0, hk)),
@@ -358,7 +401,8 @@ pub(crate) unsafe fn chunk<S: Simd, const F16C: bool>(
                 let o = sc.o.as_mut_ptr().add(h * d);
                 pv(s, o, alpha, sc.scores.as_ptr(), v, vs, sb, d);
             }
-            s0 += sb;
+            cur = next;
+            s0 = s1;
         }
         for h in 0..h_n {
             let part = parts.add(h * part_stride);
