@@ -126,7 +126,8 @@ pub fn attention<T: HeadsElem>(
     cfg: &Config,
 ) -> Result<(), KernelError> {
     let isa_ok = cfg.validate();
-    attention_impl(out, q, k, v, opts, None, cfg.isa, cfg.parallelism, isa_ok)
+    let p = prepare(out, q, k, v, opts, None, isa_ok)?;
+    run_isa(cfg.isa, p, cfg.parallelism)
 }
 
 /// [`attention`] that also writes each query row's log-sum-exp of its scaled,
@@ -147,17 +148,8 @@ pub fn attention_with_lse<T: HeadsElem>(
     cfg: &Config,
 ) -> Result<(), KernelError> {
     let isa_ok = cfg.validate();
-    attention_impl(
-        out,
-        q,
-        k,
-        v,
-        opts,
-        Some(lse),
-        cfg.isa,
-        cfg.parallelism,
-        isa_ok,
-    )
+    let p = prepare(out, q, k, v, opts, Some(lse), isa_ok)?;
+    run_isa(cfg.isa, p, cfg.parallelism)
 }
 
 /// Attention on an explicit [`pulp::Simd`] token: for callers who dispatch
@@ -182,25 +174,67 @@ pub mod generic {
         opts: &AttentionOptions,
         lse: Option<&mut [f32]>,
     ) -> Result<(), KernelError> {
-        attention_impl(out, q, k, v, opts, lse, Token(simd), parallelism, Ok(()))
+        match prepare(out, q, k, v, opts, lse, Ok(()))? {
+            Some(p) => run_at(Token(simd), &p, parallelism.threads()),
+            None => Ok(()),
+        }
     }
 }
 
-/// Validates, then runs at `level` on up to `par` threads. `isa_ok` is the
-/// entry point's ISA check, reported after the shape errors.
-#[allow(clippy::too_many_arguments)]
-fn attention_impl<L: Level, T: HeadsElem>(
-    mut out: HeadsMut<'_>,
+/// Runs a validated call (`None`: nothing to compute) at a run-time level.
+/// Not generic, so the kernels it reaches are compiled once, in this crate,
+/// rather than again in every crate that calls [`attention`] (each test
+/// binary, each example) for each element type.
+fn run_isa(isa: crate::Isa, p: Option<Attn>, par: Parallelism) -> Result<(), KernelError> {
+    match p {
+        Some(p) => run_at(isa, &p, par.threads()),
+        None => Ok(()),
+    }
+}
+
+/// Decode or prefill at `level`.
+fn run_at<L: Level>(level: L, p: &Attn, nt: usize) -> Result<(), KernelError> {
+    if p.lq <= DECODE_MAX_Q {
+        run_decode(level, p, nt)
+    } else {
+        run_prefill(level, p, nt)
+    }
+}
+
+/// [`prepare_raw`] on typed views: the element type's only part.
+#[inline]
+fn prepare<T: HeadsElem>(
+    out: HeadsMut<'_>,
     q: HeadsRef<'_>,
     k: HeadsRef<'_, T>,
     v: HeadsRef<'_, T>,
     opts: &AttentionOptions,
     lse: Option<&mut [f32]>,
-    level: L,
-    par: Parallelism,
     isa_ok: Result<(), KernelError>,
-) -> Result<(), KernelError> {
-    let (ql, kl, vl, ol) = (q.layout, k.layout, v.layout, out.layout);
+) -> Result<Option<Attn>, KernelError> {
+    let kv = (
+        k.layout,
+        k.ptr().cast::<f32>(),
+        v.layout,
+        v.ptr().cast::<f32>(),
+    );
+    prepare_raw(out, q, kv, T::F16, opts, lse, isa_ok)
+}
+
+/// Validates a call; `None` when there is nothing to compute. `kv` is K's
+/// layout and data, then V's (f32, or IEEE halves when `kv16`). `isa_ok` is
+/// the entry point's ISA check, reported after the shape errors.
+fn prepare_raw(
+    mut out: HeadsMut<'_>,
+    q: HeadsRef<'_>,
+    kv: (Layout, *const f32, Layout, *const f32),
+    kv16: bool,
+    opts: &AttentionOptions,
+    lse: Option<&mut [f32]>,
+    isa_ok: Result<(), KernelError>,
+) -> Result<Option<Attn>, KernelError> {
+    let (kl, kp, vl, vp) = kv;
+    let (ql, ol) = (q.layout, out.layout);
     let shape = |arg, msg: String| Err(KernelError::shape(arg, msg));
     for (arg, l) in [("k", kl), ("v", vl), ("out", ol)] {
         if l.batch != ql.batch {
@@ -264,7 +298,7 @@ fn attention_impl<L: Level, T: HeadsElem>(
     }
     isa_ok?;
     if batch == 0 || heads == 0 || lq == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if lk == 0 {
         return Err(KernelError::empty(
@@ -281,21 +315,19 @@ fn attention_impl<L: Level, T: HeadsElem>(
         ));
     }
     if dim == 0 {
-        return Ok(());
+        return Ok(None);
     }
-    let decode = lq <= DECODE_MAX_Q;
     // f16 keys and values are widened where they are read: a sub-block at
     // a time by decode, a key block at a time (into the packed Kᵀ and V)
     // by prefill.
-    let (kp, vp) = (k.ptr().cast::<f32>(), v.ptr().cast::<f32>());
-    let p = Attn {
+    Ok(Some(Attn {
         q: q.ptr(),
         ql,
         k: kp,
         kl,
         v: vp,
         vl,
-        kv16: T::F16,
+        kv16,
         o: out.ptr(),
         ol,
         lse: lse.map_or(core::ptr::null_mut(), |l| l.as_mut_ptr()),
@@ -307,13 +339,7 @@ fn attention_impl<L: Level, T: HeadsElem>(
         lq,
         lk,
         dim,
-    };
-    let nt = par.threads();
-    if decode {
-        run_decode(level, &p, nt)
-    } else {
-        run_prefill(level, &p, nt)
-    }
+    }))
 }
 
 thread_local! {
