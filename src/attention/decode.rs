@@ -68,12 +68,10 @@ impl Default for Scratch {
     }
 }
 
-/// Rows `(b, t0..t0 + n, 0..kv_heads)` of the view at `src` (layout `l`;
-/// IEEE halves when `f16`, else f32), widened or copied into `dst` as
-/// `[n][kv_heads][d]`, token by token: the first touch of a sub-block is
-/// then one forward stream through memory whatever the layout (reading it
-/// head by head, rows H_kv·D floats apart, ran at half a plain read with
-/// 12 heads of 64).
+/// Rows `(b, t0..t0 + n, 0..kv_heads)` of the f16 view at `src` (layout
+/// `l`), widened into `dst` as `[n][kv_heads][d]`, token by token: the
+/// first touch of a sub-block is then one forward stream through memory
+/// whatever the layout.
 ///
 /// `F16C`: the decode runs in [`crate::arch::x86::in_f16c`] (AVX2 with
 /// F16C), and halves widen by `vcvtph2ps`.
@@ -83,34 +81,20 @@ impl Default for Scratch {
 /// floats.
 #[inline(always)]
 unsafe fn load_rows<S: Simd, const F16C: bool>(
-    src: *const f32,
-    f16: bool,
+    src: *const crate::quant::f16,
     l: &crate::attention::view::Layout,
     b: usize,
     t0: usize,
     n: usize,
     dst: &mut [f32],
 ) {
-    let (kvh, d, lanes) = (l.heads, l.dim, S::F32_LANES);
+    let (kvh, d) = (l.heads, l.dim);
     for t in 0..n {
         for hk in 0..kvh {
             // SAFETY: the caller's contract; row (t, hk) of dst is inside it.
             unsafe {
                 let to = dst.as_mut_ptr().add((t * kvh + hk) * d);
-                if !f16 {
-                    let from = src.add(l.offset(b, t0 + t, hk));
-                    let mut e = 0;
-                    while e + lanes <= d {
-                        let x = (from.add(e) as *const S::f32s).read_unaligned();
-                        (to.add(e) as *mut S::f32s).write_unaligned(x);
-                        e += lanes;
-                    }
-                    for e in e..d {
-                        *to.add(e) = *from.add(e);
-                    }
-                    continue;
-                }
-                let from = src.cast::<crate::quant::f16>().add(l.offset(b, t0 + t, hk));
+                let from = src.add(l.offset(b, t0 + t, hk));
                 crate::quant::simd::widen_f16_row::<S, F16C>(from, to, d);
             }
         }
@@ -278,9 +262,9 @@ unsafe fn pv<S: Simd>(
 /// L1), takes its online-softmax step, and adds `P·V` with its output row
 /// in registers. f32 rows are read in place, wherever they are; f16 rows
 /// are copied (widened) token by token into an aligned scratch, the next
-/// sub-block a slice per head while this one is scored. Scores come from one FMA chain
-/// per key and a reduction tree per vector of keys on x86 (a horizontal sum
-/// per key elsewhere).
+/// sub-block a slice per head while this one is scored. Scores come from
+/// one FMA chain per key and a reduction tree per vector of keys on x86 (a
+/// horizontal sum per key elsewhere).
 ///
 /// `F16C`: as for [`load_rows`].
 ///
@@ -334,12 +318,17 @@ pub(crate) unsafe fn chunk<S: Simd, const F16C: bool>(
         // scored, so the read of the next keys overlaps this block's
         // arithmetic instead of alternating with it.
         let half = sb_max * ks;
+        // The f16 views' elements (only read when `copy`).
+        let (k16, v16) = (
+            p.k.cast::<crate::quant::f16>(),
+            p.v.cast::<crate::quant::f16>(),
+        );
         if copy {
             sc.kw.resize(2 * half, 0.0);
             sc.vw.resize(2 * half, 0.0);
             let sb = sb_max.min(c1 - c0);
-            load_rows::<S, F16C>(p.k, p.kv16, &p.kl, b, c0, sb, &mut sc.kw[..half]);
-            load_rows::<S, F16C>(p.v, p.kv16, &p.vl, b, c0, sb, &mut sc.vw[..half]);
+            load_rows::<S, F16C>(k16, &p.kl, b, c0, sb, &mut sc.kw[..half]);
+            load_rows::<S, F16C>(v16, &p.vl, b, c0, sb, &mut sc.vw[..half]);
         }
         let mut cur = 0;
         let mut s0 = c0;
@@ -354,24 +343,8 @@ pub(crate) unsafe fn chunk<S: Simd, const F16C: bool>(
                     let (t0, t1) = (h * sb_next / h_n, (h + 1) * sb_next / h_n);
                     let at = next + t0 * ks;
                     let to = next + t1 * ks;
-                    load_rows::<S, F16C>(
-                        p.k,
-                        p.kv16,
-                        &p.kl,
-                        b,
-                        s1 + t0,
-                        t1 - t0,
-                        &mut sc.kw[at..to],
-                    );
-                    load_rows::<S, F16C>(
-                        p.v,
-                        p.kv16,
-                        &p.vl,
-                        b,
-                        s1 + t0,
-                        t1 - t0,
-                        &mut sc.vw[at..to],
-                    );
+                    load_rows::<S, F16C>(k16, &p.kl, b, s1 + t0, t1 - t0, &mut sc.kw[at..to]);
+                    load_rows::<S, F16C>(v16, &p.vl, b, s1 + t0, t1 - t0, &mut sc.vw[at..to]);
                 }
                 let hk = h / g;
                 let (k, v) = if copy {
