@@ -170,6 +170,12 @@ pub fn tile_blocking(name: &str, caches: &crate::isa::CacheSizes) -> (usize, usi
     (b.kc, b.mc, b.nc)
 }
 
+/// The rows per block the matmul driver runs for `m` rows, given row
+/// blocks of about `mc` and tiles of `mr` rows.
+pub fn row_block(mc: usize, mr: usize, m: usize) -> usize {
+    crate::matmul::tiles::Blocking::row_block(mc, mr, m)
+}
+
 /// One call of the f32 microkernel, for testing it on its own: the tile
 /// named `tile` (it must belong to level `S`'s width) with A packed or read
 /// in place and B packed or not, over `kc` k-steps, writing

@@ -315,6 +315,35 @@ fn every_tile_fits_its_registers_and_blocks_in_whole_tiles() {
     );
 }
 
+/// Row blocks: whole tiles, at most as many blocks as MC-row blocks would
+/// make, none shorter than a quarter of MC unless it is the only one (for
+/// MC of tens of tiles or more, as every tile's is), and
+/// together they cover m (1024 rows at MC 1020: one block, not 1020 + 4).
+#[test]
+fn row_blocks_are_whole_tiles_without_a_short_last_block() {
+    use transformer_kernels::internals::row_block;
+    assert_eq!(row_block(1020, 6, 1024), 1026);
+    assert_eq!(row_block(1020, 6, 2048), 1026);
+    assert_eq!(row_block(1020, 6, 512), 516);
+    assert_eq!(row_block(1020, 6, 1300), 654);
+    for &mr in &[1usize, 2, 6, 8, 14] {
+        for &mc0 in &[73 * mr, 170 * mr] {
+            for m in (1..20_000).step_by(7) {
+                let mc = row_block(mc0, mr, m);
+                assert!(mc >= mr && mc % mr == 0, "mr {mr} mc0 {mc0} m {m}: {mc}");
+                let blocks = m.div_ceil(mc);
+                assert!(blocks <= m.div_ceil(mc0), "mr {mr} mc0 {mc0} m {m}: {mc}");
+                let last = m - (blocks - 1) * mc;
+                assert!(
+                    blocks == 1 || last + mr > mc0 / 4,
+                    "mr {mr} mc0 {mc0} m {m}: mc {mc}, last block {last}"
+                );
+                assert!(mc < mc0 + mc0 / 4 + 2 * mr, "mr {mr} mc0 {mc0} m {m}: {mc}");
+            }
+        }
+    }
+}
+
 /// Small deterministic values in [−1, 1).
 fn vals(n: usize, seed: u64) -> Vec<f32> {
     common::layer_input(n, 1, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))

@@ -86,6 +86,7 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
         let deep = bl.kc / p.k.clamp(1, bl.kc);
         bl.mc = (bl.mc.saturating_mul(deep) / MR * MR).max(MR);
     }
+    bl.mc = Blocking::row_block(bl.mc, MR, p.m);
     debug_assert!(bl.mr == MR && bl.nr == NV * S::F32_LANES);
     // A plain f32 product (no epilogue, unit-stride C) with A read in place
     // and one k-block: the tile loops alone, B packed per column block if

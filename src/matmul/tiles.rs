@@ -16,7 +16,8 @@
 //!   L2: a multiple of NR, shrunk in proportion on an L2 smaller than
 //!   1 MiB;
 //! - **MC** (rows of A per block) is about 1024 rows, a multiple of MR, so
-//!   no block but the last ends in an edge tile. Where A is read in place
+//!   no block but the last ends in an edge tile; per product the blocks are
+//!   evened out and a short remainder joins them ([`Blocking::row_block`]). Where A is read in place
 //!   and `k < KC`, the driver takes `KC/k` times as many rows (the same
 //!   bytes of A per block; B packed once per block, not once per MC rows).
 //!
@@ -258,6 +259,35 @@ impl Tile {
             nc,
             b_in_l1: caches.l1d / 4 * 3 / 4,
             pack_a_above_k: if self.packs_deep_a { kc } else { usize::MAX },
+        }
+    }
+}
+
+impl Blocking {
+    /// The rows per block for a product of `m` rows with row blocks of
+    /// about `mc` (a multiple of MR): the blocks are as even as whole tiles
+    /// allow, and a remainder shorter than a quarter of `mc` joins the
+    /// blocks before it instead of running a block of its own. A block of
+    /// its own packs the whole B panel again for a few rows, in short edge
+    /// tiles: m = 1024 at MC = 1020 ran as 1020 + 4 rows. Measured (Intel
+    /// Xeon, AVX-512 6×64 with A packed, one thread, ours/`gemm`, two
+    /// alternating runs): 1024³ 0.92–0.93 as 1020 + 4, 0.97–0.99 as one
+    /// block of 1026.
+    pub fn row_block(mc: usize, mr: usize, m: usize) -> usize {
+        let mc0 = mc.max(mr);
+        let mut blocks = m.div_ceil(mc0).max(1);
+        if blocks > 1 && m - (blocks - 1) * mc0 < mc0 / 4 {
+            blocks -= 1;
+        }
+        loop {
+            let mc = m.div_ceil(blocks).next_multiple_of(mr).max(mr);
+            // Whole tiles round each block up: the last one takes what is
+            // left, which can again be short.
+            let used = m.div_ceil(mc);
+            if used <= 1 || m - (used - 1) * mc >= mc0 / 4 {
+                return mc;
+            }
+            blocks = used - 1;
         }
     }
 }
