@@ -2,7 +2,9 @@
 //! N×N matrix through our own matmul, softmax, then P·V), causal and not,
 //! across sequence lengths: the time grows as N², the plots use a
 //! logarithmic axis. Plus decode (one query against a KV cache, f32 and
-//! f16) next to a plain read of the f32 bytes, 1 and 2 threads.
+//! f16) next to a plain read of the f32 bytes, 1 and 2 threads, and
+//! grouped-query decode (`decode_gqa`: SmolLM2's 9 heads on 3 KV heads,
+//! Llama-3-8B's 32 on 8 of 128).
 //!
 //! Throughput is useful FLOPs as elements (causal 2·N²·D·H, non-causal
 //! 4·N²·D·H; decode 4·kv_len·D·H): criterion's "Gelem/s" reads as GFLOP/s.
@@ -173,30 +175,66 @@ fn bench_prefill(c: &mut Criterion) {
 /// One query row per head against a KV cache of kv_len, next to a plain
 /// read of the same K and V bytes (the bandwidth bound).
 fn bench_decode(c: &mut Criterion) {
-    let (h, d) = (12, 64);
-    let mut g = c.benchmark_group("attention/decode/h12_d64");
+    decode_group(
+        c,
+        "attention/decode/h12_d64",
+        (12, 12, 64),
+        &[512, 2048, 8192, 32768],
+        true,
+    );
+    // Grouped-query attention: SmolLM2-135M (9 query heads on 3 KV heads)
+    // and Llama-3-8B (32 on 8, D = 128).
+    decode_group(
+        c,
+        "attention/decode_gqa/h9_kv3_d64",
+        (9, 3, 64),
+        &[2048, 8192],
+        false,
+    );
+    decode_group(
+        c,
+        "attention/decode_gqa/h32_kv8_d128",
+        (32, 8, 128),
+        &[2048, 8192],
+        false,
+    );
+}
+
+/// One decode group: `(query heads, KV heads, D)` at each kv_len, f32 (and
+/// with `f16`, an f16 KV cache) next to the read of K and V.
+fn decode_group(
+    c: &mut Criterion,
+    name: &str,
+    (h, hk, d): (usize, usize, usize),
+    lks: &[usize],
+    f16: bool,
+) {
+    let mut g = c.benchmark_group(name);
     g.plot_config(PlotConfiguration::default().summary_scale(AxisScale::Logarithmic));
-    for lk in [512usize, 2048, 8192, 32768] {
-        let (k, v, q) = (data(lk * h * d, 2), data(lk * h * d, 3), data(h * d, 1));
+    for &lk in lks {
+        let (k, v, q) = (data(lk * hk * d, 2), data(lk * hk * d, 3), data(h * d, 1));
         let mut out = vec![0.0f32; h * d];
         g.throughput(Throughput::Elements((4 * lk * d * h) as u64));
         g.sample_size(if lk >= 8192 { 20 } else { 50 })
             .measurement_time(Duration::from_secs(3));
         let (kr, vr) = (
-            HeadsRef::bshd(&k, 1, lk, h, d).unwrap(),
-            HeadsRef::bshd(&v, 1, lk, h, d).unwrap(),
+            HeadsRef::bshd(&k, 1, lk, hk, d).unwrap(),
+            HeadsRef::bshd(&v, 1, lk, hk, d).unwrap(),
         );
         let qr = HeadsRef::bshd(&q, 1, 1, h, d).unwrap();
         decode_step(&mut g, "flash", lk, &mut out, qr, kr, vr);
-        // The same step from an f16 KV cache (half the bytes).
-        let to_f16 =
-            |x: &[f32]| -> Vec<half::f16> { x.iter().map(|&e| half::f16::from_f32(e)).collect() };
-        let (k16, v16) = (to_f16(&k), to_f16(&v));
-        let (kr16, vr16) = (
-            HeadsRef::bshd(&k16, 1, lk, h, d).unwrap(),
-            HeadsRef::bshd(&v16, 1, lk, h, d).unwrap(),
-        );
-        decode_step(&mut g, "flash_f16kv", lk, &mut out, qr, kr16, vr16);
+        if f16 {
+            // The same step from an f16 KV cache (half the bytes).
+            let to_f16 = |x: &[f32]| -> Vec<half::f16> {
+                x.iter().map(|&e| half::f16::from_f32(e)).collect()
+            };
+            let (k16, v16) = (to_f16(&k), to_f16(&v));
+            let (kr16, vr16) = (
+                HeadsRef::bshd(&k16, 1, lk, hk, d).unwrap(),
+                HeadsRef::bshd(&v16, 1, lk, hk, d).unwrap(),
+            );
+            decode_step(&mut g, "flash_f16kv", lk, &mut out, qr, kr16, vr16);
+        }
         // Read K and V once (vectorised sum): the memory-bound floor.
         g.bench_with_input(BenchmarkId::new("read_kv_1t", lk), &lk, |b, _| {
             b.iter(|| {

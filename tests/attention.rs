@@ -124,6 +124,9 @@ fn case() -> impl Strategy<Value = Case> {
             (4, 1),
             (4, 2),
             (4, 4),
+            // Groups past decode's 4-head P·V group: 4 + 1, 4 + 2.
+            (5, 1),
+            (6, 1),
         ]),
         // q_len: 2–4 (the decode path with several queries) in ~19% of
         // cases, a tile edge in ~25%.
@@ -356,6 +359,7 @@ fn decode_step_equals_last_row_of_full_causal() {
             (2500, 2, 1, 64),
             (3000, 12, 12, 64),
             (5000, 8, 2, 80),
+            (300, 9, 1, 48),
         ],
         4,
     ) {
