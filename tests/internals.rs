@@ -330,7 +330,10 @@ fn row_blocks_are_whole_tiles_without_a_short_last_block() {
         for &mc0 in &[73 * mr, 170 * mr] {
             for m in (1..20_000).step_by(7) {
                 let mc = row_block(mc0, mr, m);
-                assert!(mc >= mr && mc % mr == 0, "mr {mr} mc0 {mc0} m {m}: {mc}");
+                assert!(
+                    mc >= mr && mc.is_multiple_of(mr),
+                    "mr {mr} mc0 {mc0} m {m}: {mc}"
+                );
                 let blocks = m.div_ceil(mc);
                 assert!(blocks <= m.div_ceil(mc0), "mr {mr} mc0 {mc0} m {m}: {mc}");
                 let last = m - (blocks - 1) * mc;

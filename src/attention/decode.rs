@@ -312,9 +312,9 @@ unsafe fn pv_group<S: Simd, const G: usize>(
                     }
                 }
             }
-            for h in 0..G {
-                for c in 0..PV_VECS {
-                    (o[h].add(c0 + c * lanes) as *mut S::f32s).write_unaligned(acc[h][c]);
+            for (oh, ah) in o.iter().zip(&acc) {
+                for (c, &x) in ah.iter().enumerate() {
+                    (oh.add(c0 + c * lanes) as *mut S::f32s).write_unaligned(x);
                 }
             }
         }
