@@ -165,12 +165,16 @@ unsafe fn kloop<
     n_eff: usize,
 ) -> [[S::f32s; NV]; MR] {
     let lanes = S::F32_LANES;
-    // The k-loops below run two k-steps per iteration (the same FMAs in
-    // the same order per accumulator: bit-identical). Measured on an Intel
-    // Xeon (AVX-512 6×64, one thread, ours/`gemm`, alternating runs):
-    // 256³ 0.94–0.95 → 0.99–1.01, 128³ 0.97–0.98 → 1.01, 512³ 0.93 →
-    // 0.98–1.00; by 4: 64³ 1.02–1.03 → 0.99; by 8: 0.89–0.96 everywhere.
-    const UNROLL: usize = 2;
+    // On AVX-512 with whole B vectors the main k-loops run two k-steps per
+    // iteration (the same FMAs in the same order per accumulator:
+    // bit-identical). Measured on an Intel Xeon (6×64, one thread,
+    // ours/`gemm`, alternating runs): 256³ 0.94–0.95 → 0.99–1.01, 128³
+    // 0.97–0.98 → 1.01, 512³ 0.93 → 0.98–1.00; by 4: 64³ 1.02–1.03 →
+    // 0.99; by 8: 0.89–0.96 everywhere. AVX2 gained ~3% at most, so the
+    // other levels and the masked-B edge loops keep one step: every
+    // unrolled copy is compiled once per tile, packing and activation
+    // (unrolled everywhere, the crate's release build took 65 → 88 s).
+    let unrolled = S::F32_LANES == 16 && FULL_B;
     let zero = s.splat_f32s(0.0);
     let mut acc = [[zero; NV]; MR];
     // Unpacked A: rows past m_eff reread the last row (computed, never
@@ -266,13 +270,14 @@ unsafe fn kloop<
             let base: [*const f32; MR] =
                 core::array::from_fn(|g| a.add((3 * g).min(MR - 1) * a_rs));
             let mut kk = 0;
-            while kk + UNROLL <= kc {
-                for u in 0..UNROLL {
-                    let k1 = kk + u;
-                    let bp = b.add(k1 * b_rs);
-                    step!(bp, |i: usize| base[i / 3].add(k1 * a_cs + (i % 3) * a_rs));
+            if unrolled {
+                while kk + 2 <= kc {
+                    for k1 in [kk, kk + 1] {
+                        let bp = b.add(k1 * b_rs);
+                        step!(bp, |i: usize| base[i / 3].add(k1 * a_cs + (i % 3) * a_rs));
+                    }
+                    kk += 2;
                 }
-                kk += UNROLL;
             }
             while kk < kc {
                 let bp = b.add(kk * b_rs);
@@ -281,13 +286,14 @@ unsafe fn kloop<
             }
         } else {
             let mut kk = 0;
-            while kk + UNROLL <= kc {
-                for u in 0..UNROLL {
-                    let k1 = kk + u;
-                    let (ap, bp) = (a.add(k1 * a_cs), b.add(k1 * b_rs));
-                    step!(bp, |i: usize| ap.add(if PACKED_A { i } else { arow[i] }));
+            if unrolled && PACKED_A {
+                while kk + 2 <= kc {
+                    for k1 in [kk, kk + 1] {
+                        let (ap, bp) = (a.add(k1 * a_cs), b.add(k1 * b_rs));
+                        step!(bp, |i: usize| ap.add(i));
+                    }
+                    kk += 2;
                 }
-                kk += UNROLL;
             }
             while kk < kc {
                 let (ap, bp) = (a.add(kk * a_cs), b.add(kk * b_rs));
