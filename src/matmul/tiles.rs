@@ -16,10 +16,11 @@
 //!   L2: a multiple of NR, shrunk in proportion on an L2 smaller than
 //!   1 MiB;
 //! - **MC** (rows of A per block) is about 1024 rows, a multiple of MR, so
-//!   no block but the last ends in an edge tile; per product the blocks are
-//!   evened out and a short remainder joins them ([`Blocking::row_block`]). Where A is read in place
-//!   and `k < KC`, the driver takes `KC/k` times as many rows (the same
-//!   bytes of A per block; B packed once per block, not once per MC rows).
+//!   no block but the last ends in an edge tile; per product the blocks
+//!   are evened out and a short remainder joins them
+//!   ([`Blocking::row_block`]). Where A is read in place and `k < KC`, the
+//!   driver takes `KC/k` times as many rows (the same bytes of A per
+//!   block; B packed once per block, not once per MC rows).
 //!
 //! Larger caches keep the tuned sizes: on an Intel Xeon with 2 MiB of L2
 //! per core (interleaved runs, one thread), doubling NC for AVX-512 (a
