@@ -4,6 +4,7 @@
 //! exponential is one `2^x`.
 
 use crate::math;
+use crate::simd::Part;
 use pulp::Simd;
 
 /// Turns `row[..visible]` into the softmax numerators `2^(row − m_use)`
@@ -39,7 +40,8 @@ pub(crate) fn softmax_row<S: Simd>(
         }
         mx = s.max_f32s(s.max_f32s(m4[0], m4[1]), s.max_f32s(m4[2], m4[3]));
         if !t.is_empty() {
-            let x = s.partial_load_f32s(t);
+            // SAFETY: the tail has t.len() floats.
+            let x = unsafe { Part::new(s, t.len()).load(t.as_ptr()) };
             let x = s.select_f32s(
                 s.mask_between_m32s(0, t.len() as u32).mask(),
                 x,
@@ -73,13 +75,20 @@ pub(crate) fn softmax_row<S: Simd>(
         *x = math::exp2_nonpos(s, s.sub_f32s(*x, mv));
         sum = s.add_f32s(sum, *x);
     }
-    let mut total = s.reduce_sum_f32s(sum);
     if !t.is_empty() {
-        let x = math::exp2_nonpos(s, s.sub_f32s(s.partial_load_f32s(t), mv));
-        s.partial_store_f32s(t, x);
-        total += t.iter().sum::<f32>();
+        let part = Part::new(s, t.len());
+        // SAFETY: the tail has t.len() floats.
+        let x = unsafe { part.load(t.as_ptr()) };
+        let x = math::exp2_nonpos(s, s.sub_f32s(x, mv));
+        // SAFETY: as above.
+        unsafe { part.store(t.as_mut_ptr(), x) };
+        // Into the vector sum, dead lanes zeroed (a scalar sum of the tail
+        // was a chain of up to 15 dependent adds per row on the causal
+        // diagonal, where most rows end in a tail).
+        let live = s.mask_between_m32s(0, t.len() as u32).mask();
+        sum = s.add_f32s(sum, s.select_f32s(live, x, s.splat_f32s(0.0)));
     }
-    (m_new, total)
+    (m_new, s.reduce_sum_f32s(sum))
 }
 
 /// The factor `2^(m_old − m_new)` (log2 units) that rescales a row's running
