@@ -176,6 +176,21 @@ pub fn row_block(mc: usize, mr: usize, m: usize) -> usize {
     crate::matmul::tiles::Blocking::row_block(mc, mr, m)
 }
 
+/// `Blocking::col_block`: columns per packed B block for depth `k` of a
+/// blocking with these `kc`, `nc` and `nr`.
+pub fn col_block(kc: usize, nc: usize, nr: usize, k: usize) -> usize {
+    crate::matmul::tiles::Blocking {
+        mr: 1,
+        nr,
+        kc,
+        mc: 1,
+        nc,
+        b_in_l1: 0,
+        pack_a_above_k: usize::MAX,
+    }
+    .col_block(k)
+}
+
 /// One call of the f32 microkernel, for testing it on its own: the tile
 /// named `tile` (it must belong to level `S`'s width) with A packed or read
 /// in place and B packed or not, over `kc` k-steps, writing

@@ -347,6 +347,38 @@ fn row_blocks_are_whole_tiles_without_a_short_last_block() {
     }
 }
 
+/// A product with one k-block packs B in blocks that widen as k shrinks:
+/// whole tiles, never narrower than NC, about the KC·NC floats the block
+/// was sized for (within one tile column), and NC itself at k = KC.
+#[test]
+fn col_blocks_keep_the_b_block_budget() {
+    use transformer_kernels::internals::col_block;
+    assert_eq!(col_block(1024, 128, 64, 64), 2048);
+    assert_eq!(col_block(1024, 128, 64, 1024), 128);
+    assert_eq!(col_block(1024, 128, 64, 300), 384);
+    for &(kc, nc, nr) in &[
+        (1024, 128, 64),
+        (512, 1022, 14),
+        (256, 1020, 12),
+        (64, 4, 4),
+    ] {
+        for k in 1..=kc {
+            let w = col_block(kc, nc, nr, k);
+            assert!(w >= nc && w.is_multiple_of(nr), "{kc} {nc} {nr} k {k}: {w}");
+            assert!(
+                w * k <= kc * nc.max(nr) + nr * k,
+                "{kc} {nc} {nr} k {k}: {w}"
+            );
+            assert!(
+                w == nc || (w + nr) * k > kc * nc,
+                "{kc} {nc} {nr} k {k}: {w}"
+            );
+        }
+        assert_eq!(col_block(kc, nc, nr, kc), nc.max(nc / nr * nr));
+        assert_eq!(col_block(kc, nc, nr, 10 * kc), col_block(kc, nc, nr, kc));
+    }
+}
+
 /// Small deterministic values in [−1, 1).
 fn vals(n: usize, seed: u64) -> Vec<f32> {
     common::layer_input(n, 1, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))

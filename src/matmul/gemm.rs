@@ -93,6 +93,10 @@ fn run_tiles<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
     // at all.
     let lean =
         !pack_a && F::IDENTITY && p.is_plain() && p.csc == 1 && p.k <= bl.kc && p.w.is_none();
+    if lean {
+        // One k-block: wider B blocks for shallower products.
+        bl.nc = bl.col_block(p.k);
+    }
     if lean && !pack_b {
         let no_buf = core::ptr::null_mut();
         return crate::isa::outlined(s, PlainTiles::<MR, NV, false>(p, &bl, no_buf));

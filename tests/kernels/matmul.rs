@@ -463,11 +463,13 @@ fn peer(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
 fn large_shapes_match_the_gemm_crate() {
     // Around the block boundaries: KC 256/512/1024 (scalar and 4-lane /
     // AVX2 / AVX-512), NC 128/256/512/1020, MC 1036/1020/1024 (1037 rows:
-    // one block; 1300: two of 654), and column panels narrower than the
-    // 64-wide tile.
+    // one block; 1300: two of 654), column panels narrower than the
+    // 64-wide tile, and shallow products whose B blocks widen to all of n
+    // (k = 40) or to 384 columns (k = 300).
     for &(m, n, k) in &[
         (1300, 130, 300),
         (500, 1100, 300),
+        (300, 1100, 40),
         (257, 1025, 513),
         (169, 1040, 1024),
         (1037, 129, 1025),
