@@ -33,19 +33,33 @@ pub(crate) unsafe fn store<S: Simd>(p: *mut f32, v: S::f32s) {
 pub(crate) struct Part<S: Simd> {
     s: S,
     mask: pulp::MemMask<S::m32s>,
-    /// Live lanes, for the native masked loads and stores below.
-    n: usize,
 }
 
 impl<S: Simd> Part<S> {
     /// The first `n` lanes (at most the vector).
     #[inline(always)]
     pub(crate) fn new(s: S, n: usize) -> Self {
-        let n = n.min(S::F32_LANES);
         Part {
             s,
-            mask: s.mask_between_m32s(0, n as u32),
-            n,
+            mask: s.mask_between_m32s(0, n.min(S::F32_LANES) as u32),
+        }
+    }
+
+    /// [`Part::new`] loading and storing with the level's masked
+    /// instructions (`vmovups` under a k-mask, `vmaskmovps`). The mask
+    /// `mask_between_m32s` returns also carries pointers to assembly stubs,
+    /// one per mask, that pulp's masked loads and stores jump through: two
+    /// indirect jumps per access, which mispredict whenever the length
+    /// changes, as it does row by row on attention's causal diagonal. The
+    /// instructions cost build time where they are inlined into many kernel
+    /// variants (as `new` in the microkernel's edges: +10 s on the crate's
+    /// release build, 50 → 60 s on an Intel Xeon), so only the softmax
+    /// takes them.
+    #[inline(always)]
+    pub(crate) fn native(s: S, n: usize) -> Self {
+        Part {
+            s,
+            mask: pulp::MemMask::new(s.mask_between_m32s(0, n.min(S::F32_LANES) as u32).mask()),
         }
     }
 
@@ -55,23 +69,6 @@ impl<S: Simd> Part<S> {
     /// `p` valid for `n` reads.
     #[inline(always)]
     pub(crate) unsafe fn load(self, p: *const f32) -> S::f32s {
-        // pulp's masked loads and stores jump through a table of assembly
-        // stubs, indexed by the mask (two indirect jumps that mispredict
-        // whenever the length changes, as it does row by row on attention's
-        // causal diagonal); AVX-512 and AVX2 have them as instructions.
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::arch::x86;
-            if x86::is_v4::<S>() {
-                // SAFETY: the V4 token proves AVX-512F; masked-off lanes are
-                // not read; its f32 vector is __m512.
-                return unsafe { core::mem::transmute_copy(&x86::masked_load16(p, self.n)) };
-            }
-            if x86::is_v3::<S>() {
-                // SAFETY: the V3 token proves AVX; as above, with __m256.
-                return unsafe { core::mem::transmute_copy(&x86::masked_load8(p, self.n)) };
-            }
-        }
         // SAFETY: the mask covers the n lanes the caller guarantees.
         unsafe { self.s.mask_load_ptr_f32s(self.mask, p) }
     }
@@ -82,20 +79,6 @@ impl<S: Simd> Part<S> {
     /// `p` valid for `n` writes.
     #[inline(always)]
     pub(crate) unsafe fn store(self, p: *mut f32, v: S::f32s) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::arch::x86;
-            if x86::is_v4::<S>() {
-                // SAFETY: as `load`; masked-off lanes are not written.
-                unsafe { x86::masked_store16(p, self.n, core::mem::transmute_copy(&v)) };
-                return;
-            }
-            if x86::is_v3::<S>() {
-                // SAFETY: as `load`.
-                unsafe { x86::masked_store8(p, self.n, core::mem::transmute_copy(&v)) };
-                return;
-            }
-        }
         // SAFETY: as `load`.
         unsafe { self.s.mask_store_ptr_f32s(self.mask, p, v) }
     }

@@ -24,69 +24,6 @@ pub(crate) fn is_v3<S: Simd>() -> bool {
     TypeId::of::<S>() == TypeId::of::<pulp::x86::V3>()
 }
 
-/// The first `n ≤ 16` floats at `p`, zero in the other lanes.
-///
-/// # Safety
-/// AVX-512F; `p` valid for `n` reads (the other lanes are not read).
-#[target_feature(enable = "avx512f")]
-#[inline]
-pub(crate) unsafe fn masked_load16(p: *const f32, n: usize) -> __m512 {
-    // SAFETY: the caller's contract (fault suppression covers the rest).
-    unsafe { _mm512_maskz_loadu_ps(lane_mask16(n), p) }
-}
-
-/// `v`'s first `n ≤ 16` lanes to `p`.
-///
-/// # Safety
-/// AVX-512F; `p` valid for `n` writes (nothing else is written).
-#[target_feature(enable = "avx512f")]
-#[inline]
-pub(crate) unsafe fn masked_store16(p: *mut f32, n: usize, v: __m512) {
-    // SAFETY: the caller's contract.
-    unsafe { _mm512_mask_storeu_ps(p, lane_mask16(n), v) }
-}
-
-/// The mask of the first `n ≤ 16` lanes.
-#[inline(always)]
-fn lane_mask16(n: usize) -> __mmask16 {
-    ((1u32 << n) - 1) as __mmask16
-}
-
-/// The mask vector of the first `n ≤ 8` lanes of a 256-bit vector.
-///
-/// # Safety
-/// AVX2.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn lane_mask8(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(n as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
-}
-
-/// The first `n ≤ 8` floats at `p`, zero in the other lanes.
-///
-/// # Safety
-/// AVX2; `p` valid for `n` reads (`vmaskmovps` reads no other lane).
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(crate) unsafe fn masked_load8(p: *const f32, n: usize) -> __m256 {
-    // SAFETY: the caller's contract.
-    unsafe { _mm256_maskload_ps(p, lane_mask8(n)) }
-}
-
-/// `v`'s first `n ≤ 8` lanes to `p`.
-///
-/// # Safety
-/// AVX2; `p` valid for `n` writes (nothing else is written).
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(crate) unsafe fn masked_store8(p: *mut f32, n: usize, v: __m256) {
-    // SAFETY: the caller's contract.
-    unsafe { _mm256_maskstore_ps(p, lane_mask8(n), v) }
-}
-
 /// Whether this CPU has F16C (`vcvtph2ps`), checked once.
 pub(crate) fn has_f16c() -> bool {
     use std::sync::OnceLock;

@@ -41,7 +41,7 @@ pub(crate) fn softmax_row<S: Simd>(
         mx = s.max_f32s(s.max_f32s(m4[0], m4[1]), s.max_f32s(m4[2], m4[3]));
         if !t.is_empty() {
             // SAFETY: the tail has t.len() floats.
-            let x = unsafe { Part::new(s, t.len()).load(t.as_ptr()) };
+            let x = unsafe { Part::native(s, t.len()).load(t.as_ptr()) };
             let x = s.select_f32s(
                 s.mask_between_m32s(0, t.len() as u32).mask(),
                 x,
@@ -76,7 +76,7 @@ pub(crate) fn softmax_row<S: Simd>(
         sum = s.add_f32s(sum, *x);
     }
     if !t.is_empty() {
-        let part = Part::new(s, t.len());
+        let part = Part::native(s, t.len());
         // SAFETY: the tail has t.len() floats.
         let x = unsafe { part.load(t.as_ptr()) };
         let x = math::exp2_nonpos(s, s.sub_f32s(x, mv));
