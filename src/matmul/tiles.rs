@@ -291,9 +291,7 @@ impl Blocking {
             blocks = used - 1;
         }
     }
-}
 
-impl Blocking {
     /// The columns per packed B block for a product of depth `k` with one
     /// k-block (`k ≤ KC`): NC grows as k shrinks so the block keeps about
     /// the KC·NC floats (its share of L2) it was sized for, a whole number
