@@ -199,7 +199,7 @@ const PV_VECS: usize = 4;
 /// for `d` reads; `o` overlaps none of them.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn pv<S: Simd>(
+pub(super) unsafe fn pv<S: Simd>(
     s: S,
     o: *mut f32,
     alpha: f32,

@@ -46,11 +46,11 @@
 //! each P·V k-step reads one contiguous row (±0).
 
 use super::Attn;
+use super::decode::pv;
 use super::softmax::{rescale, scale_row, scale_row_to, softmax_row};
 use crate::act::Identity;
 use crate::matmul::kernel::{TileEpi, microkernel_narrowing};
 use crate::quant::simd::widen_f16_row;
-use crate::simd::{Part, load, store};
 use pulp::Simd;
 
 /// Keys per block.
@@ -550,65 +550,26 @@ unsafe fn pv_tile<S: Simd, const MR: usize, const NV: usize>(
         // keys.
         let vis = r.kv_end(t + row_i).saturating_sub(c0).min(n_need);
         if vis > common {
+            // The few diagonal keys (fewer than MR) this row sees beyond
+            // the tile's common ones, as decode's row-by-row P·V. As a
+            // one-row microkernel call per row (each with its own tile
+            // store) causal prefill at N = 128–512 ran 0–6% slower (Intel
+            // Xeon, one thread, H = 12, D = 64, alternating runs).
             // SAFETY: P row row_i holds vis ≤ n_need numerators; vp holds V
-            // rows 0..vis; output row t + row_i has d floats.
+            // rows 0..vis, d floats apart; output row t + row_i has d
+            // floats, in scratch apart from both.
             unsafe {
-                add_keys(
+                pv(
                     s,
                     r.o_row(t + row_i),
-                    tile.add(row_i * BC),
-                    vp,
+                    1.0,
+                    tile.add(row_i * BC + common),
+                    vp.add(common * d),
                     d,
-                    common,
-                    vis,
+                    vis - common,
+                    d,
                 )
             };
-        }
-    }
-}
-
-/// `o[..d] += Σ p[j]·v[j·d..][..d]` over keys `j0..j1`: the few diagonal
-/// keys (fewer than `MR`) one row of a tile sees beyond the tile's common
-/// ones, as a loop over that row's vectors of O. As a one-row microkernel
-/// call per row (each with its own tile store) causal prefill at N = 128 –
-/// 512 ran 0–6% slower (Intel Xeon, one thread, H = 12, D = 64,
-/// alternating runs).
-///
-/// # Safety
-/// `o` valid for `d` reads and writes, `p` for `j1` reads, `v` for
-/// `j1·d` reads.
-#[inline(always)]
-unsafe fn add_keys<S: Simd>(
-    s: S,
-    o: *mut f32,
-    p: *const f32,
-    v: *const f32,
-    d: usize,
-    j0: usize,
-    j1: usize,
-) {
-    let lanes = S::F32_LANES;
-    let mut c = 0;
-    // SAFETY: whole vectors stay below d, the last part-vector is a
-    // `Part`; keys j < j1.
-    unsafe {
-        while c + lanes <= d {
-            let mut acc = load::<S>(o.add(c));
-            for j in j0..j1 {
-                let vv = load::<S>(v.add(j * d + c));
-                acc = s.mul_add_e_f32s(s.splat_f32s(*p.add(j)), vv, acc);
-            }
-            store::<S>(o.add(c), acc);
-            c += lanes;
-        }
-        if c < d {
-            let part = Part::new(s, d - c);
-            let mut acc = part.load(o.add(c));
-            for j in j0..j1 {
-                let vv = part.load(v.add(j * d + c));
-                acc = s.mul_add_e_f32s(s.splat_f32s(*p.add(j)), vv, acc);
-            }
-            part.store(o.add(c), acc);
         }
     }
 }
