@@ -104,9 +104,10 @@ pub fn widen_f16_f16c(src: &[f16], out: &mut [f32]) -> bool {
     true
 }
 
-/// The activation quantizer's libm-free `round` (half away from zero).
-pub fn round_half_away(y: f32) -> i32 {
-    crate::quant::round_half_away(y)
+/// The activation quantizer's rounding: `y.round()` (half away from zero)
+/// clamped to ±127, NaN as 0, in vectorizable operations.
+pub fn round_to_i8(y: f32) -> i8 {
+    crate::quant::round_to_i8(y)
 }
 
 /// The tokenizer's GPT-2 pre-tokenization pattern, written out by hand.

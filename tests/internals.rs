@@ -169,12 +169,15 @@ fn f16c_widening_is_exact_for_every_bit_pattern() {
     }
 }
 
-/// Equal to `f32::round` on every f32 within 64 ULPs of each half-integer
-/// and integer in ±130 (where the two could disagree), and on a grid
-/// across the range.
+/// Equal to `f32::round` clamped to ±127 on every f32 within 64 ULPs of
+/// each half-integer and integer in ±130 (where the two could disagree),
+/// on a grid across the range, and beyond it; NaN gives 0.
 #[test]
-fn round_half_away_is_f32_round() {
-    let check = |y: f32| assert_eq!(internals::round_half_away(y), y.round() as i32, "{y:e}");
+fn round_to_i8_is_f32_round_clamped() {
+    let check = |y: f32| {
+        let want = (y.round() as i32).clamp(-127, 127) as i8;
+        assert_eq!(internals::round_to_i8(y), want, "{y:e}");
+    };
     for h in -260i32..=260 {
         let c = h as f32 * 0.5;
         for d in -64i32..=64 {
@@ -196,9 +199,23 @@ fn round_half_away_is_f32_round() {
         -0.49999997,
         0.5,
         -0.5,
+        126.5,
+        -126.5,
+        127.49999,
+        127.5,
+        -127.5,
+        128.0,
+        -128.0,
+        1e30,
+        -1e30,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
     ] {
         check(y);
     }
+    assert_eq!(internals::round_to_i8(f32::NAN), 0);
 }
 
 #[cfg(feature = "model")]

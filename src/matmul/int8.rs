@@ -162,7 +162,11 @@ impl QuantA {
     ///
     /// # Errors
     /// `a` on a NaN or infinite activation.
-    pub(crate) fn new(p: &Problem, fmt: WeightFormat) -> Result<QuantA, crate::KernelError> {
+    pub(crate) fn new<L: crate::isa::Level>(
+        level: L,
+        p: &Problem,
+        fmt: WeightFormat,
+    ) -> Result<QuantA, crate::KernelError> {
         let mut qa = QA.take().unwrap_or_default();
         let (m, k) = (p.m, p.k);
         let nb = k / QK;
@@ -181,6 +185,39 @@ impl QuantA {
         qa.sa.clear();
         qa.sa.resize(mp * nb, 0.0);
         let off = offset(fmt);
+        match level.run(QuantRows {
+            p,
+            off,
+            qa: &mut qa,
+        }) {
+            Ok(Ok(())) => Ok(qa),
+            Ok(Err(e)) | Err(e) => {
+                QA.set(Some(qa));
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the buffers back for the next call on this thread.
+    pub(crate) fn put(self) {
+        QA.set(Some(self));
+    }
+}
+
+/// The rows of A quantized at a level: the loops are plain Rust that LLVM
+/// vectorizes with the level's instructions.
+struct QuantRows<'a> {
+    p: &'a Problem,
+    off: i32,
+    qa: &'a mut QuantA,
+}
+
+impl pulp::WithSimd for QuantRows<'_> {
+    type Output = Result<(), crate::KernelError>;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> Self::Output {
+        let (p, off, qa) = (self.p, self.off, self.qa);
+        let (m, k, nb) = (p.m, p.k, qa.nb);
         // A strided row is copied into `row` first; a contiguous one is read
         // in place (decode: no allocation in steady state).
         let mut row = Vec::new();
@@ -195,39 +232,31 @@ impl QuantA {
                 row.extend((0..k).map(|q| unsafe { *p.a.add(i * p.rsa + q * p.csa) }));
                 &row
             };
-            let res = crate::quant::quantize_activations(
-                x,
-                &mut qa.q[i * k..(i + 1) * k],
-                &mut qa.d[i * nb..(i + 1) * nb],
-            );
-            if let Err(e) = res {
-                QA.set(Some(qa));
+            let q = &mut qa.q[i * k..(i + 1) * k];
+            let d = &mut qa.d[i * nb..(i + 1) * nb];
+            if let Err(e) = crate::quant::quantize_activations_in(x, q, d) {
                 return Err(crate::KernelError::invalid(
                     "a",
                     format!("the int8 mode quantizes A: {e}"),
                 ));
             }
-            let q = &qa.q[i * k..(i + 1) * k];
-            for (g, l) in qa.lane[i * (k / 4)..(i + 1) * (k / 4)]
-                .iter_mut()
-                .enumerate()
-            {
-                *l = -off * q[4 * g..4 * g + 4].iter().map(|&v| v as i32).sum::<i32>();
+            let lanes = &mut qa.lane[i * (k / 4)..(i + 1) * (k / 4)];
+            for (l, g) in lanes.iter_mut().zip(q.chunks_exact(4)) {
+                *l = -off * (g[0] as i32 + g[1] as i32 + g[2] as i32 + g[3] as i32);
             }
-            for b in 0..nb {
-                qa.blk[i * nb + b] = qa.lane[i * (k / 4) + 8 * b..i * (k / 4) + 8 * b + 8]
-                    .iter()
-                    .sum();
-                let sum: i32 = q[QK * b..QK * (b + 1)].iter().map(|&v| v as i32).sum();
-                qa.sa[i * nb + b] = qa.d[i * nb + b] * sum as f32;
+            let blk = &mut qa.blk[i * nb..(i + 1) * nb];
+            let sa = &mut qa.sa[i * nb..(i + 1) * nb];
+            for (((qb, lb), (bl, s)), &db) in q
+                .chunks_exact(QK)
+                .zip(lanes.chunks_exact(8))
+                .zip(blk.iter_mut().zip(sa.iter_mut()))
+                .zip(d.iter())
+            {
+                *bl = lb.iter().sum();
+                *s = db * qb.iter().map(|&v| v as i32).sum::<i32>() as f32;
             }
         }
-        Ok(qa)
-    }
-
-    /// Gives the buffers back for the next call on this thread.
-    pub(crate) fn put(self) {
-        QA.set(Some(self));
+        Ok(())
     }
 }
 

@@ -396,7 +396,7 @@ fn int8_impl<L: Level>(
     if p.k == 0 || p.alpha == 0.0 {
         return level.run(Op { p: &p, nthreads });
     }
-    let qa = int8::QuantA::new(&p, fmt)?;
+    let qa = int8::QuantA::new(level, &p, fmt)?;
     let r = level.run(Int8Op {
         p,
         qa: &qa,

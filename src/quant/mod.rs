@@ -333,11 +333,44 @@ pub fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]) -> Result<()
             ),
         ));
     }
+    // The same results at every level (integer maxima, one correctly
+    // rounded product per value): the best one, for the vector loops.
+    crate::isa::dispatch(crate::Isa::hardware_best(), QuantizeActivations { x, q, d })?
+}
+
+/// [`quantize_activations`] (lengths checked) at a level: plain loops that
+/// LLVM vectorizes with the level's instructions (compiled for the
+/// baseline x86-64, the saturating float-to-int conversion is scalar:
+/// ~3.7 ns a value, 15% of a 1×4096·4096×512 Q4_0 decode).
+pub(crate) struct QuantizeActivations<'a> {
+    pub(crate) x: &'a [f32],
+    pub(crate) q: &'a mut [i8],
+    pub(crate) d: &'a mut [f32],
+}
+
+impl pulp::WithSimd for QuantizeActivations<'_> {
+    type Output = Result<(), KernelError>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Result<(), KernelError> {
+        quantize_activations_in(self.x, self.q, self.d)
+    }
+}
+
+/// The loops of [`quantize_activations`]; inlined into a level's code.
+#[inline(always)]
+pub(crate) fn quantize_activations_in(
+    x: &[f32],
+    q: &mut [i8],
+    d: &mut [f32],
+) -> Result<(), KernelError> {
     for ((c, qc), dc) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).zip(d) {
-        // Branch-free, so the loops vectorize: v·0 is NaN exactly when v
-        // is NaN or ±∞.
-        let bad = c.iter().fold(0.0f32, |s, &v| s + v * 0.0);
-        if bad.is_nan() {
+        // |v|'s bits order like |v| (NaN and ±∞ above every finite value),
+        // and an integer max is associative, so this vectorizes (a float
+        // fold is one dependent chain of 32 adds or maxes).
+        let bits = c
+            .iter()
+            .fold(0u32, |m, &v| m.max(v.to_bits() & 0x7FFF_FFFF));
+        if bits >= 0x7F80_0000 {
             let v = c
                 .iter()
                 .find(|v| !v.is_finite())
@@ -345,26 +378,36 @@ pub fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]) -> Result<()
                 .unwrap_or(f32::NAN);
             return Err(KernelError::invalid("x", format!("{v} is not finite")));
         }
-        let amax = c.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        let amax = f32::from_bits(bits);
         let s = amax / 127.0;
         let id = if s != 0.0 { 1.0 / s } else { 0.0 };
         for (qv, &v) in qc.iter_mut().zip(c) {
             // |v·id| ≤ 127 but for amax < 2⁻¹²¹, where 1/d overflows to ∞:
-            // the clamp keeps those blocks' q at ±127 (as f32 → i8 would).
-            *qv = round_half_away(v * id).clamp(-127, 127) as i8;
+            // those blocks' nonzero q are ±127, their zeros (0·∞ = NaN) 0.
+            *qv = round_to_i8(v * id);
         }
         *dc = s;
     }
     Ok(())
 }
 
-/// `y.round()` (half away from zero) without a libm call: truncating `y +
-/// copysign(0.49999997, y)` (the largest f32 below ½) — exact for every
-/// f32 in i32's range (the sum rounds up to the next integer exactly when
-/// |y|'s fraction is ≥ ½). Here |y| ≤ 127.5.
+/// `y.round()` (half away from zero) clamped to ±127 as an `i8`, NaN as 0,
+/// in operations that vectorize (a float-to-int `as` is saturating, which
+/// LLVM turns into one scalar conversion and two compares per value): the
+/// clamp first (the bounds are integers, so it commutes with rounding),
+/// then truncating `y + copysign(0.49999997, y)` (the largest f32 below ½;
+/// the sum rounds up to the next integer exactly when |y|'s fraction is
+/// ≥ ½), then the integer read from the low bits of `t + 1.5·2²³` (exact:
+/// |t| ≤ 127, so the sum lies in [2²³, 2²⁴) where the f32 step is 1).
 #[inline(always)]
-pub(crate) fn round_half_away(y: f32) -> i32 {
-    (y + f32::from_bits(0x3EFF_FFFF).copysign(y)) as i32
+pub(crate) fn round_to_i8(y: f32) -> i8 {
+    let y = if y.is_nan() {
+        0.0
+    } else {
+        y.clamp(-127.0, 127.0)
+    };
+    let t = (y + f32::from_bits(0x3EFF_FFFF).copysign(y)).trunc();
+    ((t + 12_582_912.0).to_bits() as i32 - 0x4B40_0000) as i8
 }
 
 /// Quantizes `x` to Q4_0 exactly as llama.cpp's reference
