@@ -99,20 +99,19 @@ unsafe fn run_span<S: Simd, F: VecFn>(
                 s.add_f32s(v, load(bias.add(i)))
             }
         };
-        // Four independent vectors per step: the activations are long
-        // dependency chains (division, polynomials, exp), and interleaving
-        // them keeps both FMA ports busy.
-        while i + 4 * lanes <= n {
-            let v0 = f.apply(s, input(i));
-            let v1 = f.apply(s, input(i + lanes));
-            let v2 = f.apply(s, input(i + 2 * lanes));
-            let v3 = f.apply(s, input(i + 3 * lanes));
-            (dst.add(i) as *mut S::f32s).write_unaligned(v0);
-            (dst.add(i + lanes) as *mut S::f32s).write_unaligned(v1);
-            (dst.add(i + 2 * lanes) as *mut S::f32s).write_unaligned(v2);
-            (dst.add(i + 3 * lanes) as *mut S::f32s).write_unaligned(v3);
-            i += 4 * lanes;
+        // K independent vectors per step, their operations interleaved
+        // (`apply_n`): the activations are long dependency chains
+        // (polynomials, exp, a division), and one chain after another left
+        // the FMA ports waiting. Measured (Intel Xeon, one thread, 16 384
+        // floats, ns a value, before → after): erf-GELU AVX-512 0.60 →
+        // 0.44 (K = 8 with the reciprocal of `math::recip_n`; K = 4: 0.51),
+        // AVX2 1.28 → 0.98; tanh-GELU AVX2 0.79 → 0.64, AVX-512 level.
+        // SiLU (a full exp and a division) ran 5% slower at K = 8 on
+        // AVX-512 and keeps 4.
+        if f.interleave() >= 8 {
+            i = span_steps::<S, F, 8>(s, f, src, dst, bias, i, n);
         }
+        i = span_steps::<S, F, 4>(s, f, src, dst, bias, i, n);
         while i + lanes <= n {
             let v = f.apply(s, input(i));
             (dst.add(i) as *mut S::f32s).write_unaligned(v);
@@ -127,6 +126,43 @@ unsafe fn run_span<S: Simd, F: VecFn>(
             part.store(dst.add(i), f.apply(s, v));
         }
     }
+}
+
+/// [`run_span`]'s main loop from `i`: `f` on `K` vectors a step while `K`
+/// whole vectors remain; returns where it stopped.
+///
+/// # Safety
+/// As [`run_span`].
+#[inline(always)]
+unsafe fn span_steps<S: Simd, F: VecFn, const K: usize>(
+    s: S,
+    f: F,
+    src: *const f32,
+    dst: *mut f32,
+    bias: *const f32,
+    mut i: usize,
+    n: usize,
+) -> usize {
+    let lanes = S::F32_LANES;
+    // SAFETY: every access touches [i, i + K·lanes) with i + K·lanes ≤ n.
+    unsafe {
+        let load = |p: *const f32| (p as *const S::f32s).read_unaligned();
+        while i + K * lanes <= n {
+            let mut x = [s.splat_f32s(0.0); K];
+            for (j, xj) in x.iter_mut().enumerate() {
+                *xj = load(src.add(i + j * lanes));
+                if !bias.is_null() {
+                    *xj = s.add_f32s(*xj, load(bias.add(i + j * lanes)));
+                }
+            }
+            let y = f.apply_n(s, x);
+            for (j, yj) in y.iter().enumerate() {
+                (dst.add(i + j * lanes) as *mut S::f32s).write_unaligned(*yj);
+            }
+            i += K * lanes;
+        }
+    }
+    i
 }
 
 /// `dst[i] = f(src[i])·mul[i]` for `i < n` (SwiGLU: `f` = SiLU of the gate,

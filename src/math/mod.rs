@@ -4,7 +4,9 @@
 //!
 //! Only FMAs, multiplies, one division where stated, compares/selects and a
 //! bit shift are used, so every level (scalar, AVX2, AVX-512, NEON) runs the
-//! same algorithm; the scalar level computes `a*b+c` unfused.
+//! same algorithm; the scalar level computes `a*b+c` unfused. AVX-512 swaps
+//! two steps for its own instructions: `2ⁿ` by `vscalefps` in the lean
+//! `exp2`, and GELU's one reciprocal by `vrcp14ps` and a Newton step.
 //!
 //! Accuracy, measured by `tests/math.rs` against f64 (`libm`) over 2²⁰+ points
 //! on every available level; the bounds there are what the tests assert:
@@ -315,6 +317,24 @@ pub fn tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     s.select_f32s(s.equal_f32s(x, x), r, x)
 }
 
+/// `1/d` for `d ≥ 1` (finite): a division, or on AVX-512 the 14-bit
+/// reciprocal estimate and one Newton step (`arch::x86::recip_v4`: within
+/// 1 ULP; the 512-bit division is the slowest instruction of a GELU).
+#[inline(always)]
+fn recip_n<S: Simd, const K: usize>(s: S, d: [S::f32s; K]) -> [S::f32s; K] {
+    #[cfg(target_arch = "x86_64")]
+    if crate::arch::x86::is_v4::<S>() {
+        // SAFETY: the V4 token proves AVX-512F; its f32 vector is __m512.
+        return unsafe {
+            core::mem::transmute_copy(&crate::arch::x86::recip_v4(core::mem::transmute_copy::<
+                _,
+                [core::arch::x86_64::__m512; K],
+            >(&d)))
+        };
+    }
+    each!(s, K, |k| s.div_f32s(s.splat_f32s(1.0), d[k]))
+}
+
 /// Exact GELU `x·Φ(x) = 0.5·x·(1 + erf(x/√2))` per lane.
 ///
 /// `Φ(x) = 1 − q` for x ≥ 0 and `q` for x < 0 with `q = erfc(|x|/√2)/2`,
@@ -334,9 +354,9 @@ pub fn gelu_erf<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 #[inline(always)]
 pub(crate) fn gelu_erf_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::f32s; K] {
     let one = s.splat_f32s(1.0);
-    let half = s.splat_f32s(0.5);
     // z = |x|/√2, clamped (erfc(10) = 2e-45) so that |x| = ∞ never makes
-    // u = ∞·0; t = ½/(1 + z/2) carries erfc's halving, u = z·t = 1 − 2t.
+    // u = ∞·0; t = ½/(1 + z/2) = 1/(2 + z) carries erfc's halving, u = z·t
+    // = 1 − 2t.
     let z = each!(s, K, |k| s.min_f32s(
         s.mul_f32s(
             s.abs_f32s(x[k]),
@@ -344,8 +364,7 @@ pub(crate) fn gelu_erf_n<S: Simd, const K: usize>(s: S, x: [S::f32s; K]) -> [S::
         ),
         s.splat_f32s(10.0),
     ));
-    let t = each!(s, K, |k| s
-        .div_f32s(half, s.mul_add_e_f32s(z[k], half, one)));
+    let t = recip_n(s, each!(s, K, |k| s.add_f32s(z[k], s.splat_f32s(2.0))));
     let u = each!(s, K, |k| s.mul_f32s(z[k], t[k]));
     // The erfc_nonneg polynomial with its coefficients times log2 e.
     let q = erfc_q(s, u, LOG2E);

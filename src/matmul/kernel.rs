@@ -590,9 +590,11 @@ unsafe fn store_tile<S: Simd, F: VecFn, const MR: usize, const NV: usize>(
             // GELU's ~110-cycle dependency chain left the FMA units idle:
             // the fused bias-GELU on 512×3072·768 cost +12% over the plain
             // product (AMD Zen 3, AVX2; +11% on an Intel Xeon, AVX-512),
-            // interleaved +9% (both). The floor is the GELU's own work:
-            // ~38 vector operations on the two FMA ports, ≥ 19 cycles per
-            // 16 outputs, is ~5% of this product's FMA cycles (k = 768).
+            // 4 at a time +9% (both); 8 at a time with GELU's reciprocal
+            // as `vrcp14ps` + a Newton step (not a 512-bit division)
+            // +6–8% (Intel Xeon). The floor is the GELU's own work: ~38
+            // vector operations on the two FMA ports, ≥ 19 cycles per 16
+            // outputs, is ~5% of this product's FMA cycles (k = 768).
             const G: usize = crate::act::INTERLEAVE;
             let at = |t: usize| (t / NV, t % NV);
             let mut t = 0;
