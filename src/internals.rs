@@ -25,6 +25,13 @@ pub fn exp2_nonpos_slice<S: Simd>(s: S, xs: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The online softmax's row step (`attention::softmax::softmax_row`):
+/// `row[..visible]` becomes `2^(row − m_use)`; returns `(m_new, sum)`.
+#[inline(always)]
+pub fn softmax_row<S: Simd>(s: S, row: &mut [f32], visible: usize, m_old: f32) -> (f32, f32) {
+    crate::attention::softmax::softmax_row(s, row, visible, m_old)
+}
+
 macro_rules! widen_slice {
     ($(#[$doc:meta])* $name:ident, $t:ty, |$p:ident| $load:expr) => {
         $(#[$doc])*

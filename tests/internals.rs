@@ -1,9 +1,9 @@
 //! Tests of crate-private pieces, through `transformer_kernels::internals`
-//! (hidden, not API): the softmax's `2^x`, the low-precision widenings on
-//! every level, the activation quantizer's rounding, and the tokenizer's
-//! pre-tokenization pattern and byte table. They live here, not in `src`,
-//! so `cargo test` does not compile the library a second time as a
-//! unit-test harness (`[lib] test = false`).
+//! (hidden, not API): the softmax's `2^x` and row step, the low-precision
+//! widenings on every level, the activation quantizer's rounding, and the
+//! tokenizer's pre-tokenization pattern and byte table. They live here, not
+//! in `src`, so `cargo test` does not compile the library a second time as
+//! a unit-test harness (`[lib] test = false`).
 
 mod common;
 
@@ -649,4 +649,86 @@ fn thread_team_runs_every_index_once_per_section() {
         });
         assert_eq!(c.load(Ordering::Relaxed), 4);
     }
+}
+
+/// `softmax_row` on every level: rows of 0–300 scores (whole groups of
+/// four vectors, single vectors after them, a partial tail), every prefix
+/// `visible`, a running max below, inside or above the row's, or none
+/// (−∞); a +∞ score. Each numerator within 2 ULP of `2^(x − m_new)` (the
+/// `exp2` bound; `x − m_new` is exact here: both are multiples of 2⁻¹⁰
+/// below 2⁹), the sum within 2 ULP + the f32 summation bound of the f64
+/// sum, `row[visible..]` untouched.
+#[derive(Clone, Copy)]
+struct SoftmaxRow;
+
+impl WithSimd for SoftmaxRow {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let mut seed = 0x2545_f491_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let lanes = S::F32_LANES;
+        for len in (0usize..40).chain([63, 64, 65, 127, 128, 129, 255, 256, 300]) {
+            let row: Vec<f32> = (0..len)
+                .map(|_| ((next() % 40_000) as f32 - 30_000.0) / 1024.0)
+                .collect();
+            for visible in [0, 1, len / 2, len.saturating_sub(1), len] {
+                let visible = visible.min(len);
+                let mx = row[..visible]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                for m_old in [f32::NEG_INFINITY, mx - 3.0, mx, mx + 5.5, -20.0] {
+                    let mut got = row.clone();
+                    let (m_new, sum) = internals::softmax_row(s, &mut got, visible, m_old);
+                    let want_m = mx.max(m_old);
+                    let at = format!("{lanes} lanes, len {len}, visible {visible}, m_old {m_old}");
+                    assert_eq!(m_new.to_bits(), want_m.to_bits(), "{at}");
+                    let m_use = if want_m == f32::NEG_INFINITY {
+                        0.0
+                    } else {
+                        want_m
+                    };
+                    let mut exact = 0.0f64;
+                    for (j, (&x, &y)) in row.iter().zip(&got).enumerate() {
+                        if j >= visible {
+                            assert_eq!(y.to_bits(), x.to_bits(), "{at}: key {j} changed");
+                            continue;
+                        }
+                        let e = ((x - m_use) as f64).exp2();
+                        exact += e;
+                        let ulp = f32::from_bits((e as f32).to_bits() + 1) as f64 - e;
+                        assert!(
+                            (y as f64 - e).abs() <= 2.0 * ulp.max(f32::MIN_POSITIVE as f64),
+                            "{at}: 2^({x} − {m_use}) = {y}, exact {e}"
+                        );
+                    }
+                    let bound = exact * (2.0 * f32::EPSILON as f64) * (1.0 + visible as f64);
+                    assert!(
+                        (sum as f64 - exact).abs() <= bound + 1e-37,
+                        "{at}: sum {sum}, exact {exact}"
+                    );
+                }
+            }
+        }
+        // A +∞ score takes the limit: 1 for +∞, 0 for the rest.
+        let mut row = vec![1.0f32; 3 * lanes + 1];
+        row[lanes + 1] = f32::INFINITY;
+        let (m_new, sum) = internals::softmax_row(s, &mut row, 3 * lanes + 1, 0.0);
+        assert_eq!((m_new, sum), (f32::INFINITY, 1.0));
+        assert!(
+            row.iter()
+                .enumerate()
+                .all(|(j, &v)| v == if j == lanes + 1 { 1.0 } else { 0.0 })
+        );
+    }
+}
+
+#[test]
+fn softmax_row_matches_f64_on_every_level() {
+    on_every_level(SoftmaxRow);
 }

@@ -15,7 +15,7 @@
 
 mod decode;
 mod flash;
-mod softmax;
+pub(crate) mod softmax;
 pub mod view;
 
 pub use view::{HeadsElem, HeadsMut, HeadsRef};

@@ -69,12 +69,30 @@ pub(crate) fn softmax_row<S: Simd>(
         m_new
     };
     let mv = s.splat_f32s(m_use);
-    let mut sum = s.splat_f32s(0.0);
     let (v, t) = S::as_mut_simd_f32s(head);
-    for x in v.iter_mut() {
-        *x = math::exp2_nonpos(s, s.sub_f32s(*x, mv));
-        sum = s.add_f32s(sum, *x);
+    // Four vectors a step, their `2^x` interleaved and summed into four
+    // running sums: one sum was a chain of add latencies as long as the
+    // exponentials' own work.
+    let mut sums = [s.splat_f32s(0.0); 4];
+    let mut quads = v.chunks_exact_mut(4);
+    for q in &mut quads {
+        let x = [
+            s.sub_f32s(q[0], mv),
+            s.sub_f32s(q[1], mv),
+            s.sub_f32s(q[2], mv),
+            s.sub_f32s(q[3], mv),
+        ];
+        let e = math::exp2_nonpos_n(s, x);
+        for j in 0..4 {
+            q[j] = e[j];
+            sums[j] = s.add_f32s(sums[j], e[j]);
+        }
     }
+    for x in quads.into_remainder() {
+        *x = math::exp2_nonpos(s, s.sub_f32s(*x, mv));
+        sums[0] = s.add_f32s(sums[0], *x);
+    }
+    let mut sum = s.add_f32s(s.add_f32s(sums[0], sums[1]), s.add_f32s(sums[2], sums[3]));
     if !t.is_empty() {
         let part = Part::native(s, t.len());
         // SAFETY: the tail has t.len() floats.
