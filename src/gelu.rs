@@ -84,21 +84,11 @@ unsafe fn run_span<S: Simd, F: VecFn>(
     n: usize,
     bias: *const f32,
 ) {
-    let lanes = S::F32_LANES;
     let mut i = 0;
-    // SAFETY (whole block): every full-vector access below touches
-    // [i, i + lanes) with i + lanes <= n; the tail uses a mask of n - i lanes,
-    // so no lane outside [0, n) is read or written.
+    // SAFETY (whole block): `span_steps` touches whole vectors below n; the
+    // tail uses a mask of n - i lanes, so no lane outside [0, n) is read or
+    // written.
     unsafe {
-        let load = |p: *const f32| (p as *const S::f32s).read_unaligned();
-        let input = |i: usize| {
-            let v = load(src.add(i));
-            if bias.is_null() {
-                v
-            } else {
-                s.add_f32s(v, load(bias.add(i)))
-            }
-        };
         // K independent vectors per step, their operations interleaved
         // (`apply_n`): the activations are long dependency chains
         // (polynomials, exp, a division), and one chain after another left
@@ -112,11 +102,8 @@ unsafe fn run_span<S: Simd, F: VecFn>(
             i = span_steps::<S, F, 8>(s, f, src, dst, bias, i, n);
         }
         i = span_steps::<S, F, 4>(s, f, src, dst, bias, i, n);
-        while i + lanes <= n {
-            let v = f.apply(s, input(i));
-            (dst.add(i) as *mut S::f32s).write_unaligned(v);
-            i += lanes;
-        }
+        // The last whole vectors one at a time (`apply_n` on one: `apply`).
+        i = span_steps::<S, F, 1>(s, f, src, dst, bias, i, n);
         if i < n {
             let part = Part::new(s, n - i);
             let mut v = part.load(src.add(i));

@@ -342,10 +342,10 @@ pub fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]) -> Result<()
 /// LLVM vectorizes with the level's instructions (compiled for the
 /// baseline x86-64, the saturating float-to-int conversion is scalar:
 /// ~3.7 ns a value, 15% of a 1×4096·4096×512 Q4_0 decode).
-pub(crate) struct QuantizeActivations<'a> {
-    pub(crate) x: &'a [f32],
-    pub(crate) q: &'a mut [i8],
-    pub(crate) d: &'a mut [f32],
+struct QuantizeActivations<'a> {
+    x: &'a [f32],
+    q: &'a mut [i8],
+    d: &'a mut [f32],
 }
 
 impl pulp::WithSimd for QuantizeActivations<'_> {
