@@ -8,7 +8,7 @@ use crate::act::{Act, Identity, VecFn, with_fixed};
 pub use crate::act::{GeluKind, MathFn};
 use crate::error::KernelError;
 use crate::isa::{Config, Level, Parallelism, Token, dispatch};
-use crate::simd::Part;
+use crate::simd::{Part, load, store};
 use crate::threads;
 use core::ptr::null;
 use pulp::{Simd, WithSimd};
@@ -133,18 +133,17 @@ unsafe fn span_steps<S: Simd, F: VecFn, const K: usize>(
     let lanes = S::F32_LANES;
     // SAFETY: every access touches [i, i + K·lanes) with i + K·lanes ≤ n.
     unsafe {
-        let load = |p: *const f32| (p as *const S::f32s).read_unaligned();
         while i + K * lanes <= n {
             let mut x = [s.splat_f32s(0.0); K];
             for (j, xj) in x.iter_mut().enumerate() {
-                *xj = load(src.add(i + j * lanes));
+                *xj = load::<S>(src.add(i + j * lanes));
                 if !bias.is_null() {
-                    *xj = s.add_f32s(*xj, load(bias.add(i + j * lanes)));
+                    *xj = s.add_f32s(*xj, load::<S>(bias.add(i + j * lanes)));
                 }
             }
             let y = f.apply_n(s, x);
-            for (j, yj) in y.iter().enumerate() {
-                (dst.add(i + j * lanes) as *mut S::f32s).write_unaligned(*yj);
+            for (j, &yj) in y.iter().enumerate() {
+                store::<S>(dst.add(i + j * lanes), yj);
             }
             i += K * lanes;
         }
